@@ -1,0 +1,254 @@
+package emulator
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+)
+
+// FlowRunSpec describes a flow run to schedule. Empty ids are generated; an
+// empty State means Scheduled at ScheduledStartTime (now when zero).
+type FlowRunSpec struct {
+	ID                 string          `json:"id,omitempty"`
+	TenantID           string          `json:"tenant_id,omitempty"`
+	Name               string          `json:"name,omitempty"`
+	Flow               Flow            `json:"flow"`
+	Labels             []string        `json:"labels,omitempty"`
+	RunConfig          json.RawMessage `json:"run_config,omitempty"`
+	Parameters         json.RawMessage `json:"parameters,omitempty"`
+	ScheduledStartTime time.Time       `json:"scheduled_start_time,omitzero"`
+	State              string          `json:"state,omitempty"`
+	TaskRuns           []TaskRunSpec   `json:"task_runs,omitempty"`
+}
+
+// TaskRunSpec describes a task run of a scheduled flow run.
+type TaskRunSpec struct {
+	ID     string `json:"id,omitempty"`
+	TaskID string `json:"task_id,omitempty"`
+	State  string `json:"state,omitempty"`
+}
+
+// AddFlowRun schedules a flow run and returns it as stored.
+func (e *Emulator) AddFlowRun(spec FlowRunSpec) (FlowRun, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.now()
+	if spec.ID == "" {
+		spec.ID = newID()
+	}
+	if _, exists := e.runs[spec.ID]; exists {
+		return FlowRun{}, fmt.Errorf("flow run %s already exists", spec.ID)
+	}
+	if spec.TenantID == "" {
+		spec.TenantID = e.tenants[0].ID
+	}
+	if !e.hasTenant(spec.TenantID) {
+		return FlowRun{}, fmt.Errorf("unknown tenant %q", spec.TenantID)
+	}
+	if spec.Flow.ID == "" {
+		spec.Flow.ID = newID()
+	}
+	if spec.Flow.Name == "" {
+		spec.Flow.Name = "flow"
+	}
+	if spec.Flow.CoreVersion == "" {
+		spec.Flow.CoreVersion = "1.4.1"
+	}
+	if spec.Name == "" {
+		spec.Name = "run-" + spec.ID[:8]
+	}
+	if spec.ScheduledStartTime.IsZero() {
+		spec.ScheduledStartTime = now
+	}
+	if spec.State == "" {
+		spec.State = "Scheduled"
+	}
+	state := serializedState(spec.State, "Flow run scheduled.", &spec.ScheduledStartTime)
+	r := &FlowRun{
+		ID: spec.ID, TenantID: spec.TenantID, Name: spec.Name, Flow: spec.Flow,
+		Labels: sortedCopy(spec.Labels), RunConfig: spec.RunConfig, Parameters: spec.Parameters,
+		ScheduledStartTime: spec.ScheduledStartTime, Version: 1, State: spec.State,
+		StateMessage: "Flow run scheduled.", SerializedState: state, StateStartTime: spec.ScheduledStartTime,
+		States: []StateRecord{{Type: spec.State, Message: "Flow run scheduled.", Version: 1, Timestamp: now, State: state}},
+	}
+	for _, ts := range spec.TaskRuns {
+		if ts.ID == "" {
+			ts.ID = newID()
+		}
+		if ts.TaskID == "" {
+			ts.TaskID = newID()
+		}
+		if ts.State == "" {
+			ts.State = "Scheduled"
+		}
+		tstate := serializedState(ts.State, "Task run scheduled.", &spec.ScheduledStartTime)
+		tr := &TaskRun{ID: ts.ID, TaskID: ts.TaskID, FlowRunID: r.ID, Version: 1, State: ts.State,
+			SerializedState: tstate, StateStartTime: spec.ScheduledStartTime}
+		r.TaskRuns = append(r.TaskRuns, tr)
+		e.taskRuns[tr.ID] = tr
+	}
+	e.runs[r.ID] = r
+	e.order = append(e.order, r.ID)
+	return r.snapshot(), nil
+}
+
+// FlowRun returns a copy of a flow run with its states, logs and task runs.
+func (e *Emulator) FlowRun(id string) (FlowRun, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.runs[id]
+	if !ok {
+		return FlowRun{}, false
+	}
+	return r.snapshot(), true
+}
+
+// FlowRuns returns copies of every flow run, oldest first.
+func (e *Emulator) FlowRuns() []FlowRun {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]FlowRun, 0, len(e.order))
+	for _, id := range e.order {
+		out = append(out, e.runs[id].snapshot())
+	}
+	return out
+}
+
+// SetFlowRunState moves a run to a state as a user or the flow itself would
+// (for example Cancelled, Running or Success), bumping its version.
+func (e *Emulator) SetFlowRunState(id, stateType, message string) (FlowRun, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.runs[id]
+	if !ok {
+		return FlowRun{}, fmt.Errorf("no flow run %s", id)
+	}
+	state := serializedState(stateType, message, nil)
+	r.Version++
+	r.State, r.StateMessage, r.SerializedState, r.StateStartTime = stateType, message, state, e.now()
+	r.States = append(r.States, StateRecord{Type: stateType, Message: message, Version: r.Version, Timestamp: e.now(), State: state})
+	return r.snapshot(), nil
+}
+
+// Agents returns the registered agents.
+func (e *Emulator) Agents() []Agent {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Agent, 0, len(e.agents))
+	for _, a := range e.agents {
+		out = append(out, *a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Requests counts the GraphQL requests answered so far, by operation name.
+func (e *Emulator) Requests() map[string]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[string]int, len(e.requests))
+	for k, v := range e.requests {
+		out[k] = v
+	}
+	return out
+}
+
+func (r *FlowRun) snapshot() FlowRun {
+	c := *r
+	c.Labels = append([]string{}, r.Labels...)
+	c.States = append([]StateRecord{}, r.States...)
+	c.Logs = append([]Log{}, r.Logs...)
+	c.TaskRuns = nil
+	for _, tr := range r.TaskRuns {
+		t := *tr
+		t.States = append([]StateRecord{}, tr.States...)
+		c.TaskRuns = append(c.TaskRuns, &t)
+	}
+	return c
+}
+
+// serializedState builds a minimal state the server can load.
+func serializedState(stateType, message string, start *time.Time) json.RawMessage {
+	s := map[string]any{"type": stateType, "message": message, "context": map[string]any{}, "__version__": "1.4.1"}
+	if start != nil {
+		s["start_time"] = formatTime(*start)
+	}
+	raw, _ := json.Marshal(s)
+	return raw
+}
+
+// registerControl adds the REST control API for tests and the demo.
+func (e *Emulator) registerControl(mux *http.ServeMux) {
+	mux.HandleFunc("GET /emulator/flow-runs", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, e.FlowRuns())
+	})
+	mux.HandleFunc("POST /emulator/flow-runs", func(w http.ResponseWriter, r *http.Request) {
+		var specs []FlowRunSpec
+		if err := decodeOneOrMany(r, &specs); err != nil {
+			http.Error(w, "body must be a flow run spec or a list of them: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		var out []FlowRun
+		for _, spec := range specs {
+			run, err := e.AddFlowRun(spec)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusConflict)
+				return
+			}
+			out = append(out, run)
+		}
+		writeJSON(w, http.StatusCreated, out)
+	})
+	mux.HandleFunc("GET /emulator/flow-runs/{id}", func(w http.ResponseWriter, r *http.Request) {
+		run, ok := e.FlowRun(r.PathValue("id"))
+		if !ok {
+			http.Error(w, "no such flow run", http.StatusNotFound)
+			return
+		}
+		writeJSON(w, http.StatusOK, run)
+	})
+	mux.HandleFunc("POST /emulator/flow-runs/{id}/state", func(w http.ResponseWriter, r *http.Request) {
+		var body struct{ Type, Message string }
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Type == "" {
+			http.Error(w, `body must be {"type": "<state>", "message": "..."}`, http.StatusBadRequest)
+			return
+		}
+		run, err := e.SetFlowRunState(r.PathValue("id"), body.Type, body.Message)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		writeJSON(w, http.StatusOK, run)
+	})
+	mux.HandleFunc("GET /emulator/agents", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, e.Agents())
+	})
+	mux.HandleFunc("PUT /emulator/faults", func(w http.ResponseWriter, r *http.Request) {
+		var f Faults
+		if err := json.NewDecoder(r.Body).Decode(&f); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		e.SetFaults(f)
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// decodeOneOrMany reads either one JSON object or an array of them.
+func decodeOneOrMany(r *http.Request, out *[]FlowRunSpec) error {
+	var raw json.RawMessage
+	if err := json.NewDecoder(r.Body).Decode(&raw); err != nil {
+		return err
+	}
+	if len(raw) > 0 && raw[0] == '[' {
+		return json.Unmarshal(raw, out)
+	}
+	var one FlowRunSpec
+	if err := json.Unmarshal(raw, &one); err != nil {
+		return err
+	}
+	*out = []FlowRunSpec{one}
+	return nil
+}

@@ -1,0 +1,155 @@
+package emulator
+
+import (
+	"fmt"
+	"time"
+)
+
+// Hasura bool_exp evaluation for the columns the schema copy exposes. Nested
+// relationship filters (flow_run.task_runs) hold when any related row matches.
+
+func matchFlowRun(r *FlowRun, where map[string]any) (bool, error) {
+	return matchBoolExp(where, func(column string, cond map[string]any) (bool, error) {
+		switch column {
+		case "id":
+			return compareString(r.ID, false, cond)
+		case "flow_id":
+			return compareString(r.Flow.ID, false, cond)
+		case "state":
+			return compareString(r.State, r.State == "", cond)
+		case "state_start_time":
+			return compareTime(r.StateStartTime, cond)
+		case "task_runs":
+			for _, tr := range r.TaskRuns {
+				ok, err := matchTaskRun(tr, cond)
+				if err != nil || ok {
+					return ok, err
+				}
+			}
+			return false, nil
+		}
+		return false, fmt.Errorf("emulator: filtering flow_run on %s is not implemented", column)
+	})
+}
+
+func matchTaskRun(tr *TaskRun, where map[string]any) (bool, error) {
+	return matchBoolExp(where, func(column string, cond map[string]any) (bool, error) {
+		switch column {
+		case "id":
+			return compareString(tr.ID, false, cond)
+		case "state":
+			return compareString(tr.State, tr.State == "", cond)
+		case "state_start_time":
+			return compareTime(tr.StateStartTime, cond)
+		}
+		return false, fmt.Errorf("emulator: filtering task_run on %s is not implemented", column)
+	})
+}
+
+// matchBoolExp applies _and, _or and _not, and hands every column condition to column.
+func matchBoolExp(where map[string]any, column func(string, map[string]any) (bool, error)) (bool, error) {
+	for key, value := range where {
+		var ok bool
+		var err error
+		switch key {
+		case "_and":
+			ok = true
+			for _, sub := range asList(value) {
+				m, _ := sub.(map[string]any)
+				if ok, err = matchBoolExp(m, column); err != nil || !ok {
+					break
+				}
+			}
+		case "_or":
+			for _, sub := range asList(value) {
+				m, _ := sub.(map[string]any)
+				if ok, err = matchBoolExp(m, column); err != nil || ok {
+					break
+				}
+			}
+		case "_not":
+			m, _ := value.(map[string]any)
+			ok, err = matchBoolExp(m, column)
+			ok = !ok
+		default:
+			m, _ := value.(map[string]any)
+			ok, err = column(key, m)
+		}
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func compareString(v string, isNull bool, cond map[string]any) (bool, error) {
+	for op, arg := range cond {
+		var ok bool
+		switch op {
+		case "_eq":
+			ok = !isNull && v == asString(arg)
+		case "_neq":
+			ok = !isNull && v != asString(arg)
+		case "_in":
+			ok = !isNull && contains(asStrings(arg), v)
+		case "_nin":
+			ok = !isNull && !contains(asStrings(arg), v)
+		case "_is_null":
+			want, _ := arg.(bool)
+			ok = isNull == want
+		default:
+			return false, fmt.Errorf("emulator: comparison %s is not implemented", op)
+		}
+		if !ok {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func compareTime(v time.Time, cond map[string]any) (bool, error) {
+	for op, arg := range cond {
+		if op == "_is_null" {
+			want, _ := arg.(bool)
+			if v.IsZero() != want {
+				return false, nil
+			}
+			continue
+		}
+		if v.IsZero() {
+			return false, nil
+		}
+		t, err := time.Parse(time.RFC3339Nano, asString(arg))
+		if err != nil {
+			return false, fmt.Errorf("invalid input syntax for type timestamp with time zone: %q", asString(arg))
+		}
+		var ok bool
+		switch op {
+		case "_eq":
+			ok = v.Equal(t)
+		case "_gt":
+			ok = v.After(t)
+		case "_gte":
+			ok = !v.Before(t)
+		case "_lt":
+			ok = v.Before(t)
+		case "_lte":
+			ok = !v.After(t)
+		default:
+			return false, fmt.Errorf("emulator: comparison %s is not implemented", op)
+		}
+		if !ok {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func contains(list []string, v string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}

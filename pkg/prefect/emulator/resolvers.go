@@ -1,0 +1,333 @@
+package emulator
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
+)
+
+const queuedRunsReturnedLimit = 25
+
+func (e *Emulator) queryRoot(info requestInfo) object {
+	return func(field string, args map[string]any) (any, error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		switch field {
+		case "hello":
+			return "👋", nil
+		case "tenant":
+			var out []any
+			for _, t := range e.tenants {
+				if info.tenantID != "" && t.ID != info.tenantID {
+					continue
+				}
+				out = append(out, mapObject(map[string]any{"id": t.ID, "name": t.Name, "slug": t.Slug}))
+			}
+			return out, nil
+		case "auth_info":
+			return mapObject(map[string]any{"tenant_id": info.tenantID}), nil
+		case "flow_run":
+			where, _ := args["where"].(map[string]any)
+			limit, hasLimit := asInt(args["limit"])
+			var out []any
+			for _, id := range e.order {
+				r := e.runs[id]
+				if info.tenantID != "" && r.TenantID != info.tenantID {
+					continue
+				}
+				ok, err := matchFlowRun(r, where)
+				if err != nil {
+					return nil, err
+				}
+				if ok {
+					out = append(out, e.flowRunObject(r))
+				}
+				if hasLimit && len(out) >= limit {
+					break
+				}
+			}
+			return out, nil
+		case "flow_run_by_pk":
+			r := e.runs[asString(args["id"])]
+			if r == nil || (info.tenantID != "" && r.TenantID != info.tenantID) {
+				return nil, nil
+			}
+			return e.flowRunObject(r), nil
+		}
+		return nil, fmt.Errorf("emulator: query field %s is not implemented", field)
+	}
+}
+
+func (e *Emulator) mutationRoot(info requestInfo) object {
+	return func(field string, args map[string]any) (any, error) {
+		input, _ := args["input"].(map[string]any)
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		switch field {
+		case "register_agent":
+			return e.registerAgent(info, input)
+		case "get_runs_in_queue":
+			return e.getRunsInQueue(info, input)
+		case "set_flow_run_states":
+			return e.setFlowRunStates(input)
+		case "set_task_run_states":
+			return e.setTaskRunStates(input)
+		case "write_run_logs":
+			return e.writeRunLogs(input)
+		}
+		return nil, fmt.Errorf("emulator: mutation %s is not implemented", field)
+	}
+}
+
+func (e *Emulator) tenantFor(info requestInfo, input map[string]any) (string, error) {
+	tenant := asString(input["tenant_id"])
+	if tenant == "" {
+		tenant = info.tenantID
+	}
+	if tenant == "" || !e.hasTenant(tenant) || (info.tenantID != "" && tenant != info.tenantID) {
+		return "", fmt.Errorf("Invalid tenant ID")
+	}
+	return tenant, nil
+}
+
+func (e *Emulator) registerAgent(info requestInfo, input map[string]any) (any, error) {
+	tenant, err := e.tenantFor(info, input)
+	if err != nil {
+		return nil, fmt.Errorf("No tenant found.")
+	}
+	labels := asStrings(input["labels"])
+	name := asString(input["name"])
+	typ := asString(input["type"])
+	key := agentKey(tenant, name, typ, info.coreVersion, labels)
+	if a, ok := e.agents[key]; ok {
+		return mapObject(map[string]any{"id": a.ID}), nil
+	}
+	a := &Agent{ID: newID(), TenantID: tenant, Name: name, Type: typ, CoreVersion: info.coreVersion, Labels: sortedCopy(labels)}
+	e.agents[key] = a
+	return mapObject(map[string]any{"id": a.ID}), nil
+}
+
+func (e *Emulator) getRunsInQueue(info requestInfo, input map[string]any) (any, error) {
+	tenant, err := e.tenantFor(info, input)
+	if err != nil {
+		return nil, err
+	}
+	if input["labels"] == nil {
+		// The real resolver sorts the labels it was given and crashes on null.
+		return nil, fmt.Errorf("'NoneType' object has no attribute 'sort'")
+	}
+	labels := asStrings(input["labels"])
+	before := e.now()
+	if b := asString(input["before"]); b != "" {
+		t, err := time.Parse(time.RFC3339Nano, b)
+		if err != nil {
+			return nil, fmt.Errorf("Could not parse DateTime: %s", b)
+		}
+		before = t
+	}
+	if info.agentID != "" {
+		for _, a := range e.agents {
+			if a.ID == info.agentID {
+				a.LastQueried = e.now()
+			}
+		}
+	}
+	var due []*FlowRun
+	for _, r := range e.runs {
+		if r.TenantID == tenant && r.queued(before) && labelsMatch(r.Labels, labels) {
+			due = append(due, r)
+		}
+	}
+	sort.Slice(due, func(i, j int) bool {
+		if !due[i].StateStartTime.Equal(due[j].StateStartTime) {
+			return due[i].StateStartTime.Before(due[j].StateStartTime)
+		}
+		return due[i].ID < due[j].ID
+	})
+	ids := []any{}
+	for i, r := range due {
+		if i == queuedRunsReturnedLimit {
+			break
+		}
+		ids = append(ids, r.ID)
+	}
+	return mapObject(map[string]any{"flow_run_ids": ids}), nil
+}
+
+func (e *Emulator) setFlowRunStates(input map[string]any) (any, error) {
+	var out []any
+	for _, item := range asList(input["states"]) {
+		in, _ := item.(map[string]any)
+		id := asString(in["flow_run_id"])
+		r := e.runs[id]
+		if r == nil {
+			return nil, fmt.Errorf("State update failed for flow run ID %s: Invalid flow run ID.", id)
+		}
+		raw, err := json.Marshal(in["state"])
+		if err != nil {
+			return nil, err
+		}
+		typ, msg, start, err := stateFields(raw)
+		if err != nil || typ == "" {
+			return nil, fmt.Errorf("State update failed for flow run ID %s: the state is not a serialized Prefect state", id)
+		}
+		if version, ok := asInt(in["version"]); ok && e.backend == Cloud && version != r.Version {
+			return nil, errorWithCode("VERSION_LOCKING_ERROR",
+				"State update failed for flow run ID %s: provided version %d but current version is %d.", id, version, r.Version)
+		}
+		if typ == "Submitted" && !prefect.ScheduledFamily(r.State) {
+			return nil, fmt.Errorf("State update failed: this run has already been submitted.")
+		}
+		r.Version++
+		r.State, r.StateMessage, r.SerializedState = typ, msg, raw
+		r.StateStartTime = e.now()
+		if start != nil {
+			r.StateStartTime = *start
+		}
+		r.States = append(r.States, StateRecord{Type: typ, Message: msg, Version: r.Version, Timestamp: e.now(), State: raw})
+		out = append(out, mapObject(map[string]any{"id": r.ID, "status": "SUCCESS", "message": nil}))
+	}
+	return mapObject(map[string]any{"states": out}), nil
+}
+
+func (e *Emulator) setTaskRunStates(input map[string]any) (any, error) {
+	var out []any
+	for _, item := range asList(input["states"]) {
+		in, _ := item.(map[string]any)
+		id := asString(in["task_run_id"])
+		tr := e.taskRuns[id]
+		if tr == nil {
+			return nil, fmt.Errorf("State update failed for task run ID %s: Invalid task run ID.", id)
+		}
+		raw, err := json.Marshal(in["state"])
+		if err != nil {
+			return nil, err
+		}
+		typ, msg, start, err := stateFields(raw)
+		if err != nil || typ == "" {
+			return nil, fmt.Errorf("State update failed for task run ID %s: the state is not a serialized Prefect state", id)
+		}
+		if version, ok := asInt(in["version"]); ok && e.backend == Cloud && version != tr.Version {
+			return nil, errorWithCode("VERSION_LOCKING_ERROR",
+				"State update failed for task run ID %s: provided version %d but current version is %d.", id, version, tr.Version)
+		}
+		tr.Version++
+		tr.State, tr.SerializedState = typ, raw
+		tr.StateStartTime = e.now()
+		if start != nil {
+			tr.StateStartTime = *start
+		}
+		tr.States = append(tr.States, StateRecord{Type: typ, Message: msg, Version: tr.Version, Timestamp: e.now(), State: raw})
+		out = append(out, mapObject(map[string]any{"id": tr.ID, "status": "SUCCESS", "message": nil}))
+	}
+	return mapObject(map[string]any{"states": out}), nil
+}
+
+func (e *Emulator) writeRunLogs(input map[string]any) (any, error) {
+	logs := asList(input["logs"])
+	for _, item := range logs {
+		in, _ := item.(map[string]any)
+		if e.runs[asString(in["flow_run_id"])] == nil {
+			return nil, fmt.Errorf("Invalid flow run ID.")
+		}
+	}
+	for _, item := range logs {
+		in, _ := item.(map[string]any)
+		r := e.runs[asString(in["flow_run_id"])]
+		ts := e.now()
+		if s := asString(in["timestamp"]); s != "" {
+			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+				ts = t
+			}
+		}
+		level := asString(in["level"])
+		if level == "" {
+			level = "INFO"
+		}
+		r.Logs = append(r.Logs, Log{
+			FlowRunID: r.ID, TaskRunID: asString(in["task_run_id"]), Name: asString(in["name"]),
+			Level: level, Message: asString(in["message"]), Timestamp: ts,
+		})
+	}
+	return mapObject(map[string]any{"success": true, "error": nil}), nil
+}
+
+// flowRunObject resolves a flow_run row. Callers hold e.mu.
+func (e *Emulator) flowRunObject(r *FlowRun) object {
+	return func(field string, args map[string]any) (any, error) {
+		switch field {
+		case "id":
+			return r.ID, nil
+		case "flow_id":
+			return r.Flow.ID, nil
+		case "name":
+			return r.Name, nil
+		case "version":
+			return r.Version, nil
+		case "state":
+			return r.State, nil
+		case "state_message":
+			return r.StateMessage, nil
+		case "serialized_state":
+			return jsonValue(r.SerializedState), nil
+		case "parameters":
+			return jsonValue(r.Parameters), nil
+		case "run_config":
+			return jsonValue(r.RunConfig), nil
+		case "labels":
+			return asAnyList(r.Labels), nil
+		case "scheduled_start_time":
+			return r.ScheduledStartTime, nil
+		case "state_start_time":
+			return r.StateStartTime, nil
+		case "flow":
+			return flowObject(r.Flow), nil
+		case "task_runs":
+			where, _ := args["where"].(map[string]any)
+			var out []any
+			for _, tr := range r.TaskRuns {
+				ok, err := matchTaskRun(tr, where)
+				if err != nil {
+					return nil, err
+				}
+				if ok {
+					out = append(out, taskRunObject(tr))
+				}
+			}
+			return out, nil
+		}
+		return nil, fmt.Errorf("emulator: flow_run.%s is not implemented", field)
+	}
+}
+
+func flowObject(f Flow) object {
+	return mapObject(map[string]any{
+		"id": f.ID, "name": f.Name, "version": f.Version, "core_version": f.CoreVersion,
+		"storage": jsonValue(f.Storage), "environment": jsonValue(f.Environment),
+	})
+}
+
+func taskRunObject(tr *TaskRun) object {
+	return mapObject(map[string]any{
+		"id": tr.ID, "task_id": tr.TaskID, "flow_run_id": tr.FlowRunID, "version": tr.Version,
+		"state": tr.State, "serialized_state": jsonValue(tr.SerializedState), "state_start_time": tr.StateStartTime,
+	})
+}
+
+// mapObject resolves fields from a plain map; nested maps need no arguments.
+func mapObject(m map[string]any) object {
+	return func(field string, _ map[string]any) (any, error) {
+		return m[field], nil
+	}
+}
+
+// jsonValue returns stored JSON as a raw value, or nil for none.
+func jsonValue(raw json.RawMessage) any {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	return raw
+}

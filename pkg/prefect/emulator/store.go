@@ -1,0 +1,156 @@
+package emulator
+
+import (
+	"encoding/json"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
+)
+
+// Tenant is a Prefect tenant. In Cloud mode each API key belongs to one.
+type Tenant struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Slug string `json:"slug"`
+}
+
+// Agent is a registered agent and when it last asked for work.
+type Agent struct {
+	ID          string    `json:"id"`
+	TenantID    string    `json:"tenant_id"`
+	Name        string    `json:"name"`
+	Type        string    `json:"type"`
+	CoreVersion string    `json:"core_version"`
+	Labels      []string  `json:"labels"`
+	LastQueried time.Time `json:"last_queried,omitzero"`
+}
+
+// Flow is the flow a run belongs to; only the columns the agent reads.
+type Flow struct {
+	ID          string          `json:"id"`
+	Name        string          `json:"name"`
+	Version     int             `json:"version"`
+	CoreVersion string          `json:"core_version"`
+	Storage     json.RawMessage `json:"storage,omitempty"`
+	Environment json.RawMessage `json:"environment,omitempty"`
+}
+
+// StateRecord is one state a run went through, in order.
+type StateRecord struct {
+	Type      string          `json:"type"`
+	Message   string          `json:"message"`
+	Version   int             `json:"version"`
+	Timestamp time.Time       `json:"timestamp"`
+	State     json.RawMessage `json:"state"`
+}
+
+// Log is one run log line written through write_run_logs.
+type Log struct {
+	FlowRunID string    `json:"flow_run_id"`
+	TaskRunID string    `json:"task_run_id,omitempty"`
+	Name      string    `json:"name"`
+	Level     string    `json:"level"`
+	Message   string    `json:"message"`
+	Timestamp time.Time `json:"timestamp"`
+}
+
+// TaskRun is a task run of a flow run.
+type TaskRun struct {
+	ID              string          `json:"id"`
+	TaskID          string          `json:"task_id"`
+	FlowRunID       string          `json:"flow_run_id"`
+	Version         int             `json:"version"`
+	State           string          `json:"state"`
+	SerializedState json.RawMessage `json:"serialized_state"`
+	StateStartTime  time.Time       `json:"state_start_time"`
+	States          []StateRecord   `json:"states"`
+}
+
+// FlowRun is the emulator's row for a flow run, with its history and logs.
+type FlowRun struct {
+	ID                 string          `json:"id"`
+	TenantID           string          `json:"tenant_id"`
+	Name               string          `json:"name"`
+	Flow               Flow            `json:"flow"`
+	Labels             []string        `json:"labels"`
+	RunConfig          json.RawMessage `json:"run_config"`
+	Parameters         json.RawMessage `json:"parameters,omitempty"`
+	ScheduledStartTime time.Time       `json:"scheduled_start_time"`
+	Version            int             `json:"version"`
+	State              string          `json:"state"`
+	StateMessage       string          `json:"state_message"`
+	SerializedState    json.RawMessage `json:"serialized_state"`
+	StateStartTime     time.Time       `json:"state_start_time"`
+	States             []StateRecord   `json:"states"`
+	Logs               []Log           `json:"logs"`
+	TaskRuns           []*TaskRun      `json:"task_runs"`
+}
+
+// labelsMatch is the server's rule: every run label is an agent label, and an
+// unlabelled run goes only to an unlabelled agent.
+func labelsMatch(runLabels, agentLabels []string) bool {
+	if len(runLabels) == 0 {
+		return len(agentLabels) == 0
+	}
+	have := map[string]bool{}
+	for _, l := range agentLabels {
+		have[l] = true
+	}
+	for _, l := range runLabels {
+		if !have[l] {
+			return false
+		}
+	}
+	return true
+}
+
+// queued reports whether the run is due work for an agent before the given time.
+func (r *FlowRun) queued(before time.Time) bool {
+	if prefect.ScheduledFamily(r.State) && !r.StateStartTime.After(before) {
+		return true
+	}
+	if r.State == "Running" {
+		for _, tr := range r.TaskRuns {
+			if prefect.ScheduledFamily(tr.State) && !tr.StateStartTime.After(before) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func sortedCopy(in []string) []string {
+	out := append([]string{}, in...)
+	sort.Strings(out)
+	return out
+}
+
+// agentKey is what the server deduplicates registrations on.
+func agentKey(tenant, name, typ, core string, labels []string) string {
+	return strings.Join([]string{tenant, name, typ, core, strings.Join(sortedCopy(labels), "\x00")}, "\x01")
+}
+
+// stateFields pulls the type, message and start time out of a serialized state.
+func stateFields(raw json.RawMessage) (typ, message string, start *time.Time, err error) {
+	var s struct {
+		Type      string  `json:"type"`
+		Message   *string `json:"message"`
+		StartTime *string `json:"start_time"`
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", "", nil, err
+	}
+	if s.Message != nil {
+		message = *s.Message
+	}
+	if s.StartTime != nil && *s.StartTime != "" {
+		t, perr := time.Parse(time.RFC3339Nano, *s.StartTime)
+		if perr != nil {
+			return "", "", nil, perr
+		}
+		start = &t
+	}
+	return s.Type, message, start, nil
+}

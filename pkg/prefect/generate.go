@@ -1,0 +1,3 @@
+package prefect
+
+//go:generate go tool genqlient genqlient.yaml
