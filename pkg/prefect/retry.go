@@ -25,7 +25,7 @@ func (c retryingClient) MakeRequest(ctx context.Context, req *graphql.Request, r
 		if err == nil {
 			return nil
 		}
-		classified, retry, wait := classify(req.OpName, err)
+		retry, wait, classified := classify(req.OpName, err)
 		if !retry || attempt >= c.cfg.MaxAttempts || ctx.Err() != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -54,21 +54,21 @@ const rateLimitWait = time.Duration(-1)
 
 // classify turns a genqlient error into one of this package's errors and says
 // whether to try again, and after at least how long.
-func classify(op string, err error) (error, bool, time.Duration) {
+func classify(op string, err error) (retry bool, wait time.Duration, classified error) {
 	var httpErr *graphql.HTTPError
 	if errors.As(err, &httpErr) {
 		msg := firstMessage(httpErr.Response.Errors)
 		switch {
 		case httpErr.StatusCode == http.StatusTooManyRequests:
-			return &APIError{Op: op, Status: httpErr.StatusCode, Message: "rate limited"}, true, rateLimitWait
+			return true, rateLimitWait, &APIError{Op: op, Status: httpErr.StatusCode, Message: "rate limited"}
 		case httpErr.StatusCode >= 500:
-			return &APIError{Op: op, Status: httpErr.StatusCode, Message: msg}, true, 0
+			return true, 0, &APIError{Op: op, Status: httpErr.StatusCode, Message: msg}
 		case httpErr.StatusCode == http.StatusBadRequest:
-			return &RequestError{Op: op, Message: msg}, false, 0
+			return false, 0, &RequestError{Op: op, Message: msg}
 		case httpErr.StatusCode == http.StatusUnauthorized || httpErr.StatusCode == http.StatusForbidden:
-			return ErrUnauthenticated, false, 0
+			return false, 0, ErrUnauthenticated
 		}
-		return &APIError{Op: op, Status: httpErr.StatusCode, Message: msg}, false, 0
+		return false, 0, &APIError{Op: op, Status: httpErr.StatusCode, Message: msg}
 	}
 	var list gqlerror.List
 	if errors.As(err, &list) {
@@ -77,22 +77,22 @@ func classify(op string, err error) (error, bool, time.Duration) {
 			code, _ := e.Extensions["code"].(string)
 			switch {
 			case code == "UNAUTHENTICATED" || strings.Contains(e.Message, "Malformed Authorization header"):
-				return ErrUnauthenticated, false, 0
+				return false, 0, ErrUnauthenticated
 			case code == "VERSION_LOCKING_ERROR":
-				return errors.Join(ErrVersionLocked, &APIError{Op: op, Message: e.Message}), false, 0
+				return false, 0, errors.Join(ErrVersionLocked, &APIError{Op: op, Message: e.Message})
 			case strings.Contains(e.Message, "State update failed"):
-				return errors.Join(ErrAlreadySubmitted, &APIError{Op: op, Message: e.Message}), false, 0
+				return false, 0, errors.Join(ErrAlreadySubmitted, &APIError{Op: op, Message: e.Message})
 			case code == "API_ERROR":
-				return &APIError{Op: op, Message: e.Message}, true, 0
+				return true, 0, &APIError{Op: op, Message: e.Message}
 			}
 		}
-		return &APIError{Op: op, Message: msg}, false, 0
+		return false, 0, &APIError{Op: op, Message: msg}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err, false, 0
+		return false, 0, err
 	}
 	// Transport errors: connection refused, resets, timeouts, bad JSON from a proxy.
-	return &APIError{Op: op, Message: err.Error()}, true, 0
+	return true, 0, &APIError{Op: op, Message: err.Error()}
 }
 
 func firstMessage(list gqlerror.List) string {

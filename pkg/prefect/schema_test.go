@@ -42,7 +42,7 @@ func TestOperationsValidateAgainstFullSchema(t *testing.T) {
 	}
 	for name, sdl := range map[string]string{"full schema": string(full), "project copy": Schema} {
 		schema := loadSchema(t, name, sdl)
-		doc, errs := gqlparser.LoadQuery(schema, string(ops))
+		doc, errs := gqlparser.LoadQueryWithRules(schema, string(ops), nil)
 		if len(errs) > 0 {
 			t.Fatalf("operations.graphql does not validate against the %s: %v", name, errs)
 		}

@@ -21,6 +21,11 @@ type fieldError struct {
 
 func (e *fieldError) Error() string { return e.message }
 
+// serverError is an error the real server answers with its own wording.
+func serverError(format string, args ...any) error {
+	return errorWithCode("INTERNAL_SERVER_ERROR", format, args...)
+}
+
 func errorWithCode(code, format string, args ...any) error {
 	return &fieldError{code: code, message: fmt.Sprintf(format, args...)}
 }

@@ -41,7 +41,7 @@ func (e *Emulator) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		writeErrors(w, http.StatusBadRequest, "BAD_USER_INPUT", "variables must be a JSON object: "+err.Error(), nil)
 		return
 	}
-	doc, errs := gqlparser.LoadQuery(e.schema, req.Query)
+	doc, errs := gqlparser.LoadQueryWithRules(e.schema, req.Query, nil)
 	if len(errs) > 0 {
 		writeValidationErrors(w, errs)
 		return

@@ -88,7 +88,7 @@ func (e *Emulator) tenantFor(info requestInfo, input map[string]any) (string, er
 		tenant = info.tenantID
 	}
 	if tenant == "" || !e.hasTenant(tenant) || (info.tenantID != "" && tenant != info.tenantID) {
-		return "", fmt.Errorf("Invalid tenant ID")
+		return "", serverError("Invalid tenant ID")
 	}
 	return tenant, nil
 }
@@ -96,7 +96,7 @@ func (e *Emulator) tenantFor(info requestInfo, input map[string]any) (string, er
 func (e *Emulator) registerAgent(info requestInfo, input map[string]any) (any, error) {
 	tenant, err := e.tenantFor(info, input)
 	if err != nil {
-		return nil, fmt.Errorf("No tenant found.")
+		return nil, serverError("No tenant found.")
 	}
 	labels := asStrings(input["labels"])
 	name := asString(input["name"])
@@ -117,14 +117,14 @@ func (e *Emulator) getRunsInQueue(info requestInfo, input map[string]any) (any, 
 	}
 	if input["labels"] == nil {
 		// The real resolver sorts the labels it was given and crashes on null.
-		return nil, fmt.Errorf("'NoneType' object has no attribute 'sort'")
+		return nil, serverError("'NoneType' object has no attribute 'sort'")
 	}
 	labels := asStrings(input["labels"])
 	before := e.now()
 	if b := asString(input["before"]); b != "" {
 		t, err := time.Parse(time.RFC3339Nano, b)
 		if err != nil {
-			return nil, fmt.Errorf("Could not parse DateTime: %s", b)
+			return nil, serverError("Could not parse DateTime: %s", b)
 		}
 		before = t
 	}
@@ -164,7 +164,7 @@ func (e *Emulator) setFlowRunStates(input map[string]any) (any, error) {
 		id := asString(in["flow_run_id"])
 		r := e.runs[id]
 		if r == nil {
-			return nil, fmt.Errorf("State update failed for flow run ID %s: Invalid flow run ID.", id)
+			return nil, serverError("State update failed for flow run ID %s: Invalid flow run ID.", id)
 		}
 		raw, err := json.Marshal(in["state"])
 		if err != nil {
@@ -172,14 +172,14 @@ func (e *Emulator) setFlowRunStates(input map[string]any) (any, error) {
 		}
 		typ, msg, start, err := stateFields(raw)
 		if err != nil || typ == "" {
-			return nil, fmt.Errorf("State update failed for flow run ID %s: the state is not a serialized Prefect state", id)
+			return nil, serverError("State update failed for flow run ID %s: the state is not a serialized Prefect state", id)
 		}
 		if version, ok := asInt(in["version"]); ok && e.backend == Cloud && version != r.Version {
 			return nil, errorWithCode("VERSION_LOCKING_ERROR",
 				"State update failed for flow run ID %s: provided version %d but current version is %d.", id, version, r.Version)
 		}
 		if typ == "Submitted" && !prefect.ScheduledFamily(r.State) {
-			return nil, fmt.Errorf("State update failed: this run has already been submitted.")
+			return nil, serverError("State update failed: this run has already been submitted.")
 		}
 		r.Version++
 		r.State, r.StateMessage, r.SerializedState = typ, msg, raw
@@ -200,7 +200,7 @@ func (e *Emulator) setTaskRunStates(input map[string]any) (any, error) {
 		id := asString(in["task_run_id"])
 		tr := e.taskRuns[id]
 		if tr == nil {
-			return nil, fmt.Errorf("State update failed for task run ID %s: Invalid task run ID.", id)
+			return nil, serverError("State update failed for task run ID %s: Invalid task run ID.", id)
 		}
 		raw, err := json.Marshal(in["state"])
 		if err != nil {
@@ -208,7 +208,7 @@ func (e *Emulator) setTaskRunStates(input map[string]any) (any, error) {
 		}
 		typ, msg, start, err := stateFields(raw)
 		if err != nil || typ == "" {
-			return nil, fmt.Errorf("State update failed for task run ID %s: the state is not a serialized Prefect state", id)
+			return nil, serverError("State update failed for task run ID %s: the state is not a serialized Prefect state", id)
 		}
 		if version, ok := asInt(in["version"]); ok && e.backend == Cloud && version != tr.Version {
 			return nil, errorWithCode("VERSION_LOCKING_ERROR",
@@ -231,7 +231,7 @@ func (e *Emulator) writeRunLogs(input map[string]any) (any, error) {
 	for _, item := range logs {
 		in, _ := item.(map[string]any)
 		if e.runs[asString(in["flow_run_id"])] == nil {
-			return nil, fmt.Errorf("Invalid flow run ID.")
+			return nil, serverError("Invalid flow run ID.")
 		}
 	}
 	for _, item := range logs {

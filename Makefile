@@ -1,0 +1,57 @@
+# kubectl-prefect: build, test, demo.
+#   make test    unit and integration tests (builds the test binaries first if needed)
+#   make demo    a throwaway cluster, the Prefect emulator and the agent, end to end
+#   make tools   the test binaries: etcd, kube-apiserver, kube-controller-manager,
+#                kube-scheduler, kubectl, kwok, kwokctl, built from source into .cache/bin
+#   make lint    gofmt, go vet, staticcheck
+
+SHELL := /bin/bash
+GO ?= go
+TOOLS := $(CURDIR)/.cache/bin
+STAMP := $(TOOLS)/.stamp
+# The tools are rebuilt only when a pinned version changes.
+TOOL_PINS := hack/tools/go.mod hack/tools/go.sum hack/kwok/go.mod hack/kwok/go.sum
+
+.PHONY: all build test unit tools lint demo bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/kubectl-prefect ./cmd/kubectl-prefect
+
+tools: $(STAMP)
+
+$(STAMP): $(TOOL_PINS)
+	@mkdir -p $(TOOLS)
+	@echo "Building the test binaries into .cache/bin (about 10 minutes on 2 cores the first time)."
+	@set -e; start=$$SECONDS; n=0; \
+	build() { \
+	  mod=$$1; out=$$2; pkg=$$3; n=$$((n+1)); \
+	  echo "[$$n/7] $$out ($$pkg)"; \
+	  ( while sleep 30; do echo "      still building $$out: $$((SECONDS-start)) s so far"; done ) & ticker=$$!; \
+	  if ! (cd hack/$$mod && $(GO) build -o $(TOOLS)/$$out $$pkg); then kill $$ticker; exit 1; fi; \
+	  kill $$ticker 2>/dev/null || true; \
+	}; \
+	build tools etcd go.etcd.io/etcd/server/v3; \
+	build tools kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver; \
+	build tools kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager; \
+	build tools kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler; \
+	build tools kubectl k8s.io/kubernetes/cmd/kubectl; \
+	build kwok kwok sigs.k8s.io/kwok/cmd/kwok; \
+	build kwok kwokctl sigs.k8s.io/kwok/cmd/kwokctl; \
+	echo "Test binaries ready in $$((SECONDS-start)) s."
+	@touch $(STAMP)
+
+unit:
+	$(GO) test -count=1 -short ./...
+
+test: tools
+	$(GO) test -count=1 -timeout 30m ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool -modfile=hack/lint/go.mod staticcheck ./...
+
+clean:
+	rm -rf bin dist .cache/kwok

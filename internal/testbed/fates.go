@@ -1,0 +1,13 @@
+package testbed
+
+// Images that make a simulated pod meet a fate (see stages.yaml). Any other
+// image runs, and succeeds when a Job owns the pod.
+const (
+	ImageExit1     = "testbed.invalid/fate:exit-1"
+	ImageOOM       = "testbed.invalid/fate:oom"
+	ImageImagePull = "testbed.invalid/fate:image-pull"
+	ImageRun       = "testbed.invalid/fate:run"
+)
+
+// UnschedulableCPU is a CPU request no simulated node can hold (they have 32).
+const UnschedulableCPU = "1000"

@@ -1,0 +1,50 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"k8s.io/klog/v2"
+)
+
+// stallAfter is how long the loop may go without a poll before /api/health fails.
+const stallAfter = 5 * time.Minute
+
+// serveHealth starts the agent's HTTP server: /api/health answers 200 while
+// the polling loop is alive (503 once it has stalled), /api/poke wakes it.
+func (a *Agent) serveHealth(ctx context.Context) (stop func(), err error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/health", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		last := time.Unix(0, a.lastLoop.Load())
+		if a.cfg.Now().Sub(last) > stallAfter+a.cfg.Intervals[len(a.cfg.Intervals)-1] {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"error":"no poll since %s"}`, last.UTC().Format(time.RFC3339))
+			return
+		}
+		fmt.Fprint(w, "{}")
+	})
+	mux.HandleFunc("GET /api/poke", func(w http.ResponseWriter, _ *http.Request) {
+		a.Poke()
+	})
+	ln, err := net.Listen("tcp", a.cfg.HealthAddress)
+	if err != nil {
+		return nil, fmt.Errorf("--agent-address %s: %w", a.cfg.HealthAddress, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			klog.FromContext(ctx).Error(err, "Agent HTTP server stopped")
+		}
+	}()
+	klog.FromContext(ctx).Info("Serving /api/health and /api/poke", "address", ln.Addr().String())
+	return func() {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+	}, nil
+}

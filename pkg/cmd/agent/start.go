@@ -1,0 +1,158 @@
+package agent
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+
+	agentpkg "github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
+)
+
+// StartOptions are the options of `kubectl prefect agent start`.
+type StartOptions struct {
+	configFlags *genericclioptions.ConfigFlags
+	Settings    SettingsFlags
+
+	MaxPolls           int
+	AgentAddress       string
+	DeleteFinishedJobs bool
+	Concurrency        int
+
+	config  agentpkg.Config
+	address string
+	genericiooptions.IOStreams
+}
+
+// startEnvFallbacks are start's own flags' environment variables.
+var startEnvFallbacks = map[string][]string{
+	"agent-address":        {"PREFECT__CLOUD__AGENT__AGENT_ADDRESS"},
+	"delete-finished-jobs": {"DELETE_FINISHED_JOBS"},
+}
+
+// NewStartOptions returns start's options with their defaults.
+func NewStartOptions(configFlags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *StartOptions {
+	return &StartOptions{configFlags: configFlags, DeleteFinishedJobs: true, Concurrency: 32, IOStreams: streams}
+}
+
+// NewCmdStart is `kubectl prefect agent start`.
+func NewCmdStart(configFlags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	o := NewStartOptions(configFlags, streams)
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "Run the agent: poll Prefect for flow runs and run each as a Kubernetes Job",
+		Example: `  # Against Prefect Server, Jobs in namespace flows
+  kubectl prefect agent start --backend server --api http://prefect-server:4200 -n flows -l k8s
+
+  # Against Prefect Cloud 1, the key from the environment
+  PREFECT__CLOUD__API_KEY=... kubectl prefect agent start -l k8s`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(cmd); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd)
+		},
+	}
+	o.Settings.AddFlags(cmd.Flags())
+	cmd.Flags().IntVar(&o.MaxPolls, "max-polls", 0, "Stop after this many polls (0: run until stopped)")
+	cmd.Flags().StringVar(&o.AgentAddress, "agent-address", "", "Address of the agent's HTTP server for /api/health and /api/poke, e.g. http://:8080 [PREFECT__CLOUD__AGENT__AGENT_ADDRESS]")
+	cmd.Flags().BoolVar(&o.DeleteFinishedJobs, "delete-finished-jobs", true, "Delete Jobs once they finish [DELETE_FINISHED_JOBS]")
+	cmd.Flags().IntVar(&o.Concurrency, "concurrency", 32, "How many flow runs may be submitted at once")
+	return cmd
+}
+
+// Complete reads environment fallbacks and resolves the namespace.
+func (o *StartOptions) Complete(cmd *cobra.Command) error {
+	if err := o.Settings.Complete(cmd.Flags()); err != nil {
+		return err
+	}
+	if err := applyEnvFallbacks(cmd.Flags(), startEnvFallbacks); err != nil {
+		return err
+	}
+	address, err := listenAddress(o.AgentAddress)
+	if err != nil {
+		return err
+	}
+	o.address = address
+	return nil
+}
+
+// Validate checks the flags before anything starts.
+func (o *StartOptions) Validate() error {
+	if err := o.Settings.Validate(); err != nil {
+		return err
+	}
+	if o.MaxPolls < 0 {
+		return fmt.Errorf("--max-polls %d: expected 0 (no limit) or more", o.MaxPolls)
+	}
+	if o.Concurrency < 1 {
+		return fmt.Errorf("--concurrency %d: expected 1 or more", o.Concurrency)
+	}
+	return nil
+}
+
+// Run connects to Kubernetes and Prefect and runs the agent until stopped.
+func (o *StartOptions) Run(cmd *cobra.Command) error {
+	ctx := cmd.Context()
+	ns, err := namespace(o.configFlags)
+	if err != nil {
+		return err
+	}
+	settings, err := o.Settings.ToSettings(ctx, ns)
+	if err != nil {
+		return err
+	}
+	restConfig, err := o.configFlags.ToRESTConfig()
+	if err != nil {
+		return fmt.Errorf("connecting to Kubernetes: %w", err)
+	}
+	restConfig.QPS, restConfig.Burst = 50, 100
+	restConfig.UserAgent = "kubectl-prefect-agent"
+	kube, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return err
+	}
+	client := prefect.NewClient(prefect.Config{API: o.Settings.API, APIKey: o.Settings.Key, TenantID: o.Settings.TenantID})
+	a, err := agentpkg.New(agentpkg.Config{
+		Prefect: client, Kube: kube, Backend: o.Settings.Backend, Name: o.Settings.AgentName,
+		Labels: settings.Labels, Job: settings, MaxPolls: o.MaxPolls, Concurrency: o.Concurrency,
+		HealthAddress: o.address, ShutdownTimeout: 30 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// listenAddress accepts the original's URL form (http://:8080) or host:port.
+func listenAddress(addr string) (string, error) {
+	if addr == "" {
+		return "", nil
+	}
+	hostport := addr
+	if strings.Contains(addr, "://") {
+		u, err := url.Parse(addr)
+		if err != nil {
+			return "", fmt.Errorf("--agent-address %q: %w", addr, err)
+		}
+		hostport = u.Host
+	}
+	if _, port, err := net.SplitHostPort(hostport); err != nil || port == "" {
+		return "", fmt.Errorf("--agent-address %q: a port is required, e.g. http://:8080 or 0.0.0.0:8080", addr)
+	}
+	return hostport, nil
+}
+
+func lookupEnv(name string) string { return os.Getenv(name) }

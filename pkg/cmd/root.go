@@ -1,0 +1,44 @@
+// Package cmd holds the commands of `kubectl prefect`.
+package cmd
+
+import (
+	goflag "flag"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/klog/v2"
+
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/cmd/agent"
+)
+
+// NewCmdPrefect is the root command, `kubectl prefect`.
+func NewCmdPrefect(streams genericiooptions.IOStreams) *cobra.Command {
+	configFlags := genericclioptions.NewConfigFlags(true).WithWarningPrinter(streams).WithDiscoveryBurst(300).WithDiscoveryQPS(50.0)
+	root := &cobra.Command{
+		Use:   "kubectl-prefect",
+		Short: "Run Prefect 1 flow runs as Kubernetes Jobs",
+		Long: `kubectl prefect runs Prefect 1 flow runs as Kubernetes Jobs.
+
+It is a drop-in replacement for the Prefect 1 Kubernetes agent: the same flags,
+environment variables and Job contents, watched Jobs, and an installer that
+keeps the API key in a Secret.`,
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl prefect"},
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	configFlags.AddFlags(root.PersistentFlags())
+	addKlogFlags(root.PersistentFlags())
+	root.AddCommand(agent.NewCmdAgent(configFlags, streams))
+	return root
+}
+
+// addKlogFlags exposes klog's verbosity (-v) and nothing else of it.
+func addKlogFlags(flags *pflag.FlagSet) {
+	fs := goflag.NewFlagSet("klog", goflag.ContinueOnError)
+	klog.InitFlags(fs)
+	for _, name := range []string{"v", "vmodule"} {
+		flags.AddGoFlag(fs.Lookup(name))
+	}
+}

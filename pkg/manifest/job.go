@@ -1,0 +1,306 @@
+package manifest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/distribution/reference"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
+)
+
+// Labels the agent puts on its Jobs and their pods.
+const (
+	LabelIdentifier = "prefect.io/identifier"
+	LabelFlowRunID  = "prefect.io/flow_run_id"
+	LabelFlowID     = "prefect.io/flow_id"
+	// AnnotationFlowRunVersion records the run version the Job was made for.
+	AnnotationFlowRunVersion = "prefect.io/flow-run-version"
+	// FlowContainer is the container the flow runs in (else the first one).
+	FlowContainer = "flow"
+)
+
+// BuildJob turns a flow run into its Job. It talks to no cluster; it only
+// reads a template when the run config names one by path.
+func BuildJob(ctx context.Context, s AgentSettings, run FlowRun) (*batchv1.Job, error) {
+	rc, err := ParseRunConfig(run.RunConfig)
+	if err != nil {
+		return nil, err
+	}
+	job, fromRunConfig, err := chooseTemplate(ctx, s, rc)
+	if err != nil {
+		return nil, err
+	}
+	name, identifier, err := JobName(job.Name, run.ID, run.Version)
+	if err != nil {
+		return nil, err
+	}
+	if job.Namespace != "" && job.Namespace != s.Namespace {
+		return nil, fmt.Errorf("the job template sets namespace %q but the agent creates Jobs in %q: remove metadata.namespace from the template or start the agent with -n %s", job.Namespace, s.Namespace, job.Namespace)
+	}
+	job.Name, job.GenerateName, job.Namespace = name, "", s.Namespace
+	labels := map[string]string{LabelIdentifier: identifier, LabelFlowRunID: run.ID, LabelFlowID: run.FlowID}
+	job.Labels = merged(job.Labels, labels)
+	job.Spec.Template.Labels = merged(job.Spec.Template.Labels, labels)
+	job.Annotations = merged(job.Annotations, map[string]string{AnnotationFlowRunVersion: fmt.Sprint(run.Version)})
+
+	pod := &job.Spec.Template.Spec
+	setServiceAccount(pod, s, rc, fromRunConfig)
+	setPullSecrets(pod, s, rc, fromRunConfig)
+	if pod.RestartPolicy == "" {
+		pod.RestartPolicy = corev1.RestartPolicyNever
+	}
+
+	image := flowImage(run, rc, flowContainer(pod))
+	if _, err := reference.ParseNormalizedNamed(image); err != nil {
+		return nil, fmt.Errorf("image name %q is invalid (%v): fix the run config's image or the flow's storage", image, err)
+	}
+	if err := mergeFlowContainer(pod, s, run, rc, image); err != nil {
+		return nil, err
+	}
+	return job, nil
+}
+
+func chooseTemplate(ctx context.Context, s AgentSettings, rc RunConfig) (*batchv1.Job, bool, error) {
+	switch {
+	case len(rc.JobTemplate) > 0 && string(rc.JobTemplate) != "null":
+		job, err := ParseTemplate(rc.JobTemplate, "from the run config's job_template")
+		return job, true, err
+	case rc.JobTemplatePath != "":
+		job, err := LoadTemplate(ctx, rc.JobTemplatePath)
+		return job, true, err
+	case s.Template != nil:
+		return s.Template.DeepCopy(), false, nil
+	}
+	return DefaultTemplate(), false, nil
+}
+
+func merged(into, add map[string]string) map[string]string {
+	if into == nil {
+		into = map[string]string{}
+	}
+	for k, v := range add {
+		into[k] = v
+	}
+	return into
+}
+
+// setServiceAccount applies: run config, else a run config template's own
+// value, else the agent's, else the agent template's.
+func setServiceAccount(pod *corev1.PodSpec, s AgentSettings, rc RunConfig, fromRunConfig bool) {
+	switch {
+	case rc.ServiceAccountName != nil:
+		pod.ServiceAccountName = *rc.ServiceAccountName
+	case fromRunConfig:
+	case s.ServiceAccountName != "":
+		pod.ServiceAccountName = s.ServiceAccountName
+	}
+}
+
+// setPullSecrets applies the same precedence to image pull secrets.
+func setPullSecrets(pod *corev1.PodSpec, s AgentSettings, rc RunConfig, fromRunConfig bool) {
+	names := []string(nil)
+	switch {
+	case len(rc.ImagePullSecrets) > 0:
+		names = rc.ImagePullSecrets
+	case fromRunConfig:
+		return
+	case len(s.ImagePullSecrets) > 0:
+		names = s.ImagePullSecrets
+	default:
+		return
+	}
+	pod.ImagePullSecrets = nil
+	for _, n := range names {
+		pod.ImagePullSecrets = append(pod.ImagePullSecrets, corev1.LocalObjectReference{Name: n})
+	}
+}
+
+// flowContainer returns the container named flow, else the first, creating
+// one when the template has none.
+func flowContainer(pod *corev1.PodSpec) *corev1.Container {
+	for i := range pod.Containers {
+		if pod.Containers[i].Name == FlowContainer {
+			return &pod.Containers[i]
+		}
+	}
+	if len(pod.Containers) == 0 {
+		pod.Containers = []corev1.Container{{Name: FlowContainer}}
+	}
+	if pod.Containers[0].Name == "" {
+		pod.Containers[0].Name = FlowContainer
+	}
+	return &pod.Containers[0]
+}
+
+// flowImage picks the image: Docker storage, run config, template, then
+// prefecthq/prefect tagged with the flow's core version.
+func flowImage(run FlowRun, rc RunConfig, c *corev1.Container) string {
+	if img := dockerStorageImage(run.Storage); img != "" {
+		return img
+	}
+	if rc.Image != "" {
+		return rc.Image
+	}
+	if c.Image != "" {
+		return c.Image
+	}
+	tag := run.CoreVersion
+	if i := strings.Index(tag, "+"); i >= 0 {
+		tag = tag[:i]
+	}
+	if tag == "" {
+		tag = "latest"
+	}
+	return "prefecthq/prefect:" + tag
+}
+
+func dockerStorageImage(storage []byte) string {
+	var st struct {
+		Type        string `json:"type"`
+		RegistryURL string `json:"registry_url"`
+		ImageName   string `json:"image_name"`
+		ImageTag    string `json:"image_tag"`
+	}
+	if len(storage) == 0 || json.Unmarshal(storage, &st) != nil || st.Type != "Docker" || st.ImageName == "" {
+		return ""
+	}
+	img := st.ImageName
+	if st.RegistryURL != "" {
+		img = strings.TrimRight(st.RegistryURL, "/") + "/" + img
+	}
+	if st.ImageTag != "" {
+		img += ":" + st.ImageTag
+	}
+	return img
+}
+
+// flowArgs runs the flow; flows older than Prefect 0.13 used another command.
+func flowArgs(coreVersion string) []string {
+	var major, minor int
+	if n, _ := fmt.Sscanf(coreVersion, "%d.%d", &major, &minor); n == 2 && major == 0 && minor < 13 {
+		return []string{"prefect", "execute", "cloud-flow"}
+	}
+	return []string{"prefect", "execute", "flow-run"}
+}
+
+// mergeFlowContainer lays what the agent sets over the template's flow
+// container with a strategic merge patch: env entries merge by name (the
+// agent's first, in its order, then the template's that it does not set),
+// resource maps merge key by key, everything else the template has is kept.
+func mergeFlowContainer(pod *corev1.PodSpec, s AgentSettings, run FlowRun, rc RunConfig, image string) error {
+	c := flowContainer(pod)
+	env := flowEnv(s, run, rc, image)
+	templateEnv := map[string]corev1.EnvVar{}
+	for _, v := range c.Env {
+		templateEnv[v.Name] = v
+	}
+	var order []map[string]string
+	var envPatch []map[string]any
+	for _, v := range env {
+		order = append(order, map[string]string{"name": v.Name})
+		entry := map[string]any{"name": v.Name}
+		if v.ValueFrom != nil {
+			entry["valueFrom"] = v.ValueFrom
+			entry["value"] = nil
+		} else {
+			entry["value"] = v.Value
+			if templateEnv[v.Name].ValueFrom != nil {
+				entry["valueFrom"] = nil
+			}
+		}
+		envPatch = append(envPatch, entry)
+	}
+	for _, v := range c.Env {
+		if _, taken := templateEnv[v.Name]; taken && !hasName(env, v.Name) {
+			order = append(order, map[string]string{"name": v.Name})
+		}
+	}
+	resources, err := resourcePatch(s, rc)
+	if err != nil {
+		return err
+	}
+	patch := map[string]any{
+		"name":                 c.Name,
+		"image":                image,
+		"args":                 flowArgs(run.CoreVersion),
+		"env":                  envPatch,
+		"$setElementOrder/env": order,
+		"resources":            resources,
+	}
+	if policy := firstNonEmpty(rc.ImagePullPolicy, s.ImagePullPolicy); policy != "" {
+		patch["imagePullPolicy"] = policy
+	}
+	original, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	patchJSON, err := json.Marshal(patch)
+	if err != nil {
+		return err
+	}
+	out, err := strategicpatch.StrategicMergePatch(original, patchJSON, corev1.Container{})
+	if err != nil {
+		return fmt.Errorf("merging the flow container into the job template: %w", err)
+	}
+	var result corev1.Container
+	if err := json.Unmarshal(out, &result); err != nil {
+		return err
+	}
+	*c = result
+	return nil
+}
+
+func hasName(env []corev1.EnvVar, name string) bool {
+	for _, v := range env {
+		if v.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// resourcePatch holds the requests and limits to set: the run config's, else
+// the agent's defaults. Values must be Kubernetes quantities.
+func resourcePatch(s AgentSettings, rc RunConfig) (map[string]any, error) {
+	requests, limits := map[string]string{}, map[string]string{}
+	for _, r := range []struct {
+		field, value string
+		into         map[string]string
+		key          corev1.ResourceName
+	}{
+		{"cpu_request", firstNonEmpty(rc.CPURequest, s.CPURequest), requests, corev1.ResourceCPU},
+		{"cpu_limit", firstNonEmpty(rc.CPULimit, s.CPULimit), limits, corev1.ResourceCPU},
+		{"memory_request", firstNonEmpty(rc.MemoryRequest, s.MemRequest), requests, corev1.ResourceMemory},
+		{"memory_limit", firstNonEmpty(rc.MemoryLimit, s.MemLimit), limits, corev1.ResourceMemory},
+	} {
+		if r.value == "" {
+			continue
+		}
+		if _, err := resource.ParseQuantity(r.value); err != nil {
+			return nil, fmt.Errorf("%s %q is not a Kubernetes quantity (for example 500m or 2 for CPU, 512Mi or 4Gi for memory)", r.field, r.value)
+		}
+		r.into[string(r.key)] = r.value
+	}
+	patch := map[string]any{}
+	if len(requests) > 0 {
+		patch["requests"] = requests
+	}
+	if len(limits) > 0 {
+		patch["limits"] = limits
+	}
+	return patch, nil
+}
+
+func firstNonEmpty(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
