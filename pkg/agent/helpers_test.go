@@ -1,0 +1,212 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/textlogger"
+
+	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+)
+
+var cluster *testbed.Cluster
+
+func TestMain(m *testing.M) { os.Exit(testbed.Run(m, &cluster)) }
+
+// fastIntervals keep tests quick while exercising the back-off.
+var fastIntervals = []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond}
+
+// env is one test's Prefect emulator and namespace.
+type env struct {
+	t  *testing.T
+	em *emulator.Emulator
+	ns string
+	api string
+}
+
+func newEnv(t *testing.T, cfg emulator.Config) *env {
+	t.Helper()
+	em, err := emulator.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(em.Handler())
+	t.Cleanup(srv.Close)
+	return &env{t: t, em: em, ns: cluster.Namespace(t), api: srv.URL}
+}
+
+// logBuffer collects an agent's log output.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// runningAgent is an agent started by a test.
+type runningAgent struct {
+	agent *Agent
+	stop  context.CancelFunc
+	done  chan error
+	logs  *logBuffer
+}
+
+// start runs an agent against the env; mutate adjusts its configuration.
+func (e *env) start(apiKey string, mutate func(*Config)) *runningAgent {
+	e.t.Helper()
+	cfg := Config{
+		Prefect:   newClient(e.api, apiKey),
+		Kube:      cluster.Client,
+		Backend:   "server",
+		Name:      "test-agent",
+		Job:       manifest.AgentSettings{Namespace: e.ns, Backend: "server", API: e.api, APIKey: apiKey, LogToCloud: true},
+		Intervals: fastIntervals,
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	a, err := New(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	logger := textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(logs), textlogger.Verbosity(4)))
+	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), logger))
+	ra := &runningAgent{agent: a, stop: cancel, done: make(chan error, 1), logs: logs}
+	go func() { ra.done <- a.Run(ctx) }()
+	e.t.Cleanup(func() { ra.halt(e.t) })
+	return ra
+}
+
+// halt stops the agent and waits for it to return.
+func (ra *runningAgent) halt(t *testing.T) {
+	ra.stop()
+	select {
+	case err := <-ra.done:
+		if err != nil {
+			t.Errorf("agent returned an error: %v", err)
+		}
+		ra.done <- nil
+	case <-time.After(time.Minute):
+		t.Errorf("agent did not stop within a minute")
+	}
+}
+
+func (e *env) schedule(spec emulator.FlowRunSpec) emulator.FlowRun {
+	e.t.Helper()
+	run, err := e.em.AddFlowRun(spec)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return run
+}
+
+// eventually polls cond for up to 30 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 25*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		return cond(), nil
+	})
+	if err != nil {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// waitState waits for a run to reach a state and returns it.
+func (e *env) waitState(id, state string) emulator.FlowRun {
+	e.t.Helper()
+	var run emulator.FlowRun
+	eventually(e.t, "flow run "+id+" to be "+state, func() bool {
+		run, _ = e.em.FlowRun(id)
+		return run.State == state
+	})
+	return run
+}
+
+// jobsFor lists the Jobs in the env's namespace made for a flow run.
+func (e *env) jobsFor(runID string) []batchv1.Job {
+	e.t.Helper()
+	list, err := cluster.Client.BatchV1().Jobs(e.ns).List(context.Background(), metav1.ListOptions{LabelSelector: manifest.LabelFlowRunID + "=" + runID})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return list.Items
+}
+
+// logsAt returns a run's log lines of one level.
+func logsAt(run emulator.FlowRun, level string) []string {
+	var out []string
+	for _, l := range run.Logs {
+		if l.Level == level {
+			out = append(out, l.Message)
+		}
+	}
+	return out
+}
+
+func runConfig(t *testing.T, v any) json.RawMessage {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func envValue(job batchv1.Job, name string) (string, bool) {
+	for _, v := range job.Spec.Template.Spec.Containers[0].Env {
+		if v.Name == name {
+			return v.Value, true
+		}
+	}
+	return "", false
+}
+
+func contains(list []string, sub string) bool {
+	for _, s := range list {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func newClient(api, key string) *prefect.Client {
+	return prefect.NewClient(prefect.Config{API: api, APIKey: key, Backoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+}
+
+// waitSubmitted waits for a run to be Submitted and to carry the INFO line
+// naming its Job, which the agent writes once the Job exists.
+func (e *env) waitSubmitted(id string) emulator.FlowRun {
+	e.t.Helper()
+	var run emulator.FlowRun
+	eventually(e.t, "flow run "+id+" to be submitted with its Job", func() bool {
+		run, _ = e.em.FlowRun(id)
+		return run.State == "Submitted" && contains(logsAt(run, "INFO"), "Submitted for execution: Job ")
+	})
+	return run
+}
