@@ -149,17 +149,28 @@ func (a *Agent) loop(ctx, workCtx context.Context) {
 	step := 1
 	for polls := 0; a.cfg.MaxPolls == 0 || polls < a.cfg.MaxPolls; polls++ {
 		a.lastLoop.Store(a.cfg.Now().UnixNano())
-		found, err := a.poll(ctx, workCtx)
+		result, err := a.poll(ctx, workCtx)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
 			log.Error(err, "Polling for flow runs failed; trying again")
 		}
-		if found > 0 {
+		sleep := a.cfg.Intervals[0]
+		switch {
+		case result.handed > 0 && result.queued >= queuePage:
+			// A full page: more runs are waiting behind it, ask again at once.
+			sleep = burstInterval
+		case result.handed > 0:
 			step = 0
-		} else if step < len(a.cfg.Intervals)-1 {
-			step++
+		case result.queued > 0:
+			// Everything returned is already being submitted.
+			sleep = burstInterval
+		default:
+			if step < len(a.cfg.Intervals)-1 {
+				step++
+			}
+			sleep = a.cfg.Intervals[step]
 		}
 		if a.cfg.MaxPolls != 0 && polls+1 >= a.cfg.MaxPolls {
 			return
@@ -168,7 +179,7 @@ func (a *Agent) loop(ctx, workCtx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-a.wake:
-		case <-time.After(a.cfg.Intervals[step]):
+		case <-time.After(sleep):
 		}
 	}
 }
@@ -181,14 +192,23 @@ func (a *Agent) Poke() {
 	}
 }
 
-// poll asks for due runs and hands each new one to a worker. It returns how
-// many it handed out.
-func (a *Agent) poll(ctx, workCtx context.Context) (int, error) {
+// queuePage is how many runs the server returns per poll at most.
+const queuePage = 25
+
+// burstInterval is the pause between polls while a burst is being submitted.
+const burstInterval = 20 * time.Millisecond
+
+// pollResult says how many runs the queue returned and how many were new.
+type pollResult struct{ queued, handed int }
+
+// poll asks for due runs and hands each new one to a worker.
+func (a *Agent) poll(ctx, workCtx context.Context) (pollResult, error) {
 	now := a.cfg.Now()
 	ids, err := a.cfg.Prefect.RunsInQueue(ctx, a.tenantID, a.cfg.Labels, now.Add(10*time.Second))
 	if err != nil {
-		return 0, err
+		return pollResult{}, err
 	}
+	result := pollResult{queued: len(ids)}
 	var fresh []string
 	for _, id := range ids {
 		if _, busy := a.inFlight.Load(id); !busy {
@@ -196,13 +216,12 @@ func (a *Agent) poll(ctx, workCtx context.Context) (int, error) {
 		}
 	}
 	if len(fresh) == 0 {
-		return 0, nil
+		return result, nil
 	}
 	runs, err := a.cfg.Prefect.RunsToSubmit(ctx, fresh, now.Add(-3*time.Second))
 	if err != nil {
-		return 0, err
+		return result, err
 	}
-	handed := 0
 	for _, run := range runs {
 		if _, busy := a.inFlight.LoadOrStore(run.Id, struct{}{}); busy {
 			continue
@@ -211,9 +230,9 @@ func (a *Agent) poll(ctx, workCtx context.Context) (int, error) {
 		case a.slots <- struct{}{}:
 		case <-ctx.Done():
 			a.inFlight.Delete(run.Id)
-			return handed, nil
+			return result, nil
 		}
-		handed++
+		result.handed++
 		a.workers.Add(1)
 		go func(run prefect.FlowRun) {
 			defer func() {
@@ -224,5 +243,5 @@ func (a *Agent) poll(ctx, workCtx context.Context) (int, error) {
 			a.submit(workCtx, ctx, run)
 		}(run)
 	}
-	return handed, nil
+	return result, nil
 }

@@ -32,9 +32,9 @@ var fastIntervals = []time.Duration{10 * time.Millisecond, 20 * time.Millisecond
 
 // env is one test's Prefect emulator and namespace.
 type env struct {
-	t  *testing.T
-	em *emulator.Emulator
-	ns string
+	t   *testing.T
+	em  *emulator.Emulator
+	ns  string
 	api string
 }
 

@@ -26,6 +26,8 @@ type StartOptions struct {
 	AgentAddress       string
 	DeleteFinishedJobs bool
 	Concurrency        int
+	KubeQPS            float32
+	KubeBurst          int
 
 	config  agentpkg.Config
 	address string
@@ -40,7 +42,7 @@ var startEnvFallbacks = map[string][]string{
 
 // NewStartOptions returns start's options with their defaults.
 func NewStartOptions(configFlags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *StartOptions {
-	return &StartOptions{configFlags: configFlags, DeleteFinishedJobs: true, Concurrency: 32, IOStreams: streams}
+	return &StartOptions{configFlags: configFlags, DeleteFinishedJobs: true, Concurrency: 32, KubeQPS: 100, KubeBurst: 200, IOStreams: streams}
 }
 
 // NewCmdStart is `kubectl prefect agent start`.
@@ -69,7 +71,9 @@ func NewCmdStart(configFlags *genericclioptions.ConfigFlags, streams genericioop
 	cmd.Flags().IntVar(&o.MaxPolls, "max-polls", 0, "Stop after this many polls (0: run until stopped)")
 	cmd.Flags().StringVar(&o.AgentAddress, "agent-address", "", "Address of the agent's HTTP server for /api/health and /api/poke, e.g. http://:8080 [PREFECT__CLOUD__AGENT__AGENT_ADDRESS]")
 	cmd.Flags().BoolVar(&o.DeleteFinishedJobs, "delete-finished-jobs", true, "Delete Jobs once they finish [DELETE_FINISHED_JOBS]")
-	cmd.Flags().IntVar(&o.Concurrency, "concurrency", 32, "How many flow runs may be submitted at once")
+	cmd.Flags().IntVar(&o.Concurrency, "concurrency", o.Concurrency, "How many flow runs may be submitted at once")
+	cmd.Flags().Float32Var(&o.KubeQPS, "kube-api-qps", o.KubeQPS, "Sustained requests per second to the Kubernetes API")
+	cmd.Flags().IntVar(&o.KubeBurst, "kube-api-burst", o.KubeBurst, "Requests the agent may send to the Kubernetes API at once above --kube-api-qps")
 	return cmd
 }
 
@@ -100,6 +104,9 @@ func (o *StartOptions) Validate() error {
 	if o.Concurrency < 1 {
 		return fmt.Errorf("--concurrency %d: expected 1 or more", o.Concurrency)
 	}
+	if o.KubeQPS <= 0 || o.KubeBurst < 1 {
+		return fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive (got %v and %d)", o.KubeQPS, o.KubeBurst)
+	}
 	return nil
 }
 
@@ -118,7 +125,7 @@ func (o *StartOptions) Run(cmd *cobra.Command) error {
 	if err != nil {
 		return fmt.Errorf("connecting to Kubernetes: %w", err)
 	}
-	restConfig.QPS, restConfig.Burst = 50, 100
+	restConfig.QPS, restConfig.Burst = o.KubeQPS, o.KubeBurst
 	restConfig.UserAgent = "kubectl-prefect-agent"
 	kube, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
