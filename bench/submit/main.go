@@ -221,4 +221,3 @@ func peakRSS(pid int) int64 {
 	}
 	return 0
 }
-

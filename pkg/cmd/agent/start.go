@@ -29,7 +29,6 @@ type StartOptions struct {
 	KubeQPS            float32
 	KubeBurst          int
 
-	config  agentpkg.Config
 	address string
 	genericiooptions.IOStreams
 }
