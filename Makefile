@@ -42,6 +42,13 @@ $(STAMP): $(TOOL_PINS)
 	echo "Test binaries ready in $$((SECONDS-start)) s."
 	@touch $(STAMP)
 
+demo: tools
+	$(GO) build -o bin/kubectl-prefect ./cmd/kubectl-prefect
+	$(GO) run ./hack/demo
+
+bench: tools
+	$(GO) run ./bench/submit -runs 1000
+
 unit:
 	$(GO) test -count=1 -short ./...
 

@@ -1,0 +1,170 @@
+// Command demo shows kubectl-prefect end to end on a throwaway cluster: a
+// real control plane with simulated nodes, the Prefect API emulator, and
+// `kubectl prefect agent start` run by kubectl as a plugin. `make demo` runs it.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func step(format string, args ...any) { fmt.Printf("\n==> "+format+"\n", args...) }
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	bin := filepath.Join(testbed.RepoRoot(), "bin")
+
+	step("Starting a throwaway cluster: etcd, kube-apiserver, controller-manager, scheduler, 2 kwok nodes")
+	start := time.Now()
+	cluster, err := testbed.Start(ctx, 2)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		step("Tearing the cluster down")
+		cluster.Stop()
+	}()
+	fmt.Printf("    up in %s, kubeconfig %s\n", time.Since(start).Round(100*time.Millisecond), cluster.Kubeconfig)
+	if _, errOut, err := cluster.Kubectl(ctx, nil, "create", "namespace", "flows"); err != nil {
+		return fmt.Errorf("creating namespace flows: %v: %s", err, errOut)
+	}
+
+	step("Starting the Prefect API emulator and scheduling five flow runs")
+	em, err := emulator.New(emulator.Config{})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go (&http.Server{Handler: em.Handler(), ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
+	api := "http://" + ln.Addr().String()
+	fmt.Printf("    Prefect API at %s\n", api)
+	names := map[string]string{}
+	for _, r := range demoRuns() {
+		added, err := em.AddFlowRun(r.spec)
+		if err != nil {
+			return err
+		}
+		names[added.ID] = r.name
+		fmt.Printf("    %-14s %s\n", r.name, r.about)
+	}
+
+	step("kubectl prefect agent start -n flows --backend server --api %s -l k8s", api)
+	kubectl, _ := testbed.Tool("kubectl")
+	agent := exec.Command(kubectl, "prefect", "agent", "start", "-n", "flows", "--backend", "server", "--api", api, "-l", "k8s", "--agent-name", "demo-agent")
+	agent.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "KUBECONFIG="+cluster.Kubeconfig)
+	logs, _ := agent.StderrPipe()
+	if err := agent.Start(); err != nil {
+		return err
+	}
+	go prefixLines(logs, "    agent | ")
+
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if settled(em) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // let the Jobs' pods run
+
+	step("kubectl get jobs -n flows -L prefect.io/flow_run_id")
+	out, errOut, _ := cluster.Kubectl(ctx, nil, "get", "jobs", "-n", "flows", "-L", "prefect.io/flow_run_id")
+	fmt.Print(indent(string(out) + string(errOut)))
+
+	step("The flow runs in Prefect")
+	tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "    RUN\tSTATE\tRUN LOG (agent)")
+	for _, r := range em.FlowRuns() {
+		var lines []string
+		for _, l := range r.Logs {
+			lines = append(lines, l.Level+": "+l.Message)
+		}
+		fmt.Fprintf(tw, "    %s\t%s\t%s\n", names[r.ID], r.State, strings.Join(lines, " | "))
+	}
+	tw.Flush()
+
+	step("Stopping the agent (SIGTERM)")
+	_ = agent.Process.Signal(syscall.SIGTERM)
+	if err := agent.Wait(); err != nil {
+		return fmt.Errorf("agent exited with %v", err)
+	}
+	fmt.Println("    agent exited 0")
+	return nil
+}
+
+type demoRun struct {
+	name, about string
+	spec        emulator.FlowRunSpec
+}
+
+func rc(v map[string]any) json.RawMessage {
+	raw, _ := json.Marshal(v)
+	return raw
+}
+
+func demoRuns() []demoRun {
+	due := time.Now().Add(-time.Minute)
+	return []demoRun{
+		{"hello", "KubernetesRun with env and resources", emulator.FlowRunSpec{Labels: []string{"k8s"}, ScheduledStartTime: due, Flow: emulator.Flow{Name: "hello"},
+			RunConfig: rc(map[string]any{"type": "KubernetesRun", "env": map[string]string{"GREETING": "hi"}, "cpu_request": "100m", "memory_limit": "256Mi"})}},
+		{"etl", "UniversalRun", emulator.FlowRunSpec{Labels: []string{"k8s"}, ScheduledStartTime: due, Flow: emulator.Flow{Name: "etl"},
+			RunConfig: rc(map[string]any{"type": "UniversalRun", "labels": []string{"k8s"}})}},
+		{"legacy", "DockerRun: not for a Kubernetes agent", emulator.FlowRunSpec{Labels: []string{"k8s"}, ScheduledStartTime: due, Flow: emulator.Flow{Name: "legacy"},
+			RunConfig: rc(map[string]any{"type": "DockerRun", "image": "example/legacy:1"})}},
+		{"typo-image", "an image that cannot be pulled", emulator.FlowRunSpec{Labels: []string{"k8s"}, ScheduledStartTime: due, Flow: emulator.Flow{Name: "typo-image"},
+			RunConfig: rc(map[string]any{"type": "KubernetesRun", "image": testbed.ImageImagePull})}},
+		{"gpu-only", "labelled gpu: this agent (k8s) leaves it alone", emulator.FlowRunSpec{Labels: []string{"gpu"}, ScheduledStartTime: due, Flow: emulator.Flow{Name: "gpu-only"}}},
+	}
+}
+
+// settled reports whether every k8s run has left Scheduled and logged.
+func settled(em *emulator.Emulator) bool {
+	for _, r := range em.FlowRuns() {
+		if len(r.Labels) == 1 && r.Labels[0] == "gpu" {
+			continue
+		}
+		if prefect.ScheduledFamily(r.State) || len(r.Logs) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func prefixLines(r io.Reader, prefix string) {
+	s := bufio.NewScanner(r)
+	for s.Scan() {
+		fmt.Println(prefix + s.Text())
+	}
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
+}
