@@ -43,6 +43,10 @@ type Config struct {
 	// found work, then one more step for each idle poll (default 0.25 s, then
 	// 0.5 s doubling to 10 s, as the original).
 	Intervals []time.Duration
+	// Manage sets how the agent watches and cleans up its Jobs.
+	Manage ManageConfig
+	// LeaderElection, when set, makes only the elected replica submit and manage.
+	LeaderElection *LeaderElection
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -61,6 +65,7 @@ type Agent struct {
 	lastLoop atomic.Int64
 	slots    chan struct{}
 	workers  sync.WaitGroup
+	metrics  *metrics
 }
 
 // New checks the configuration and returns an agent.
@@ -83,11 +88,14 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Labels == nil {
 		cfg.Labels = []string{}
 	}
-	return &Agent{cfg: cfg, wake: make(chan struct{}, 1), slots: make(chan struct{}, cfg.Concurrency)}, nil
+	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics()}
+	cfg.Prefect.SetOnError(func(op string, _ error) { a.metrics.apiErrors.WithLabelValues(op).Inc() })
+	return a, nil
 }
 
-// Run connects to the backend and polls until ctx ends or MaxPolls is reached.
-// In-flight submissions are given ShutdownTimeout to finish.
+// Run connects to the backend, then polls for runs and manages the agent's
+// Jobs until ctx ends or MaxPolls is reached (with leader election, only
+// while it leads). In-flight submissions are given ShutdownTimeout to finish.
 func (a *Agent) Run(ctx context.Context) error {
 	log := klog.FromContext(ctx)
 	if err := a.connect(ctx); err != nil {
@@ -102,6 +110,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		defer stop()
 	}
+	if a.cfg.LeaderElection != nil {
+		return a.runAsLeader(ctx)
+	}
+	return a.work(ctx)
+}
+
+// work polls and manages Jobs until ctx ends or MaxPolls is reached.
+func (a *Agent) work(ctx context.Context) error {
+	log := klog.FromContext(ctx)
+	manageCtx, stopManaging := context.WithCancel(ctx)
+	defer stopManaging()
+	managed := make(chan error, 1)
+	go func() { managed <- a.newManager().run(manageCtx) }()
 	// Submissions run on a context that outlives a stop signal, bounded by
 	// ShutdownTimeout, so a run is never left half submitted.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -117,8 +138,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		cancelWork()
 		<-done
 	}
+	stopManaging()
+	err := <-managed
 	log.Info("Agent stopped")
-	return nil
+	return err
 }
 
 // connect finds the tenant, registers the agent and checks the connection.
@@ -149,7 +172,9 @@ func (a *Agent) loop(ctx, workCtx context.Context) {
 	step := 1
 	for polls := 0; a.cfg.MaxPolls == 0 || polls < a.cfg.MaxPolls; polls++ {
 		a.lastLoop.Store(a.cfg.Now().UnixNano())
+		began := time.Now()
 		result, err := a.poll(ctx, workCtx)
+		a.metrics.pollLatency.Observe(time.Since(began).Seconds())
 		if ctx.Err() != nil {
 			return
 		}

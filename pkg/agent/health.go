@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/klog/v2"
 )
 
@@ -15,7 +16,8 @@ import (
 const stallAfter = 5 * time.Minute
 
 // serveHealth starts the agent's HTTP server: /api/health answers 200 while
-// the polling loop is alive (503 once it has stalled), /api/poke wakes it.
+// the polling loop is alive (503 once it has stalled), /api/poke wakes it,
+// /metrics serves Prometheus metrics.
 func (a *Agent) serveHealth(ctx context.Context) (stop func(), err error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/health", func(w http.ResponseWriter, _ *http.Request) {
@@ -28,6 +30,7 @@ func (a *Agent) serveHealth(ctx context.Context) (stop func(), err error) {
 		}
 		fmt.Fprint(w, "{}")
 	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/poke", func(w http.ResponseWriter, _ *http.Request) {
 		a.Poke()
 	})

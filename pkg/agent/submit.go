@@ -42,6 +42,7 @@ func (a *Agent) submit(ctx, stop context.Context, run prefect.FlowRun) {
 		Storage: run.Flow.Storage, RunConfig: run.Run_config,
 	})
 	if err != nil {
+		a.metrics.submitFailures.WithLabelValues("build").Inc()
 		a.fail(ctx, run.Id, &run.Version, fmt.Sprintf("Cannot build a Kubernetes Job for this flow run: %v", err))
 		return
 	}
@@ -70,10 +71,12 @@ func (a *Agent) submit(ctx, stop context.Context, run prefect.FlowRun) {
 	submitted := run.Version + 1
 
 	if err := a.createJob(ctx, job); err != nil {
+		a.metrics.submitFailures.WithLabelValues("create").Inc()
 		a.fail(ctx, run.Id, &submitted, fmt.Sprintf("Kubernetes refused the flow run's Job %s: %v", job.Name, err))
 		return
 	}
 	log.Info("Created Job for flow run", "job", klog.KObj(job))
+	a.metrics.runsSubmitted.Inc()
 	a.runLog(ctx, run.Id, prefect.LevelInfo, fmt.Sprintf("Submitted for execution: Job %s", job.Name))
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
 )
 
@@ -229,7 +230,10 @@ func TestFlakyAPIStillSubmitsEveryRunOnce(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		ids = append(ids, e.schedule(emulator.FlowRunSpec{}).ID)
 	}
-	e.start("", nil)
+	// With a third of requests failing, give each more tries than the default six.
+	e.start("", func(c *Config) {
+		c.Prefect = prefect.NewClient(prefect.Config{API: e.api, Backoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, MaxAttempts: 20})
+	})
 	for _, id := range ids {
 		e.waitSubmitted(id)
 		if n := len(e.jobsFor(id)); n != 1 {

@@ -32,8 +32,10 @@ type Config struct {
 	MaxAttempts int
 	// Backoff is the first retry delay, doubled per try up to MaxBackoff (defaults 250 ms and 30 s).
 	Backoff, MaxBackoff time.Duration
-	// OnRetry, when set, is told about each retried failure (for logs and metrics).
+	// OnRetry, when set, is told about each failure about to be retried (for logs).
 	OnRetry func(op string, attempt int, err error)
+	// OnError, when set, is told about every failed request, retried or not (for metrics).
+	OnError func(op string, err error)
 }
 
 // Client talks to a Prefect 1 backend.
@@ -60,12 +62,15 @@ func NewClient(cfg Config) *Client {
 	c := &Client{cfg: cfg}
 	c.agentID.Store("")
 	inner := graphql.NewClient(strings.TrimRight(cfg.API, "/"), headerDoer{c})
-	c.gql = retryingClient{inner: inner, cfg: cfg}
+	c.gql = retryingClient{inner: inner, client: c}
 	return c
 }
 
 // SetAgentID makes every later request carry X-PREFECT-AGENT-ID.
 func (c *Client) SetAgentID(id string) { c.agentID.Store(id) }
+
+// SetOnError sets Config.OnError; call it before the client is used.
+func (c *Client) SetOnError(f func(op string, err error)) { c.cfg.OnError = f }
 
 // SetTenantID sets the tenant sent with API-key requests.
 func (c *Client) SetTenantID(id string) { c.cfg.TenantID = id }

@@ -14,26 +14,30 @@ import (
 // retryingClient retries what can succeed on a later try (HTTP 5xx and 429,
 // transport errors, Cloud's API_ERROR) and turns the rest into typed errors.
 type retryingClient struct {
-	inner graphql.Client
-	cfg   Config
+	inner  graphql.Client
+	client *Client
 }
 
 func (c retryingClient) MakeRequest(ctx context.Context, req *graphql.Request, resp *graphql.Response) error {
-	delay := c.cfg.Backoff
+	cfg := &c.client.cfg
+	delay := cfg.Backoff
 	for attempt := 1; ; attempt++ {
 		err := c.inner.MakeRequest(ctx, req, resp)
 		if err == nil {
 			return nil
 		}
 		retry, wait, classified := classify(req.OpName, err)
-		if !retry || attempt >= c.cfg.MaxAttempts || ctx.Err() != nil {
+		if cfg.OnError != nil {
+			cfg.OnError(req.OpName, classified)
+		}
+		if !retry || attempt >= cfg.MaxAttempts || ctx.Err() != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return classified
 		}
-		if c.cfg.OnRetry != nil {
-			c.cfg.OnRetry(req.OpName, attempt, classified)
+		if cfg.OnRetry != nil {
+			cfg.OnRetry(req.OpName, attempt, classified)
 		}
 		if wait == rateLimitWait {
 			wait = 4 * delay // back off harder when told to slow down
@@ -45,7 +49,7 @@ func (c retryingClient) MakeRequest(ctx context.Context, req *graphql.Request, r
 			return ctx.Err()
 		case <-time.After(wait):
 		}
-		delay = min(delay*2, c.cfg.MaxBackoff)
+		delay = min(delay*2, cfg.MaxBackoff)
 	}
 }
 

@@ -78,13 +78,17 @@ func (e *Emulator) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		info.tenantID = tenant
 	}
 
+	// Each operation runs whole under the lock, so it sees and leaves one
+	// consistent state, as a database transaction would.
 	ex := &executor{schema: e.schema, doc: doc, vars: coerced}
 	var data orderedObject
+	e.mu.Lock()
 	if op.Operation == ast.Mutation {
 		data = ex.run(op, e.mutationRoot(info))
 	} else {
 		data = ex.run(op, e.queryRoot(info))
 	}
+	e.mu.Unlock()
 	resp := map[string]any{"data": data}
 	if len(ex.errors) > 0 {
 		resp["errors"] = ex.errors

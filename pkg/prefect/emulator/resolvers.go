@@ -13,8 +13,6 @@ const queuedRunsReturnedLimit = 25
 
 func (e *Emulator) queryRoot(info requestInfo) object {
 	return func(field string, args map[string]any) (any, error) {
-		e.mu.Lock()
-		defer e.mu.Unlock()
 		switch field {
 		case "hello":
 			return "👋", nil
@@ -64,8 +62,6 @@ func (e *Emulator) queryRoot(info requestInfo) object {
 func (e *Emulator) mutationRoot(info requestInfo) object {
 	return func(field string, args map[string]any) (any, error) {
 		input, _ := args["input"].(map[string]any)
-		e.mu.Lock()
-		defer e.mu.Unlock()
 		switch field {
 		case "register_agent":
 			return e.registerAgent(info, input)
@@ -255,7 +251,7 @@ func (e *Emulator) writeRunLogs(input map[string]any) (any, error) {
 	return mapObject(map[string]any{"success": true, "error": nil}), nil
 }
 
-// flowRunObject resolves a flow_run row. Callers hold e.mu.
+// flowRunObject resolves a flow_run row. Resolvers run with e.mu held.
 func (e *Emulator) flowRunObject(r *FlowRun) object {
 	return func(field string, args map[string]any) (any, error) {
 		switch field {

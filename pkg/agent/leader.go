@@ -1,0 +1,92 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/klog/v2"
+)
+
+// LeaderElection configures the Lease that lets one replica work at a time.
+type LeaderElection struct {
+	// LeaseName and Namespace name the Lease object.
+	LeaseName, Namespace string
+	// Identity names this replica (its pod name, say) and must be unique.
+	Identity string
+	// LeaseDuration, RenewDeadline and RetryPeriod default to 15 s, 10 s and 2 s.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// errLostLease ends the agent when another replica took over its Lease.
+var errLostLease = errors.New("lost the leader Lease to another replica; stopping so this one restarts as a standby")
+
+// runAsLeader waits to hold the Lease, then works while it holds it.
+func (a *Agent) runAsLeader(ctx context.Context) error {
+	le := a.cfg.LeaderElection
+	log := klog.FromContext(ctx)
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metaFor(le.LeaseName, le.Namespace),
+		Client:     a.cfg.Kube.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: le.Identity},
+	}
+	electCtx, stopElecting := context.WithCancel(ctx)
+	defer stopElecting()
+	// OnStartedLeading runs on its own goroutine; its outcome comes back here.
+	type outcome struct {
+		err      error
+		finished bool // ended by itself (--max-polls), not by losing the Lease
+	}
+	started, ended := make(chan struct{}), make(chan outcome, 1)
+	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		LeaseDuration:   orDefault(le.LeaseDuration, 15*time.Second),
+		RenewDeadline:   orDefault(le.RenewDeadline, 10*time.Second),
+		RetryPeriod:     orDefault(le.RetryPeriod, 2*time.Second),
+		ReleaseOnCancel: true,
+		Name:            le.LeaseName,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(leadCtx context.Context) {
+				log.Info("Became the leader; submitting and managing Jobs", "lease", le.LeaseName, "identity", le.Identity)
+				close(started)
+				err := a.work(leadCtx)
+				ended <- outcome{err: err, finished: leadCtx.Err() == nil}
+				stopElecting()
+			},
+			OnStoppedLeading: func() {},
+			OnNewLeader: func(identity string) {
+				if identity != le.Identity {
+					log.Info("Another replica leads; standing by", "leader", identity)
+				}
+			},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	elector.Run(electCtx)
+	select {
+	case <-started:
+	default:
+		return nil // stopped before ever leading
+	}
+	out := <-ended
+	if ctx.Err() == nil && !out.finished && out.err == nil {
+		return errLostLease
+	}
+	return out.err
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func metaFor(name, namespace string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Namespace: namespace}
+}

@@ -1,0 +1,262 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+)
+
+// managed configures an agent that manages its Jobs quickly for tests.
+func managed(deleteFinished bool) func(*Config) {
+	return func(c *Config) {
+		c.Manage = ManageConfig{DeleteFinishedJobs: deleteFinished, UnschedulableGrace: time.Second, CancelCheckInterval: 100 * time.Millisecond}
+	}
+}
+
+func imageRun(t *testing.T, image string, extra map[string]any) emulator.FlowRunSpec {
+	rc := map[string]any{"type": "KubernetesRun", "image": image}
+	for k, v := range extra {
+		rc[k] = v
+	}
+	return emulator.FlowRunSpec{RunConfig: runConfig(t, rc)}
+}
+
+// waitFailed waits for the run to be Failed with one ERROR line containing want.
+func (e *env) waitFailed(id, want string) emulator.FlowRun {
+	e.t.Helper()
+	run := e.waitState(id, "Failed")
+	errs := logsAt(run, "ERROR")
+	if len(errs) != 1 || !strings.Contains(errs[0], want) {
+		e.t.Fatalf("ERROR lines %q, want exactly one containing %q", errs, want)
+	}
+	if msg := run.States[len(run.States)-1].Message; msg != errs[0] {
+		e.t.Fatalf("Failed state message %q differs from the ERROR line %q", msg, errs[0])
+	}
+	return run
+}
+
+// stillOneError checks, a while later, that nothing was reported again.
+func (e *env) stillOneError(id string) {
+	e.t.Helper()
+	time.Sleep(time.Second)
+	run, _ := e.em.FlowRun(id)
+	if errs := logsAt(run, "ERROR"); len(errs) != 1 {
+		e.t.Fatalf("%d ERROR lines after a while, want 1: %q", len(errs), errs)
+	}
+}
+
+func (e *env) waitJobGone(runID string) {
+	e.t.Helper()
+	eventually(e.t, "the Job of "+runID+" to be deleted", func() bool { return len(e.jobsFor(runID)) == 0 })
+}
+
+func TestImagePullFailureIsReportedOnce(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	run := e.schedule(imageRun(t, testbed.ImageImagePull, nil))
+	start := time.Now()
+	e.start("", managed(true))
+	e.waitFailed(run.ID, `cannot pull image "testbed.invalid/fate:image-pull" (ErrImagePull)`)
+	t.Logf("reported %s after the agent started", time.Since(start).Round(10*time.Millisecond))
+	e.waitJobGone(run.ID)
+	e.stillOneError(run.ID)
+}
+
+func TestUnschedulablePodIsReportedAfterGrace(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	run := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": testbed.UnschedulableCPU}))
+	e.start("", managed(false))
+	got := e.waitFailed(run.ID, "Insufficient cpu")
+	if !strings.Contains(logsAt(got, "ERROR")[0], "has been unschedulable for") {
+		t.Fatalf("message %q", logsAt(got, "ERROR")[0])
+	}
+	if len(e.jobsFor(run.ID)) != 1 {
+		t.Fatalf("with --delete-finished-jobs=false the Job must stay")
+	}
+	e.stillOneError(run.ID)
+}
+
+func TestCrashingAndOOMKilledPods(t *testing.T) {
+	for _, tc := range []struct{ image, want string }{
+		{testbed.ImageExit1, `container "flow" terminated with exit code 1 (Error): flow process exited with status 1`},
+		{testbed.ImageOOM, `container "flow" terminated with exit code 137 (OOMKilled)`},
+	} {
+		t.Run(tc.image, func(t *testing.T) {
+			e := newEnv(t, emulator.Config{})
+			run := e.schedule(imageRun(t, tc.image, nil))
+			e.start("", managed(true))
+			e.waitFailed(run.ID, tc.want)
+			e.waitJobGone(run.ID)
+			e.stillOneError(run.ID)
+		})
+	}
+}
+
+func TestSucceededJobsAreDeletedOrKept(t *testing.T) {
+	for _, del := range []bool{true, false} {
+		t.Run(fmt.Sprintf("delete-finished-jobs=%v", del), func(t *testing.T) {
+			e := newEnv(t, emulator.Config{})
+			run := e.schedule(emulator.FlowRunSpec{})
+			e.start("", managed(del))
+			e.waitSubmitted(run.ID)
+			eventually(t, "the WARNING that the flow never reported", func() bool {
+				r, _ := e.em.FlowRun(run.ID)
+				return contains(logsAt(r, "WARNING"), "completed but the flow run never reported a final state")
+			})
+			if del {
+				e.waitJobGone(run.ID)
+				return
+			}
+			time.Sleep(500 * time.Millisecond)
+			if jobs := e.jobsFor(run.ID); len(jobs) != 1 || jobs[0].Status.Succeeded != 1 {
+				t.Fatalf("the succeeded Job should be kept: %d Jobs", len(jobs))
+			}
+			if r, _ := e.em.FlowRun(run.ID); len(logsAt(r, "WARNING")) != 1 || r.State != "Submitted" {
+				t.Fatalf("warned %d times, state %s", len(logsAt(r, "WARNING")), r.State)
+			}
+		})
+	}
+}
+
+func TestCancelledRunsJobIsDeleted(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	run := e.schedule(imageRun(t, testbed.ImageRun, nil))
+	e.start("", managed(false))
+	e.waitSubmitted(run.ID)
+	if _, err := e.em.SetFlowRunState(run.ID, "Cancelled", "cancelled by a user"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitJobGone(run.ID)
+	eventually(t, "the INFO line about the deletion", func() bool {
+		r, _ := e.em.FlowRun(run.ID)
+		return contains(logsAt(r, "INFO"), "the flow run is Cancelled")
+	})
+}
+
+func TestFailedCreateIsReported(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "no-pods"},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("0")}}}
+	if _, err := cluster.Client.CoreV1().ResourceQuotas(e.ns).Create(context.Background(), quota, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The quota is enforced once the quota controller has counted usage.
+	eventually(t, "the quota to be counted", func() bool {
+		q, err := cluster.Client.CoreV1().ResourceQuotas(e.ns).Get(context.Background(), "no-pods", metav1.GetOptions{})
+		return err == nil && q.Status.Hard != nil
+	})
+	run := e.schedule(emulator.FlowRunSpec{})
+	e.start("", managed(false))
+	e.waitFailed(run.ID, "(FailedCreate)")
+	got, _ := e.em.FlowRun(run.ID)
+	if msg := logsAt(got, "ERROR")[0]; !strings.Contains(msg, "exceeded quota") {
+		t.Fatalf("the quota's message is not in %q", msg)
+	}
+	e.stillOneError(run.ID)
+}
+
+func TestRestartedAgentReportsNothingTwice(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	pull := e.schedule(imageRun(t, testbed.ImageImagePull, nil))
+	done := e.schedule(emulator.FlowRunSpec{})
+	first := e.start("", managed(false))
+	e.waitFailed(pull.ID, "cannot pull image")
+	eventually(t, "the completed Job's warning", func() bool {
+		r, _ := e.em.FlowRun(done.ID)
+		return len(logsAt(r, "WARNING")) == 1
+	})
+	first.halt(t)
+	// A problem that happened while no agent ran is reported by the next one.
+	crash := e.schedule(imageRun(t, testbed.ImageExit1, nil))
+	second := e.start("", managed(false))
+	e.waitFailed(crash.ID, "exit code 1")
+	time.Sleep(time.Second)
+	second.halt(t)
+	for _, id := range []string{pull.ID, done.ID} {
+		r, _ := e.em.FlowRun(id)
+		if n := len(logsAt(r, "ERROR")) + len(logsAt(r, "WARNING")); n != 1 {
+			t.Errorf("run %s got %d reports, want 1: %+v", id, n, r.Logs)
+		}
+	}
+	job := e.jobsFor(pull.ID)[0]
+	if !strings.Contains(job.Annotations[AnnotationReported], "image-pull") {
+		t.Errorf("the Job does not record what was reported: %v", job.Annotations)
+	}
+}
+
+func TestLeaderElectionLetsOneReplicaWork(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	elect := func(id string) func(*Config) {
+		return func(c *Config) {
+			c.LeaderElection = &LeaderElection{LeaseName: "prefect-agent", Namespace: e.ns, Identity: id,
+				LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond}
+		}
+	}
+	var ids []string
+	for i := 0; i < 10; i++ {
+		ids = append(ids, e.schedule(emulator.FlowRunSpec{}).ID)
+	}
+	a := e.start("", elect("replica-a"))
+	b := e.start("", elect("replica-b"))
+	for _, id := range ids {
+		e.waitSubmitted(id)
+	}
+	created := func(ra *runningAgent) int { return strings.Count(ra.logs.String(), "Created Job for flow run") }
+	if ca, cb := created(a), created(b); !(ca == 10 && cb == 0 || ca == 0 && cb == 10) {
+		t.Fatalf("both replicas submitted: a created %d Jobs, b %d", ca, cb)
+	}
+	leader, standby := a, b
+	if created(b) > 0 {
+		leader, standby = b, a
+	}
+	leader.halt(t)
+	later := e.schedule(emulator.FlowRunSpec{})
+	e.waitSubmitted(later.ID)
+	if created(standby) != 1 {
+		t.Fatalf("the standby did not take over: it created %d Jobs", created(standby))
+	}
+}
+
+func TestMetricsCountWhatHappened(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	pull := e.schedule(imageRun(t, testbed.ImageImagePull, nil))
+	ok := e.schedule(emulator.FlowRunSpec{})
+	bad := e.schedule(emulator.FlowRunSpec{RunConfig: runConfig(t, map[string]any{"type": "DockerRun"})})
+	e.start("", func(c *Config) { managed(true)(c); c.HealthAddress = addr })
+	e.waitFailed(pull.ID, "cannot pull image")
+	e.waitSubmitted(ok.ID)
+	e.waitState(bad.ID, "Failed")
+	e.waitJobGone(ok.ID)
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		"prefect_agent_flow_runs_submitted_total 2",
+		`prefect_agent_submission_failures_total{stage="build"} 1`,
+		`prefect_agent_job_problems_reported_total{reason="ErrImagePull"} 1`,
+		`prefect_agent_jobs_deleted_total{why="completed"} 1`,
+		"prefect_agent_poll_duration_seconds_count",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
