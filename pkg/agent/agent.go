@@ -43,6 +43,8 @@ type Config struct {
 	// found work, then one more step for each idle poll (default 0.25 s, then
 	// 0.5 s doubling to 10 s, as the original).
 	Intervals []time.Duration
+	// KubeRequests, when set, is shown in /metrics; wrap Kube's transport with it.
+	KubeRequests *KubeRequestCounter
 	// Manage sets how the agent watches and cleans up its Jobs.
 	Manage ManageConfig
 	// LeaderElection, when set, makes only the elected replica submit and manage.
@@ -89,6 +91,9 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Labels = []string{}
 	}
 	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics()}
+	if cfg.KubeRequests != nil {
+		a.metrics.registry.MustRegister(cfg.KubeRequests.vec)
+	}
 	cfg.Prefect.SetOnError(func(op string, _ error) { a.metrics.apiErrors.WithLabelValues(op).Inc() })
 	return a, nil
 }

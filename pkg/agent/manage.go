@@ -50,6 +50,11 @@ type manager struct {
 
 	factories []informers.SharedInformerFactory
 	reported  *reportedSet
+
+	// gone holds, per Job key, pods deleted before they finished, as the
+	// delete event can be the only sign of them.
+	goneMu sync.Mutex
+	gone   map[string][]*corev1.Pod
 }
 
 const eventsByJob = "involvedJob"
@@ -70,7 +75,7 @@ func (a *Agent) newManager() *manager {
 		ns = metav1.NamespaceAll
 	}
 	m := &manager{
-		a: a, cfg: cfg, reported: newReportedSet(),
+		a: a, cfg: cfg, reported: newReportedSet(), gone: map[string][]*corev1.Pod{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "prefect-jobs"}),
 	}
@@ -107,7 +112,7 @@ func (a *Agent) newManager() *manager {
 	_, _ = podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    m.enqueuePodJob,
 		UpdateFunc: func(_, obj any) { m.enqueuePodJob(obj) },
-		DeleteFunc: m.enqueuePodJob,
+		DeleteFunc: m.podDeleted,
 	})
 	_, _ = eventInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    m.enqueueEventJob,
@@ -116,8 +121,15 @@ func (a *Agent) newManager() *manager {
 	return m
 }
 
-// dropManagedFields keeps the informers' memory to what the agent reads.
+// dropManagedFields keeps the informers' memory to what the agent reads:
+// no managed fields, no Job spec, and of a pod's spec only its node.
 func dropManagedFields(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *batchv1.Job:
+		o.Spec = batchv1.JobSpec{Completions: o.Spec.Completions}
+	case *corev1.Pod:
+		o.Spec = corev1.PodSpec{NodeName: o.Spec.NodeName}
+	}
 	if acc, ok := obj.(metav1.ObjectMetaAccessor); ok {
 		acc.GetObjectMeta().SetManagedFields(nil)
 	}
@@ -143,6 +155,37 @@ func (m *manager) enqueuePodJob(obj any) {
 			m.queue.Add(pod.Namespace + "/" + ref.Name)
 		}
 	}
+}
+
+// podDeleted remembers a pod that went away before finishing.
+func (m *manager) podDeleted(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	if pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
+		for _, ref := range pod.OwnerReferences {
+			if ref.Kind == "Job" {
+				m.goneMu.Lock()
+				key := pod.Namespace + "/" + ref.Name
+				m.gone[key] = append(m.gone[key], pod)
+				m.goneMu.Unlock()
+			}
+		}
+	}
+	m.enqueuePodJob(pod)
+}
+
+// takeGone returns and forgets the pods of a Job deleted before finishing.
+func (m *manager) takeGone(key string) []*corev1.Pod {
+	m.goneMu.Lock()
+	defer m.goneMu.Unlock()
+	pods := m.gone[key]
+	delete(m.gone, key)
+	return pods
 }
 
 func (m *manager) enqueueEventJob(obj any) {

@@ -260,3 +260,41 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	}
 }
 
+func TestDeletedPodIsReportedAndReplacementNoted(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	run := e.schedule(imageRun(t, testbed.ImageRun, nil))
+	e.start("", managed(false))
+	e.waitSubmitted(run.ID)
+	var podName string
+	eventually(t, "the flow's pod to run", func() bool {
+		pods, _ := cluster.Client.CoreV1().Pods(e.ns).List(context.Background(), metav1.ListOptions{})
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning {
+				podName = p.Name
+				return true
+			}
+		}
+		return false
+	})
+	if err := cluster.Client.CoreV1().Pods(e.ns).Delete(context.Background(), podName, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFailed(run.ID, "Pod "+podName+" of Job")
+	eventually(t, "the WARNING about the replacement pod", func() bool {
+		r, _ := e.em.FlowRun(run.ID)
+		return contains(logsAt(r, "WARNING"), "runs the flow again")
+	})
+}
+
+func TestKeepFailedJobsKeepsOnlyFailedOnes(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	bad := e.schedule(imageRun(t, testbed.ImageExit1, nil))
+	good := e.schedule(emulator.FlowRunSpec{})
+	e.start("", func(c *Config) { managed(true)(c); c.Manage.KeepFailedJobs = true })
+	e.waitFailed(bad.ID, "exit code 1")
+	e.waitJobGone(good.ID)
+	time.Sleep(500 * time.Millisecond)
+	if len(e.jobsFor(bad.ID)) != 1 {
+		t.Fatalf("the failed Job was deleted despite --keep-failed-jobs")
+	}
+}

@@ -39,6 +39,7 @@ func (a *Agent) submit(ctx, stop context.Context, run prefect.FlowRun) {
 
 	job, err := manifest.BuildJob(ctx, a.cfg.Job, manifest.FlowRun{
 		ID: run.Id, Version: run.Version, FlowID: run.Flow.Id, CoreVersion: run.Flow.Core_version,
+		FlowName: run.Flow.Name, Name: run.Name,
 		Storage: run.Flow.Storage, RunConfig: run.Run_config,
 	})
 	if err != nil {

@@ -38,6 +38,7 @@ func (m *manager) sync(ctx context.Context, key string) error {
 	job, err := m.jobs.Jobs(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		m.reported.forgetKey(key)
+		m.takeGone(key)
 		return nil
 	}
 	if err != nil {
@@ -50,6 +51,15 @@ func (m *manager) sync(ctx context.Context, key string) error {
 	pods, err := m.jobPods(job)
 	if err != nil {
 		return err
+	}
+	for _, gone := range m.takeGone(key) {
+		// Seen as deleted: report it like a pod marked for deletion.
+		gone = gone.DeepCopy()
+		if gone.DeletionTimestamp == nil {
+			now := metav1.NewTime(m.a.cfg.Now())
+			gone.DeletionTimestamp = &now
+		}
+		pods = append(pods, gone)
 	}
 	in := inspect(job, pods, m.jobEvents(job), m.a.cfg.Now(), m.cfg.UnschedulableGrace)
 	done := m.reported.of(job)
@@ -158,7 +168,7 @@ func (m *manager) deleteJob(ctx context.Context, job *batchv1.Job, why string) e
 // reportedSet remembers per Job what has been reported, seeded from the
 // Job's annotation so that what an earlier agent reported counts too.
 type reportedSet struct {
-	mu   sync.Mutex
+	mu    sync.Mutex
 	byUID map[types.UID]map[string]bool
 	uids  map[string]types.UID
 }

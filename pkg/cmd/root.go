@@ -11,6 +11,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/cmd/agent"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/cmd/jobs"
 )
 
 // NewCmdPrefect is the root command, `kubectl prefect`.
@@ -31,6 +32,7 @@ keeps the API key in a Secret.`,
 	configFlags.AddFlags(root.PersistentFlags())
 	addKlogFlags(root.PersistentFlags())
 	root.AddCommand(agent.NewCmdAgent(configFlags, streams))
+	root.AddCommand(jobs.NewCmdJobs(configFlags, streams))
 	return root
 }
 

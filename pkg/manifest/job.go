@@ -20,6 +20,9 @@ const (
 	LabelFlowID     = "prefect.io/flow_id"
 	// AnnotationFlowRunVersion records the run version the Job was made for.
 	AnnotationFlowRunVersion = "prefect.io/flow-run-version"
+	// AnnotationFlowName and AnnotationFlowRunName record the names shown in Prefect.
+	AnnotationFlowName    = "prefect.io/flow-name"
+	AnnotationFlowRunName = "prefect.io/flow-run-name"
 	// FlowContainer is the container the flow runs in (else the first one).
 	FlowContainer = "flow"
 )
@@ -46,7 +49,14 @@ func BuildJob(ctx context.Context, s AgentSettings, run FlowRun) (*batchv1.Job, 
 	labels := map[string]string{LabelIdentifier: identifier, LabelFlowRunID: run.ID, LabelFlowID: run.FlowID}
 	job.Labels = merged(job.Labels, labels)
 	job.Spec.Template.Labels = merged(job.Spec.Template.Labels, labels)
-	job.Annotations = merged(job.Annotations, map[string]string{AnnotationFlowRunVersion: fmt.Sprint(run.Version)})
+	annotations := map[string]string{AnnotationFlowRunVersion: fmt.Sprint(run.Version)}
+	if run.FlowName != "" {
+		annotations[AnnotationFlowName] = run.FlowName
+	}
+	if run.Name != "" {
+		annotations[AnnotationFlowRunName] = run.Name
+	}
+	job.Annotations = merged(job.Annotations, annotations)
 
 	pod := &job.Spec.Template.Spec
 	setServiceAccount(pod, s, rc, fromRunConfig)

@@ -47,6 +47,8 @@ type FlowRun struct {
 	Version     int
 	FlowID      string
 	CoreVersion string
+	// FlowName and Name (the run's name) are recorded as annotations, for people.
+	FlowName, Name string
 	// Storage is the flow's storage JSON; a Docker storage names the image.
 	Storage []byte
 	// RunConfig is the run's run config JSON (null for none).

@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 
 	agentpkg "github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
@@ -28,6 +30,11 @@ type StartOptions struct {
 	Concurrency        int
 	KubeQPS            float32
 	KubeBurst          int
+	KeepFailedJobs     bool
+	WatchAllNamespaces bool
+	UnschedulableGrace time.Duration
+	LeaderElect        bool
+	LeaseName          string
 
 	address string
 	genericiooptions.IOStreams
@@ -71,6 +78,11 @@ func NewCmdStart(configFlags *genericclioptions.ConfigFlags, streams genericioop
 	cmd.Flags().StringVar(&o.AgentAddress, "agent-address", "", "Address of the agent's HTTP server for /api/health and /api/poke, e.g. http://:8080 [PREFECT__CLOUD__AGENT__AGENT_ADDRESS]")
 	cmd.Flags().BoolVar(&o.DeleteFinishedJobs, "delete-finished-jobs", true, "Delete Jobs once they finish [DELETE_FINISHED_JOBS]")
 	cmd.Flags().IntVar(&o.Concurrency, "concurrency", o.Concurrency, "How many flow runs may be submitted at once")
+	cmd.Flags().BoolVar(&o.KeepFailedJobs, "keep-failed-jobs", false, "Keep failed Jobs for inspection while deleting succeeded ones")
+	cmd.Flags().BoolVar(&o.WatchAllNamespaces, "watch-all-namespaces", false, "Manage the agent's Jobs in every namespace, not only the one it creates Jobs in")
+	cmd.Flags().DurationVar(&o.UnschedulableGrace, "unschedulable-grace", 2*time.Minute, "How long a flow run's pod may stay unschedulable before the run is failed")
+	cmd.Flags().BoolVar(&o.LeaderElect, "leader-elect", false, "Elect one leader among replicas with a Lease; only the leader submits and manages Jobs")
+	cmd.Flags().StringVar(&o.LeaseName, "lease-name", "", "Name of the leader election Lease (default kubectl-prefect-<agent name>)")
 	cmd.Flags().Float32Var(&o.KubeQPS, "kube-api-qps", o.KubeQPS, "Sustained requests per second to the Kubernetes API")
 	cmd.Flags().IntVar(&o.KubeBurst, "kube-api-burst", o.KubeBurst, "Requests the agent may send to the Kubernetes API at once above --kube-api-qps")
 	return cmd
@@ -103,6 +115,14 @@ func (o *StartOptions) Validate() error {
 	if o.Concurrency < 1 {
 		return fmt.Errorf("--concurrency %d: expected 1 or more", o.Concurrency)
 	}
+	if o.UnschedulableGrace <= 0 {
+		return fmt.Errorf("--unschedulable-grace %s: expected a positive duration such as 2m", o.UnschedulableGrace)
+	}
+	if o.LeaseName != "" {
+		if errs := validation.IsDNS1123Subdomain(o.LeaseName); len(errs) > 0 {
+			return fmt.Errorf("--lease-name %q: %s", o.LeaseName, strings.Join(errs, "; "))
+		}
+	}
 	if o.KubeQPS <= 0 || o.KubeBurst < 1 {
 		return fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive (got %v and %d)", o.KubeQPS, o.KubeBurst)
 	}
@@ -126,6 +146,8 @@ func (o *StartOptions) Run(cmd *cobra.Command) error {
 	}
 	restConfig.QPS, restConfig.Burst = o.KubeQPS, o.KubeBurst
 	restConfig.UserAgent = "kubectl-prefect-agent"
+	kubeRequests := agentpkg.NewKubeRequestCounter()
+	restConfig.Wrap(kubeRequests.Wrap)
 	kube, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
 		return err
@@ -134,12 +156,47 @@ func (o *StartOptions) Run(cmd *cobra.Command) error {
 	a, err := agentpkg.New(agentpkg.Config{
 		Prefect: client, Kube: kube, Backend: o.Settings.Backend, Name: o.Settings.AgentName,
 		Labels: settings.Labels, Job: settings, MaxPolls: o.MaxPolls, Concurrency: o.Concurrency,
-		HealthAddress: o.address, ShutdownTimeout: 30 * time.Second,
+		HealthAddress: o.address, ShutdownTimeout: 30 * time.Second, KubeRequests: kubeRequests,
+		Manage: agentpkg.ManageConfig{
+			AllNamespaces: o.WatchAllNamespaces, DeleteFinishedJobs: o.DeleteFinishedJobs, KeepFailedJobs: o.KeepFailedJobs,
+			UnschedulableGrace: o.UnschedulableGrace,
+		},
+		LeaderElection: o.leaderElection(ns),
 	})
 	if err != nil {
 		return err
 	}
 	return a.Run(ctx)
+}
+
+// leaderElection is the Lease configuration with --leader-elect, else nil.
+func (o *StartOptions) leaderElection(ns string) *agentpkg.LeaderElection {
+	if !o.LeaderElect {
+		return nil
+	}
+	name := o.LeaseName
+	if name == "" {
+		name = leaseNameFor(o.Settings.AgentName)
+	}
+	host, _ := os.Hostname()
+	return &agentpkg.LeaderElection{LeaseName: name, Namespace: ns, Identity: host + "_" + string(uuid.NewUUID())}
+}
+
+// leaseNameFor turns an agent name into a valid Lease name.
+func leaseNameFor(agentName string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(agentName) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '-' || r == '.' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	name := strings.Trim("kubectl-prefect-"+b.String(), "-.")
+	if len(name) > 63 {
+		name = strings.TrimRight(name[:63], "-.")
+	}
+	return name
 }
 
 // listenAddress accepts the original's URL form (http://:8080) or host:port.
