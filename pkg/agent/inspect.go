@@ -2,7 +2,6 @@ package agent
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -36,12 +35,12 @@ type inspection struct {
 
 var imagePullReasons = map[string]bool{"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true, "ErrImageNeverPull": true}
 
-// inspect looks at a Job, its pods and its FailedCreate events.
-func inspect(job *batchv1.Job, pods []*corev1.Pod, events []*corev1.Event, now time.Time, unschedulableGrace time.Duration) inspection {
+// inspect looks at a Job, its pods and its FailedCreate events. firstPod
+// names the Job's first pod; any other pod is a replacement.
+func inspect(job *batchv1.Job, pods []*corev1.Pod, events []*corev1.Event, firstPod string, now time.Time, unschedulableGrace time.Duration) inspection {
 	var in inspection
-	sort.Slice(pods, func(i, j int) bool { return pods[i].CreationTimestamp.Before(&pods[j].CreationTimestamp) })
-	for i, pod := range pods {
-		in.inspectPod(job, pod, i, now, unschedulableGrace)
+	for _, pod := range pods {
+		in.inspectPod(job, pod, pod.Name != firstPod, now, unschedulableGrace)
 	}
 	for _, ev := range events {
 		if ev.Reason != "FailedCreate" {
@@ -71,9 +70,9 @@ func inspect(job *batchv1.Job, pods []*corev1.Pod, events []*corev1.Event, now t
 	return in
 }
 
-func (in *inspection) inspectPod(job *batchv1.Job, pod *corev1.Pod, index int, now time.Time, grace time.Duration) {
+func (in *inspection) inspectPod(job *batchv1.Job, pod *corev1.Pod, replacement bool, now time.Time, grace time.Duration) {
 	prefix := "pod/" + pod.Name + "/"
-	if index > 0 {
+	if replacement {
 		in.problems = append(in.problems, problem{
 			key: prefix + "replacement", reason: "PodReplaced", level: "WARNING",
 			message: fmt.Sprintf("Job %s started another pod, %s, which runs the flow again", job.Name, pod.Name),

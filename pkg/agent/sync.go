@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -61,7 +62,7 @@ func (m *manager) sync(ctx context.Context, key string) error {
 		}
 		pods = append(pods, gone)
 	}
-	in := inspect(job, pods, m.jobEvents(job), m.a.cfg.Now(), m.cfg.UnschedulableGrace)
+	in := inspect(job, pods, m.jobEvents(job), m.reported.firstPod(job, pods), m.a.cfg.Now(), m.cfg.UnschedulableGrace)
 	done := m.reported.of(job)
 
 	var fresh []problem
@@ -171,10 +172,33 @@ type reportedSet struct {
 	mu    sync.Mutex
 	byUID map[types.UID]map[string]bool
 	uids  map[string]types.UID
+	// first is each Job's first pod, to tell replacements from it.
+	first map[types.UID]string
 }
 
 func newReportedSet() *reportedSet {
-	return &reportedSet{byUID: map[types.UID]map[string]bool{}, uids: map[string]types.UID{}}
+	return &reportedSet{byUID: map[types.UID]map[string]bool{}, uids: map[string]types.UID{}, first: map[types.UID]string{}}
+}
+
+// firstPod returns the Job's first pod, taking the oldest of pods when the
+// agent has not seen one yet.
+func (r *reportedSet) firstPod(job *batchv1.Job, pods []*corev1.Pod) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if name, ok := r.first[job.UID]; ok {
+		return name
+	}
+	var oldest *corev1.Pod
+	for _, p := range pods {
+		if oldest == nil || p.CreationTimestamp.Before(&oldest.CreationTimestamp) {
+			oldest = p
+		}
+	}
+	if oldest == nil {
+		return ""
+	}
+	r.first[job.UID] = oldest.Name
+	return oldest.Name
 }
 
 func (r *reportedSet) of(job *batchv1.Job) map[string]bool {
@@ -222,6 +246,7 @@ func (r *reportedSet) forgetKey(key string) {
 	defer r.mu.Unlock()
 	if uid, ok := r.uids[key]; ok {
 		delete(r.byUID, uid)
+		delete(r.first, uid)
 		delete(r.uids, key)
 	}
 }
