@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,7 +107,37 @@ func run() error {
 	fmt.Printf("| Kubernetes API requests per minute | %.0f |\n", perMinute(kube0, kube1))
 	fmt.Printf("| Prefect API requests per minute | %.0f |\n", perMinute(prefect0, prefect1))
 	fmt.Printf("| Kubernetes API requests since start (list + watch) | %d |\n", kube1)
+
+	logf("timing `kubectl prefect jobs` against `kubectl get jobs`...")
+	ours, err := median(5, bin, "jobs", "--kubeconfig", cluster.Kubeconfig, "-n", ns)
+	if err != nil {
+		return err
+	}
+	kubectl, _ := testbed.Tool("kubectl")
+	theirs, err := median(5, kubectl, "get", "jobs", "--kubeconfig", cluster.Kubeconfig, "-n", ns, "-l", manifest.LabelIdentifier)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n| listing %d Jobs (median of 5) | seconds |\n|---|---|\n", *jobs)
+	fmt.Printf("| kubectl prefect jobs | %.2f |\n", ours.Seconds())
+	fmt.Printf("| kubectl get jobs -l prefect.io/identifier | %.2f |\n", theirs.Seconds())
+	fmt.Printf("| ratio | %.2f |\n", ours.Seconds()/theirs.Seconds())
 	return nil
+}
+
+// median runs a command n times and returns its median wall time.
+func median(n int, name string, args ...string) (time.Duration, error) {
+	var times []time.Duration
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err != nil {
+			return 0, fmt.Errorf("%s %v: %v\n%s", name, args, err, out)
+		}
+		times = append(times, time.Since(start))
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	return times[n/2], nil
 }
 
 func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }

@@ -129,11 +129,32 @@ func dropManagedFields(obj any) (any, error) {
 		o.Spec = batchv1.JobSpec{Completions: o.Spec.Completions}
 	case *corev1.Pod:
 		o.Spec = corev1.PodSpec{NodeName: o.Spec.NodeName}
+		o.Status = leanPodStatus(o.Status)
 	}
 	if acc, ok := obj.(metav1.ObjectMetaAccessor); ok {
 		acc.GetObjectMeta().SetManagedFields(nil)
 	}
 	return obj, nil
+}
+
+// leanPodStatus keeps the parts of a pod's status inspect reads.
+func leanPodStatus(st corev1.PodStatus) corev1.PodStatus {
+	lean := corev1.PodStatus{Phase: st.Phase, Reason: st.Reason, Message: st.Message}
+	for _, c := range st.Conditions {
+		if c.Type == corev1.PodScheduled {
+			lean.Conditions = append(lean.Conditions, corev1.PodCondition{Type: c.Type, Status: c.Status, Reason: c.Reason, Message: c.Message})
+		}
+	}
+	leanStatuses := func(in []corev1.ContainerStatus) []corev1.ContainerStatus {
+		var out []corev1.ContainerStatus
+		for _, cs := range in {
+			out = append(out, corev1.ContainerStatus{Name: cs.Name, Image: cs.Image, State: cs.State})
+		}
+		return out
+	}
+	lean.InitContainerStatuses = leanStatuses(st.InitContainerStatuses)
+	lean.ContainerStatuses = leanStatuses(st.ContainerStatuses)
+	return lean
 }
 
 func (m *manager) enqueueJob(obj any) {

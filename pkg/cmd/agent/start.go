@@ -146,6 +146,8 @@ func (o *StartOptions) Run(cmd *cobra.Command) error {
 	}
 	restConfig.QPS, restConfig.Burst = o.KubeQPS, o.KubeBurst
 	restConfig.UserAgent = "kubectl-prefect-agent"
+	restConfig.ContentType = "application/vnd.kubernetes.protobuf"
+	restConfig.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	kubeRequests := agentpkg.NewKubeRequestCounter()
 	restConfig.Wrap(kubeRequests.Wrap)
 	kube, err := kubernetes.NewForConfig(restConfig)

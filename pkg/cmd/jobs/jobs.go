@@ -52,7 +52,10 @@ func NewOptions(configFlags *genericclioptions.ConfigFlags, streams genericioopt
 
 // NewCmdJobs is `kubectl prefect jobs`.
 func NewCmdJobs(configFlags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	o := NewOptions(configFlags, streams)
+	return newCmdJobs(NewOptions(configFlags, streams))
+}
+
+func newCmdJobs(o *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "jobs",
 		Short: "List the Jobs the agent launched for flow runs",
@@ -114,6 +117,8 @@ func (o *Options) Complete(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	cfg.ContentType = "application/vnd.kubernetes.protobuf" // much cheaper to decode for big lists
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	o.client, err = kubernetes.NewForConfig(cfg)
 	return err
 }
@@ -224,13 +229,32 @@ func (o *Options) podsByJob(ctx context.Context) (map[string][]*corev1.Pod, erro
 	}
 }
 
+// needPods tells whether a Job's STATUS depends on its pods: one with pods
+// not ready may be waiting on an image or the scheduler.
+func needPods(jobs []batchv1.Job) bool {
+	for i := range jobs {
+		st := jobs[i].Status
+		ready := int32(0)
+		if st.Ready != nil {
+			ready = *st.Ready
+		}
+		if !jobFinished(&jobs[i]) && (st.Active > ready || st.Active == 0) {
+			return true
+		}
+	}
+	return false
+}
+
 // print writes the Jobs in the chosen output format.
 func (o *Options) print(ctx context.Context, jobs []batchv1.Job, noHeaders bool) error {
 	switch {
 	case o.output == "" || o.output == "wide":
-		pods, err := o.podsByJob(ctx)
-		if err != nil {
-			return err
+		pods := map[string][]*corev1.Pod{}
+		if o.output == "wide" || needPods(jobs) {
+			var err error
+			if pods, err = o.podsByJob(ctx); err != nil {
+				return err
+			}
 		}
 		return o.printTable(o.Out, toTable(jobs, pods, o.Now()), noHeaders)
 	case strings.HasPrefix(o.output, "custom-columns="):

@@ -38,6 +38,9 @@ func jobStatus(job *batchv1.Job, pods []*corev1.Pod) string {
 			return "Running"
 		}
 	}
+	if job.Status.Ready != nil && *job.Status.Ready > 0 {
+		return "Running"
+	}
 	if job.Status.Active > 0 || len(pods) > 0 {
 		return "Pending"
 	}
@@ -85,4 +88,13 @@ func jobDuration(job *batchv1.Job, now time.Time) string {
 
 func age(created time.Time, now time.Time) string {
 	return duration.HumanDuration(now.Sub(created))
+}
+
+func jobFinished(job *batchv1.Job) bool {
+	for _, c := range job.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }
