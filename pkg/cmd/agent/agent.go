@@ -15,6 +15,8 @@ func NewCmdAgent(configFlags *genericclioptions.ConfigFlags, streams genericioop
 	}
 	cmd.AddCommand(NewCmdStart(configFlags, streams))
 	cmd.AddCommand(NewCmdRender(configFlags, streams))
+	cmd.AddCommand(NewCmdInstall(configFlags, streams))
+	cmd.AddCommand(NewCmdUninstall(configFlags, streams))
 	return cmd
 }
 

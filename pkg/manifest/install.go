@@ -1,0 +1,125 @@
+package manifest
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
+)
+
+// Install describes an agent installation.
+type Install struct {
+	// Name names every object (default prefect-agent); Namespace holds them.
+	Name, Namespace string
+	// Image is the agent's own image.
+	Image string
+	// Replicas above 1 turn leader election on.
+	Replicas int32
+	// Args are the `kubectl-prefect agent start` flags (without the key).
+	Args []string
+	// APIKey, when set, goes into a Secret that the agent and its Jobs read.
+	APIKey string
+	// JobTemplate, when set, is a local template shipped in a ConfigMap.
+	JobTemplate []byte
+	// ImagePullSecrets for the agent's own pod.
+	ImagePullSecrets []string
+	// RBAC adds a Role and RoleBinding granting exactly what the agent uses.
+	RBAC bool
+}
+
+// Where the agent finds what install gives it.
+const (
+	HealthPort          = 8080
+	JobTemplateKey      = "job-template.yaml"
+	JobTemplateMountDir = "/etc/kubectl-prefect"
+)
+
+// InstallLabels mark every object of an installation, so it can be found and removed.
+func InstallLabels(name string) map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/name":       "prefect-agent",
+		"app.kubernetes.io/instance":   name,
+		"app.kubernetes.io/managed-by": "kubectl-prefect",
+	}
+}
+
+// InstallObjects are the apply configurations of an installation, in the
+// order they are applied.
+type InstallObjects struct {
+	ServiceAccount *corev1ac.ServiceAccountApplyConfiguration
+	Secret         *corev1ac.SecretApplyConfiguration
+	ConfigMap      *corev1ac.ConfigMapApplyConfiguration
+	Role           *rbacv1ac.RoleApplyConfiguration
+	RoleBinding    *rbacv1ac.RoleBindingApplyConfiguration
+	Deployment     *appsv1ac.DeploymentApplyConfiguration
+}
+
+// BuildInstall makes the objects of an installation.
+func BuildInstall(in Install) InstallObjects {
+	labels := InstallLabels(in.Name)
+	var out InstallObjects
+	out.ServiceAccount = corev1ac.ServiceAccount(in.Name, in.Namespace).WithLabels(labels)
+	args := append([]string{"agent", "start", "--agent-address", ":8080"}, in.Args...)
+	container := corev1ac.Container().WithName("agent").WithImage(in.Image).WithArgs().
+		WithPorts(corev1ac.ContainerPort().WithName("http").WithContainerPort(HealthPort)).
+		WithEnv(corev1ac.EnvVar().WithName("NAMESPACE").WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.namespace")))).
+		WithLivenessProbe(probe(40, 20, 3)).
+		WithReadinessProbe(probe(5, 10, 3)).
+		WithResources(corev1ac.ResourceRequirements().
+			WithRequests(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")}).
+			WithLimits(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("512Mi")})).
+		WithSecurityContext(corev1ac.SecurityContext().
+			WithRunAsNonRoot(true).WithReadOnlyRootFilesystem(true).WithAllowPrivilegeEscalation(false).
+			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")).
+			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault)))
+	if in.APIKey != "" {
+		out.Secret = corev1ac.Secret(in.Name, in.Namespace).WithLabels(labels).WithType(corev1.SecretTypeOpaque).
+			WithData(map[string][]byte{APIKeySecretKey: []byte(in.APIKey)})
+		container.WithEnv(corev1ac.EnvVar().WithName("PREFECT__CLOUD__API_KEY").WithValueFrom(corev1ac.EnvVarSource().
+			WithSecretKeyRef(corev1ac.SecretKeySelector().WithName(in.Name).WithKey(APIKeySecretKey))))
+		args = append(args, "--key-secret-name", in.Name)
+	}
+	pod := corev1ac.PodSpec().WithServiceAccountName(in.Name).
+		WithSecurityContext(corev1ac.PodSecurityContext().WithRunAsNonRoot(true).WithRunAsUser(65532).WithRunAsGroup(65532).
+			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault)))
+	if len(in.JobTemplate) > 0 {
+		out.ConfigMap = corev1ac.ConfigMap(in.Name+"-job-template", in.Namespace).WithLabels(labels).
+			WithData(map[string]string{JobTemplateKey: string(in.JobTemplate)})
+		container.WithVolumeMounts(corev1ac.VolumeMount().WithName("job-template").WithMountPath(JobTemplateMountDir).WithReadOnly(true))
+		pod.WithVolumes(corev1ac.Volume().WithName("job-template").WithConfigMap(corev1ac.ConfigMapVolumeSource().WithName(in.Name + "-job-template")))
+		args = append(args, "--job-template", JobTemplateMountDir+"/"+JobTemplateKey)
+	}
+	if in.Replicas > 1 {
+		args = append(args, "--leader-elect", "--lease-name", in.Name)
+	}
+	container.Args = args
+	for _, s := range in.ImagePullSecrets {
+		pod.WithImagePullSecrets(corev1ac.LocalObjectReference().WithName(s))
+	}
+	pod.WithContainers(container)
+	out.Deployment = appsv1ac.Deployment(in.Name, in.Namespace).WithLabels(labels).
+		WithSpec(appsv1ac.DeploymentSpec().WithReplicas(in.Replicas).
+			WithSelector(metav1ac.LabelSelector().WithMatchLabels(labels)).
+			WithStrategy(appsv1ac.DeploymentStrategy().WithType(appsv1.RollingUpdateDeploymentStrategyType)).
+			WithTemplate(corev1ac.PodTemplateSpec().WithLabels(labels).WithSpec(pod)))
+	if in.RBAC {
+		out.Role = rbacv1ac.Role(in.Name, in.Namespace).WithLabels(labels).WithRules(
+			rbacv1ac.PolicyRule().WithAPIGroups("batch").WithResources("jobs").WithVerbs("create", "get", "list", "watch", "delete", "patch"),
+			rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("pods", "events").WithVerbs("get", "list", "watch"),
+			rbacv1ac.PolicyRule().WithAPIGroups("coordination.k8s.io").WithResources("leases").WithVerbs("get", "create", "update"),
+		)
+		out.RoleBinding = rbacv1ac.RoleBinding(in.Name, in.Namespace).WithLabels(labels).
+			WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup("rbac.authorization.k8s.io").WithKind("Role").WithName(in.Name)).
+			WithSubjects(rbacv1ac.Subject().WithKind("ServiceAccount").WithName(in.Name).WithNamespace(in.Namespace))
+	}
+	return out
+}
+
+func probe(initialDelay, period, failures int32) *corev1ac.ProbeApplyConfiguration {
+	return corev1ac.Probe().WithHTTPGet(corev1ac.HTTPGetAction().WithPath("/api/health").WithPort(intstr.FromString("http"))).
+		WithInitialDelaySeconds(initialDelay).WithPeriodSeconds(period).WithFailureThreshold(failures)
+}
