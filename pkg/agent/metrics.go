@@ -2,6 +2,7 @@ package agent
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // metrics are the agent's Prometheus metrics, served at /metrics.
@@ -39,6 +40,6 @@ func newMetrics() *metrics {
 		}, []string{"operation"}),
 	}
 	m.registry.MustRegister(m.runsSubmitted, m.submitFailures, m.failuresReported, m.jobsDeleted, m.pollLatency, m.apiErrors,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

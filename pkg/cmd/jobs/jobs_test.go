@@ -237,7 +237,6 @@ func TestJobsWatchStreamsNewJobs(t *testing.T) {
 	}
 }
 
-
 // syncBuffer is a buffer the watching command and the test share.
 type syncBuffer struct {
 	mu  sync.Mutex
