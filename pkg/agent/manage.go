@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -232,6 +233,8 @@ func (m *manager) run(ctx context.Context) error {
 		}
 		return fmt.Errorf("watching the agent's Jobs: the caches did not sync")
 	}
+	// The first lists can be large and are garbage now; give that memory back.
+	debug.FreeOSMemory()
 	klog.FromContext(ctx).Info("Managing the agent's Jobs", "namespace", m.a.cfg.Job.Namespace, "allNamespaces", m.cfg.AllNamespaces)
 	var workers sync.WaitGroup
 	for i := 0; i < m.cfg.Workers; i++ {
