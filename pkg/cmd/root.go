@@ -33,6 +33,8 @@ keeps the API key in a Secret.`,
 	addKlogFlags(root.PersistentFlags())
 	root.AddCommand(agent.NewCmdAgent(configFlags, streams))
 	root.AddCommand(jobs.NewCmdJobs(configFlags, streams))
+	root.AddCommand(NewCmdVersion(configFlags, streams))
+	registerCompletions(root, configFlags)
 	return root
 }
 
