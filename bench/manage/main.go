@@ -10,6 +10,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubectl-prefect/kubectl-prefect/bench/benchutil"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
@@ -78,13 +80,13 @@ func run() error {
 	metricsAddr := metricsLn.Addr().String()
 	metricsLn.Close()
 
-	bin, err := buildAgent()
+	bin, err := benchutil.BuildAgent()
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(filepath.Dir(bin))
 	cmd := exec.Command(bin, "agent", "start", "--kubeconfig", cluster.Kubeconfig, "-n", ns, "--backend", "server",
-		"--api", "http://"+ln.Addr().String(), "--agent-address", metricsAddr, "--unschedulable-grace", "1h")
+		"--api", "http://"+ln.Addr().String(), "--agent-address", metricsAddr, "--unschedulable-grace", "1h", "--profiling")
 	cmd.Stderr, _ = os.Create(filepath.Join(os.TempDir(), "bench-manage-agent.log"))
 	if err := cmd.Start(); err != nil {
 		return err
@@ -98,7 +100,13 @@ func run() error {
 	time.Sleep(*window)
 	kube1, prefect1 := kubeRequests(metricsAddr), prefectRequests(em)
 	perMinute := func(a, b int) float64 { return float64(b-a) / window.Minutes() }
-	rss, hwm := memory(cmd.Process.Pid)
+	rss, hwm := benchutil.Memory(cmd.Process.Pid)
+	if resp, err := http.Get("http://" + metricsAddr + "/debug/pprof/heap"); err == nil {
+		f, _ := os.Create(filepath.Join(os.TempDir(), "bench-manage-heap.pprof"))
+		_, _ = io.Copy(f, resp.Body)
+		f.Close()
+		resp.Body.Close()
+	}
 
 	fmt.Printf("| measure | value |\n|---|---|\n")
 	fmt.Printf("| Jobs managed (pods running) | %d |\n", *jobs)
@@ -215,20 +223,6 @@ func waitPodsRunning(ctx context.Context, c *testbed.Cluster, ns string, n int) 
 	return fmt.Errorf("pods did not all run within 20 minutes")
 }
 
-func buildAgent() (string, error) {
-	dir, err := os.MkdirTemp("", "bench-agent-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "kubectl-prefect")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/kubectl-prefect")
-	cmd.Dir = testbed.RepoRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the agent: %v\n%s", err, out)
-	}
-	return bin, nil
-}
-
 // kubeRequests sums the agent's prefect_agent_kube_api_requests_total.
 func kubeRequests(addr string) int {
 	resp, err := http.Get("http://" + addr + "/metrics")
@@ -255,26 +249,4 @@ func prefectRequests(em *emulator.Emulator) int {
 		total += n
 	}
 	return total
-}
-
-// memory reads a process's current and peak resident set size in KiB.
-func memory(pid int) (rss, hwm int64) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = v
-		case "VmHWM:":
-			hwm = v
-		}
-	}
-	return rss, hwm
 }

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/kubectl-prefect/kubectl-prefect/bench/benchutil"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
@@ -51,7 +51,7 @@ func run() error {
 	}
 	defer cluster.Stop()
 
-	bin, err := buildAgent()
+	bin, err := benchutil.BuildAgent()
 	if err != nil {
 		return err
 	}
@@ -79,20 +79,6 @@ func run() error {
 			raw.Seconds()/agentTime.Seconds(), float64(rss)/1024)
 	}
 	return nil
-}
-
-func buildAgent() (string, error) {
-	dir, err := os.MkdirTemp("", "bench-agent-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "kubectl-prefect")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/kubectl-prefect")
-	cmd.Dir = testbed.RepoRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the agent: %v\n%s", err, out)
-	}
-	return bin, nil
 }
 
 func namespace(ctx context.Context, c *testbed.Cluster, name string) error {
@@ -177,7 +163,7 @@ func agentBurst(ctx context.Context, c *testbed.Cluster, bin, ns string, n int, 
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	var peak int64
 	for {
-		if rss := peakRSS(cmd.Process.Pid); rss > peak {
+		if rss := peakOf(cmd.Process.Pid); rss > peak {
 			peak = rss
 		}
 		done := 0
@@ -195,7 +181,7 @@ func agentBurst(ctx context.Context, c *testbed.Cluster, bin, ns string, n int, 
 			if len(list.Items) != n {
 				return 0, 0, fmt.Errorf("%d Jobs for %d runs", len(list.Items), n)
 			}
-			if rss := peakRSS(cmd.Process.Pid); rss > peak {
+			if rss := peakOf(cmd.Process.Pid); rss > peak {
 				peak = rss
 			}
 			return elapsed, peak, nil
@@ -207,17 +193,7 @@ func agentBurst(ctx context.Context, c *testbed.Cluster, bin, ns string, n int, 
 	}
 }
 
-// peakRSS reads a process's peak resident set size in KiB.
-func peakRSS(pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
-			return kb
-		}
-	}
-	return 0
+func peakOf(pid int) int64 {
+	_, peak := benchutil.Memory(pid)
+	return peak
 }

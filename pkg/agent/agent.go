@@ -37,6 +37,8 @@ type Config struct {
 	Concurrency int
 	// HealthAddress serves /api/health and /api/poke when set (host:port).
 	HealthAddress string
+	// Profiling adds Go's /debug/pprof handlers to that server.
+	Profiling bool
 	// ShutdownTimeout bounds how long in-flight submissions may finish after a stop.
 	ShutdownTimeout time.Duration
 	// Intervals are the sleeps between polls: the first after a poll that

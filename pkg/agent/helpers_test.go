@@ -1,19 +1,16 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/textlogger"
 
@@ -49,30 +46,12 @@ func newEnv(t *testing.T, cfg emulator.Config) *env {
 	return &env{t: t, em: em, ns: cluster.Namespace(t), api: srv.URL}
 }
 
-// logBuffer collects an agent's log output.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // runningAgent is an agent started by a test.
 type runningAgent struct {
 	agent *Agent
 	stop  context.CancelFunc
 	done  chan error
-	logs  *logBuffer
+	logs  *testbed.SyncBuffer
 }
 
 // start runs an agent against the env; mutate adjusts its configuration.
@@ -93,7 +72,7 @@ func (e *env) start(apiKey string, mutate func(*Config)) *runningAgent {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	logs := &logBuffer{}
+	logs := &testbed.SyncBuffer{}
 	logger := textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(logs), textlogger.Verbosity(4)))
 	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), logger))
 	ra := &runningAgent{agent: a, stop: cancel, done: make(chan error, 1), logs: logs}
@@ -125,16 +104,8 @@ func (e *env) schedule(spec emulator.FlowRunSpec) emulator.FlowRun {
 	return run
 }
 
-// eventually polls cond for up to 30 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	err := wait.PollUntilContextTimeout(context.Background(), 25*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		return cond(), nil
-	})
-	if err != nil {
-		t.Fatalf("timed out waiting for %s", what)
-	}
-}
+// eventually is the test bed's Eventually.
+var eventually = testbed.Eventually
 
 // waitState waits for a run to reach a state and returns it.
 func (e *env) waitState(id, state string) emulator.FlowRun {

@@ -201,15 +201,21 @@ func (r *reportedSet) firstPod(job *batchv1.Job, pods []*corev1.Pod) string {
 	return oldest.Name
 }
 
-func (r *reportedSet) of(job *batchv1.Job) map[string]bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// setFor returns the Job's set, creating it. Callers hold r.mu.
+func (r *reportedSet) setFor(job *batchv1.Job) map[string]bool {
 	set := r.byUID[job.UID]
 	if set == nil {
 		set = map[string]bool{}
 		r.byUID[job.UID] = set
 		r.uids[job.Namespace+"/"+job.Name] = job.UID
 	}
+	return set
+}
+
+func (r *reportedSet) of(job *batchv1.Job) map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	set := r.setFor(job)
 	for _, k := range strings.Split(job.Annotations[AnnotationReported], ",") {
 		if k != "" {
 			set[k] = true
@@ -225,11 +231,7 @@ func (r *reportedSet) of(job *batchv1.Job) map[string]bool {
 func (r *reportedSet) add(job *batchv1.Job, problems []problem) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	set := r.byUID[job.UID]
-	if set == nil {
-		set = map[string]bool{}
-		r.byUID[job.UID] = set
-	}
+	set := r.setFor(job)
 	for _, p := range problems {
 		set[p.key] = true
 	}

@@ -35,6 +35,7 @@ type StartOptions struct {
 	UnschedulableGrace time.Duration
 	LeaderElect        bool
 	LeaseName          string
+	Profiling          bool
 
 	address string
 	genericiooptions.IOStreams
@@ -83,6 +84,7 @@ func NewCmdStart(configFlags *genericclioptions.ConfigFlags, streams genericioop
 	cmd.Flags().DurationVar(&o.UnschedulableGrace, "unschedulable-grace", 2*time.Minute, "How long a flow run's pod may stay unschedulable before the run is failed")
 	cmd.Flags().BoolVar(&o.LeaderElect, "leader-elect", false, "Elect one leader among replicas with a Lease; only the leader submits and manages Jobs")
 	cmd.Flags().StringVar(&o.LeaseName, "lease-name", "", "Name of the leader election Lease (default kubectl-prefect-<agent name>)")
+	cmd.Flags().BoolVar(&o.Profiling, "profiling", false, "Serve Go's /debug/pprof on the --agent-address server")
 	cmd.Flags().Float32Var(&o.KubeQPS, "kube-api-qps", o.KubeQPS, "Sustained requests per second to the Kubernetes API")
 	cmd.Flags().IntVar(&o.KubeBurst, "kube-api-burst", o.KubeBurst, "Requests the agent may send to the Kubernetes API at once above --kube-api-qps")
 	return cmd
@@ -158,7 +160,7 @@ func (o *StartOptions) Run(cmd *cobra.Command) error {
 	a, err := agentpkg.New(agentpkg.Config{
 		Prefect: client, Kube: kube, Backend: o.Settings.Backend, Name: o.Settings.AgentName,
 		Labels: settings.Labels, Job: settings, MaxPolls: o.MaxPolls, Concurrency: o.Concurrency,
-		HealthAddress: o.address, ShutdownTimeout: 30 * time.Second, KubeRequests: kubeRequests,
+		HealthAddress: o.address, Profiling: o.Profiling, ShutdownTimeout: 30 * time.Second, KubeRequests: kubeRequests,
 		Manage: agentpkg.ManageConfig{
 			AllNamespaces: o.WatchAllNamespaces, DeleteFinishedJobs: o.DeleteFinishedJobs, KeepFailedJobs: o.KeepFailedJobs,
 			UnschedulableGrace: o.UnschedulableGrace,

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -211,7 +210,7 @@ func TestJobsEmpty(t *testing.T) {
 func TestJobsWatchStreamsNewJobs(t *testing.T) {
 	ns := cluster.Namespace(t)
 	streams, _, _, _ := genericiooptions.NewTestIOStreams()
-	out := &syncBuffer{}
+	out := &testbed.SyncBuffer{}
 	streams.Out = out
 	configFlags := genericclioptions.NewConfigFlags(false)
 	cmd := NewCmdJobs(configFlags, streams)
@@ -235,22 +234,4 @@ func TestJobsWatchStreamsNewJobs(t *testing.T) {
 	if !strings.Contains(out.String(), "job.batch/late-eeee") {
 		t.Fatalf("the watch printed %q", out.String())
 	}
-}
-
-// syncBuffer is a buffer the watching command and the test share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
