@@ -67,6 +67,7 @@ type Agent struct {
 	wake     chan struct{}
 	inFlight sync.Map // flow run id -> struct{}
 	lastLoop atomic.Int64
+	standby  atomic.Bool // waiting for the leader Lease; healthy without polling
 	slots    chan struct{}
 	workers  sync.WaitGroup
 	metrics  *metrics

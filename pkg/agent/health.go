@@ -17,14 +17,15 @@ import (
 const stallAfter = 5 * time.Minute
 
 // serveHealth starts the agent's HTTP server: /api/health answers 200 while
-// the polling loop is alive (503 once it has stalled), /api/poke wakes it,
+// the polling loop is alive or the replica stands by for the leader Lease
+// (503 once the loop has stalled), /api/poke wakes it,
 // /metrics serves Prometheus metrics.
 func (a *Agent) serveHealth(ctx context.Context) (stop func(), err error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/health", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		last := time.Unix(0, a.lastLoop.Load())
-		if a.cfg.Now().Sub(last) > stallAfter+a.cfg.Intervals[len(a.cfg.Intervals)-1] {
+		if !a.standby.Load() && a.cfg.Now().Sub(last) > stallAfter+a.cfg.Intervals[len(a.cfg.Intervals)-1] {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintf(w, `{"error":"no poll since %s"}`, last.UTC().Format(time.RFC3339))
 			return

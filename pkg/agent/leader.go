@@ -41,6 +41,8 @@ func (a *Agent) runAsLeader(ctx context.Context) error {
 		finished bool // ended by itself (--max-polls), not by losing the Lease
 	}
 	started, ended := make(chan struct{}), make(chan outcome, 1)
+	a.standby.Store(true)
+	defer a.standby.Store(false)
 	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   orDefault(le.LeaseDuration, 15*time.Second),
@@ -52,6 +54,7 @@ func (a *Agent) runAsLeader(ctx context.Context) error {
 			OnStartedLeading: func(leadCtx context.Context) {
 				log.Info("Became the leader; submitting and managing Jobs", "lease", le.LeaseName, "identity", le.Identity)
 				close(started)
+				a.standby.Store(false)
 				err := a.work(leadCtx)
 				ended <- outcome{err: err, finished: leadCtx.Err() == nil}
 				stopElecting()

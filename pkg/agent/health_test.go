@@ -1,0 +1,47 @@
+package agent
+
+import (
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestHealthFailsOnlyWhenTheLoopStalls drives /api/health with a fake clock:
+// a loop that has not polled for over five minutes is unhealthy, a standby
+// replica waiting for the leader Lease is not.
+func TestHealthFailsOnlyWhenTheLoopStalls(t *testing.T) {
+	start := time.Now()
+	var clock atomic.Int64 // the handler reads the fake time on its own goroutine
+	clock.Store(start.UnixNano())
+	a := &Agent{cfg: Config{Now: func() time.Time { return time.Unix(0, clock.Load()) }, Intervals: DefaultIntervals}, metrics: newMetrics()}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	a.cfg.HealthAddress = ln.Addr().String()
+	ln.Close()
+	stop, err := a.serveHealth(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	status := func() int {
+		resp, err := http.Get("http://" + a.cfg.HealthAddress + "/api/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	a.lastLoop.Store(start.UnixNano())
+	if got := status(); got != http.StatusOK {
+		t.Fatalf("fresh loop: %d", got)
+	}
+	clock.Store(start.Add(6 * time.Minute).UnixNano())
+	if got := status(); got != http.StatusServiceUnavailable {
+		t.Fatalf("stalled loop: %d, want 503", got)
+	}
+	a.standby.Store(true)
+	if got := status(); got != http.StatusOK {
+		t.Fatalf("standby replica: %d, want 200", got)
+	}
+}
