@@ -76,9 +76,10 @@ func run() error {
 		fmt.Printf("    %-14s %s\n", r.name, r.about)
 	}
 
-	step("kubectl prefect agent start -n flows --backend server --api %s -l k8s", api)
+	step("kubectl prefect agent start -n flows --backend server --api %s -l k8s --delete-finished-jobs=false", api)
 	kubectl, _ := testbed.Tool("kubectl")
-	agent := exec.Command(kubectl, "prefect", "agent", "start", "-n", "flows", "--backend", "server", "--api", api, "-l", "k8s", "--agent-name", "demo-agent")
+	agent := exec.Command(kubectl, "prefect", "agent", "start", "-n", "flows", "--backend", "server", "--api", api, "-l", "k8s",
+		"--agent-name", "demo-agent", "--delete-finished-jobs=false")
 	agent.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "KUBECONFIG="+cluster.Kubeconfig)
 	logs, _ := agent.StderrPipe()
 	if err := agent.Start(); err != nil {
@@ -93,11 +94,12 @@ func run() error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	time.Sleep(2 * time.Second) // let the Jobs' pods run
 
-	step("kubectl get jobs -n flows -L prefect.io/flow_run_id")
-	out, errOut, _ := cluster.Kubectl(ctx, nil, "get", "jobs", "-n", "flows", "-L", "prefect.io/flow_run_id")
-	fmt.Print(indent(string(out) + string(errOut)))
+	step("kubectl prefect jobs -n flows -o wide")
+	list := exec.Command(kubectl, "prefect", "jobs", "-n", "flows", "-o", "wide")
+	list.Env = agent.Env
+	out, _ := list.CombinedOutput()
+	fmt.Print(indent(string(out)))
 
 	step("The flow runs in Prefect")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
@@ -145,13 +147,17 @@ func demoRuns() []demoRun {
 	}
 }
 
-// settled reports whether every k8s run has left Scheduled and logged.
+// settled reports whether every k8s run has failed or had its Job finish.
 func settled(em *emulator.Emulator) bool {
 	for _, r := range em.FlowRuns() {
 		if len(r.Labels) == 1 && r.Labels[0] == "gpu" {
 			continue
 		}
-		if prefect.ScheduledFamily(r.State) || len(r.Logs) == 0 {
+		finished := r.State == "Failed"
+		for _, l := range r.Logs {
+			finished = finished || l.Level == prefect.LevelWarning
+		}
+		if !finished {
 			return false
 		}
 	}
