@@ -1,14 +1,19 @@
 package cmd
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"strings"
 	"testing"
 
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 )
 
 var cluster *testbed.Cluster
@@ -61,6 +66,17 @@ func TestCompletionOfNamespaces(t *testing.T) {
 	}
 	if !strings.Contains(stdout, ns+"\n") || !strings.Contains(stdout, ":4") {
 		t.Fatalf("namespace completion lacks %s:\n%s", ns, stdout)
+	}
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "etl-1234", Labels: map[string]string{manifest.LabelIdentifier: "1234"},
+		Annotations: map[string]string{manifest.AnnotationFlowName: "etl"}},
+		Spec: batchv1.JobSpec{Suspend: new(true), Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{Name: "flow", Image: "prefecthq/prefect:1.4.1"}}}}}}
+	if _, err := cluster.Client.BatchV1().Jobs(ns).Create(context.Background(), job, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, _ = runRoot(t, "__complete", "jobs", "--kubeconfig", cluster.Kubeconfig, "-n", ns, "")
+	if !strings.HasPrefix(stdout, "etl-1234\tetl\n:4\n") {
+		t.Fatalf("Job name completion:\n%s", stdout)
 	}
 	stdout, _, _ = runRoot(t, "__complete", "agent", "st")
 	if !strings.HasPrefix(stdout, "start\t") {

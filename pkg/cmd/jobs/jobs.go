@@ -38,6 +38,7 @@ type Options struct {
 	// Now is the clock for AGE and DURATION (time.Now when nil).
 	Now func() time.Time
 
+	names     map[string]bool
 	namespace string
 	selector  string
 	output    string
@@ -57,7 +58,7 @@ func NewCmdJobs(configFlags *genericclioptions.ConfigFlags, streams genericioopt
 
 func newCmdJobs(o *Options) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "jobs",
+		Use:   "jobs [NAME...]",
 		Short: "List the Jobs the agent launched for flow runs",
 		Example: `  # The agent's Jobs in the current namespace, and everywhere
   kubectl prefect jobs
@@ -65,8 +66,12 @@ func newCmdJobs(o *Options) *cobra.Command {
 
   # The Job of one flow run, as YAML
   kubectl prefect jobs --flow-run 0b7d2c4e-1111-4a2b-9c3d-5e6f7a8b9c0d -o yaml`,
-		Args: cobra.NoArgs,
+		ValidArgsFunction: o.completeNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.names = map[string]bool{}
+			for _, a := range args {
+				o.names[a] = true
+			}
 			if err := o.Complete(cmd); err != nil {
 				return err
 			}
@@ -174,6 +179,29 @@ func (o *Options) Run(ctx context.Context) error {
 	return nil
 }
 
+// completeNames offers the names of the agent's Jobs in the namespace.
+func (o *Options) completeNames(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	o.names = map[string]bool{}
+	if err := o.Complete(cmd); err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	jobs, _, err := o.list(cmd.Context())
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	taken := map[string]bool{}
+	for _, a := range args {
+		taken[a] = true
+	}
+	var out []string
+	for _, j := range jobs {
+		if !taken[j.Name] {
+			out = append(out, j.Name+"\t"+j.Annotations[manifest.AnnotationFlowName])
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
 func (o *Options) noResources() {
 	if o.AllNamespaces {
 		fmt.Fprintln(o.ErrOut, "No resources found")
@@ -193,7 +221,7 @@ func (o *Options) list(ctx context.Context) ([]batchv1.Job, string, error) {
 			return nil, "", err
 		}
 		for _, j := range page.Items {
-			if o.Flow == "" || j.Annotations[manifest.AnnotationFlowName] == o.Flow {
+			if (o.Flow == "" || j.Annotations[manifest.AnnotationFlowName] == o.Flow) && (len(o.names) == 0 || o.names[j.Name]) {
 				out = append(out, j)
 			}
 		}

@@ -148,8 +148,14 @@ report-dddd   report   slow-yak    Pending (Unschedulable)         0/1          
 		t.Errorf("-A --flow-run:\n%s", stdout)
 	}
 
+	stdout, _ = run(t, now, "-n", ns, "-o", "name", "report-dddd", "etl-bbbb", "not-prefect")
+	expect(t, "-o name with NAME arguments", stdout, "job.batch/etl-bbbb\njob.batch/report-dddd\n")
+
 	stdout, _ = run(t, now, "-n", ns, "-o", "name", "--sort-by", "{.metadata.annotations.prefect\\.io/flow-run-name}")
 	expect(t, "-o name --sort-by", stdout, "job.batch/etl-aaaa\njob.batch/etl-bbbb\njob.batch/report-cccc\njob.batch/report-dddd\n")
+
+	stdout, _ = run(t, now, "-n", ns, "-o", "name", "report-dddd", "etl-bbbb", "not-prefect")
+	expect(t, "-o name with NAME arguments", stdout, "job.batch/etl-bbbb\njob.batch/report-dddd\n")
 
 	stdout, _ = run(t, now, "-n", ns, "-o", "name", "--sort-by", ".metadata.labels.prefect\\.io/flow_run_id", "--chunk-size", "1")
 	expect(t, "-o name, paged by one", stdout, "job.batch/etl-aaaa\njob.batch/etl-bbbb\njob.batch/report-cccc\njob.batch/report-dddd\n")
