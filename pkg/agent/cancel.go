@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
 
@@ -27,7 +26,7 @@ func (m *manager) checkCancellations(ctx context.Context) {
 	var ids []string
 	for _, job := range jobs {
 		runID := job.Labels[manifest.LabelFlowRunID]
-		if runID == "" || job.DeletionTimestamp != nil || jobFinished(job) {
+		if runID == "" || job.DeletionTimestamp != nil || manifest.JobFinished(job) {
 			continue
 		}
 		if len(byRun[runID]) == 0 {
@@ -63,13 +62,4 @@ func (m *manager) cancel(ctx context.Context, job *batchv1.Job, runID string, st
 	}
 	m.reported.add(job, []problem{{key: keyCancelled}})
 	m.a.runLog(ctx, runID, prefect.LevelInfo, fmt.Sprintf("Deleted Job %s: the flow run is %s", job.Name, st.State))
-}
-
-func jobFinished(job *batchv1.Job) bool {
-	for _, c := range job.Status.Conditions {
-		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
-			return true
-		}
-	}
-	return false
 }

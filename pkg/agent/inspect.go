@@ -29,8 +29,8 @@ type inspection struct {
 	problems []problem
 	// recheck is when a pending problem (unschedulable within its grace) is due.
 	recheck time.Duration
-	// complete and failed say how the Job finished, if it did.
-	complete, failed bool
+	// complete says the Job succeeded; a failed one is among the problems.
+	complete bool
 }
 
 var imagePullReasons = map[string]bool{"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true, "ErrImageNeverPull": true}
@@ -60,7 +60,6 @@ func inspect(job *batchv1.Job, pods []*corev1.Pod, events []*corev1.Event, first
 		case batchv1.JobComplete:
 			in.complete = true
 		case batchv1.JobFailed:
-			in.failed = true
 			in.problems = append(in.problems, problem{
 				key: "job/failed", reason: c.Reason, level: "ERROR", unlessFinished: true,
 				message: fmt.Sprintf("Job %s failed (%s): %s", job.Name, c.Reason, c.Message),

@@ -72,21 +72,18 @@ func (m *manager) sync(ctx context.Context, key string) error {
 		}
 	}
 	if in.complete && !done[keyCompleted] {
-		fresh = append(fresh, problem{key: keyCompleted, level: "WARNING", unlessFinished: true, reason: "Completed",
+		fresh = append(fresh, problem{key: keyCompleted, level: prefect.LevelWarning, unlessFinished: true, reason: "Completed",
 			message: fmt.Sprintf("Job %s completed but the flow run never reported a final state: the flow's process exited without reporting", job.Name)})
 	}
-	failedRun := in.failed
 	if len(fresh) > 0 {
-		failed, err := m.report(ctx, job, runID, fresh)
-		if err != nil {
+		if err := m.report(ctx, job, runID, fresh); err != nil {
 			return err
 		}
-		failedRun = failedRun || failed
 	}
+	// Any error, reported now or before (a failed Job is one), fails the Job.
+	failedRun := false
 	for _, p := range in.problems {
-		if p.level == prefect.LevelError && !strings.HasSuffix(p.key, "/replacement") {
-			failedRun = true
-		}
+		failedRun = failedRun || p.level == prefect.LevelError
 	}
 	if in.recheck > 0 {
 		m.queue.AddAfter(key, in.recheck)
@@ -101,19 +98,18 @@ func (m *manager) sync(ctx context.Context, key string) error {
 }
 
 // report writes fresh problems to the flow run, fails it on an error unless
-// it has finished, and records them on the Job. It says whether the run failed.
-func (m *manager) report(ctx context.Context, job *batchv1.Job, runID string, fresh []problem) (bool, error) {
+// it has finished, and records them on the Job.
+func (m *manager) report(ctx context.Context, job *batchv1.Job, runID string, fresh []problem) error {
 	log := klog.FromContext(ctx).WithValues("job", klog.KObj(job), "flowRun", runID)
 	states, err := m.a.cfg.Prefect.FlowRunStates(ctx, []string{runID})
 	if err != nil {
-		return false, err
+		return err
 	}
 	state, exists := states[runID]
 	if !exists {
 		log.Info("The Job's flow run no longer exists in Prefect; leaving the Job alone")
-		return false, m.record(ctx, job, fresh)
+		return m.record(ctx, job, fresh)
 	}
-	failed := false
 	for _, p := range fresh {
 		if p.unlessFinished && prefect.Finished(state.State) {
 			continue
@@ -121,11 +117,7 @@ func (m *manager) report(ctx context.Context, job *batchv1.Job, runID string, fr
 		log.Info("Reporting a problem to the flow run", "reason", p.reason, "message", p.message)
 		m.a.runLog(ctx, runID, p.level, p.message)
 		m.a.metrics.failuresReported.WithLabelValues(p.reason).Inc()
-		if p.level != prefect.LevelError {
-			continue
-		}
-		failed = true
-		if prefect.Finished(state.State) {
+		if p.level != prefect.LevelError || prefect.Finished(state.State) {
 			continue
 		}
 		version := state.Version
@@ -135,7 +127,7 @@ func (m *manager) report(ctx context.Context, job *batchv1.Job, runID string, fr
 		}
 		state.State, state.Version = "Failed", state.Version+1
 	}
-	return failed, m.record(ctx, job, fresh)
+	return m.record(ctx, job, fresh)
 }
 
 // record adds problem keys to the Job's annotation and to memory.

@@ -314,3 +314,13 @@ func firstNonEmpty(values ...string) string {
 	}
 	return ""
 }
+
+// JobFinished tells whether a Job has completed or failed.
+func JobFinished(job *batchv1.Job) bool {
+	for _, c := range job.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}

@@ -2,6 +2,8 @@
 package agent
 
 import (
+	"os"
+
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -26,7 +28,7 @@ func namespace(configFlags *genericclioptions.ConfigFlags) (string, error) {
 	if configFlags.Namespace != nil && *configFlags.Namespace != "" {
 		return *configFlags.Namespace, nil
 	}
-	if ns := lookupEnv("NAMESPACE"); ns != "" {
+	if ns := os.Getenv("NAMESPACE"); ns != "" {
 		return ns, nil
 	}
 	ns, _, err := configFlags.ToRawKubeConfigLoader().Namespace()

@@ -221,5 +221,3 @@ func listenAddress(addr string) (string, error) {
 	}
 	return hostport, nil
 }
-
-func lookupEnv(name string) string { return os.Getenv(name) }

@@ -266,7 +266,7 @@ func needPods(jobs []batchv1.Job) bool {
 		if st.Ready != nil {
 			ready = *st.Ready
 		}
-		if !jobFinished(&jobs[i]) && (st.Active > ready || st.Active == 0) {
+		if !manifest.JobFinished(&jobs[i]) && (st.Active > ready || st.Active == 0) {
 			return true
 		}
 	}

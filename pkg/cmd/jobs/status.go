@@ -89,12 +89,3 @@ func jobDuration(job *batchv1.Job, now time.Time) string {
 func age(created time.Time, now time.Time) string {
 	return duration.HumanDuration(now.Sub(created))
 }
-
-func jobFinished(job *batchv1.Job) bool {
-	for _, c := range job.Status.Conditions {
-		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
-			return true
-		}
-	}
-	return false
-}
