@@ -7,6 +7,9 @@ const (
 	ImageOOM       = "testbed.invalid/fate:oom"
 	ImageImagePull = "testbed.invalid/fate:image-pull"
 	ImageRun       = "testbed.invalid/fate:run"
+	// ImageSidecarExit1 keeps the container named flow running and makes
+	// every other container of the pod exit 1 (a crashing sidecar).
+	ImageSidecarExit1 = "testbed.invalid/fate:sidecar-exit-1"
 )
 
 // UnschedulableCPU is a CPU request no simulated node can hold (they have 32).

@@ -71,6 +71,7 @@ type Agent struct {
 	slots    chan struct{}
 	workers  sync.WaitGroup
 	metrics  *metrics
+	access   accessProblems // watches refused for lack of a verb (permissions.go)
 }
 
 // New checks the configuration and returns an agent.

@@ -3,63 +3,100 @@ package agent
 import (
 	"context"
 	"fmt"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
 
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
 
-// stateBatch is how many run states one GraphQL request reads.
-const stateBatch = 200
+// cancelOverlap is how far each cancellation check reaches back before the
+// previous one, to cover clock skew between the agent and whoever set the
+// state (state_timestamp is the setter's time).
+const cancelOverlap = time.Minute
 
-// checkCancellations deletes the Jobs of runs the user cancelled. It reads
-// the states of the runs of all active Jobs, a page of runs per request.
+// checkCancellations asks Prefect, in one request, for the runs that became
+// Cancelling or Cancelled since the last check, and acts on those that have
+// a Job here. A Cancelled run's Job is deleted. A Cancelling run whose flow
+// never started (no pod, or a pod still pending) has its Job deleted and is
+// set Cancelled; a running flow cancels itself, as Prefect 1's flow runner
+// does, and is left alone.
 func (m *manager) checkCancellations(ctx context.Context) {
-	jobs, err := m.jobs.List(labels.Everything())
-	if err != nil {
-		return
-	}
-	byRun := map[string][]*batchv1.Job{}
-	var ids []string
-	for _, job := range jobs {
-		runID := job.Labels[manifest.LabelFlowRunID]
-		if runID == "" || job.DeletionTimestamp != nil || manifest.JobFinished(job) {
+	log := klog.FromContext(ctx)
+	now := m.a.cfg.Now()
+	oldest, active := time.Time{}, false
+	for _, obj := range m.jobs.GetIndexer().List() {
+		job, ok := obj.(*batchv1.Job)
+		if !ok || job.Labels[manifest.LabelFlowRunID] == "" || job.DeletionTimestamp != nil || manifest.JobFinished(job) {
 			continue
 		}
-		if len(byRun[runID]) == 0 {
-			ids = append(ids, runID)
+		if !active || job.CreationTimestamp.Time.Before(oldest) {
+			oldest = job.CreationTimestamp.Time
 		}
-		byRun[runID] = append(byRun[runID], job)
+		active = true
 	}
-	for start := 0; start < len(ids); start += stateBatch {
-		page := ids[start:min(start+stateBatch, len(ids))]
-		states, err := m.a.cfg.Prefect.FlowRunStates(ctx, page)
-		if err != nil {
-			klog.FromContext(ctx).Error(err, "Reading flow run states for cancellations")
-			return
-		}
-		for id, st := range states {
-			if st.State != "Cancelled" && st.State != "Cancelling" {
+	if !active {
+		// A Job created from now on can only be cancelled from now on.
+		m.cancelSince = now.Add(-cancelOverlap)
+		return
+	}
+	since := m.cancelSince
+	if since.IsZero() {
+		// First check: whatever happened since the oldest Job was created.
+		since = oldest.Add(-cancelOverlap)
+	}
+	runs, err := m.a.cfg.Prefect.CancelledRunsSince(ctx, since)
+	if err != nil {
+		log.Error(err, "Asking Prefect for cancelled flow runs")
+		return
+	}
+	handled := true
+	for _, run := range runs {
+		objs, _ := m.jobs.GetIndexer().ByIndex(byFlowRun, run.ID)
+		for _, obj := range objs {
+			job, ok := obj.(*batchv1.Job)
+			if !ok || job.DeletionTimestamp != nil || manifest.JobFinished(job) {
 				continue
 			}
-			for _, job := range byRun[id] {
-				m.cancel(ctx, job, id, st)
+			if err := m.cancel(ctx, job, run); err != nil {
+				log.Error(err, "Cancelling a flow run's Job; will try again", "job", klog.KObj(job), "flowRun", run.ID)
+				handled = false
 			}
 		}
+	}
+	if handled {
+		m.cancelSince = now.Add(-cancelOverlap)
 	}
 }
 
-func (m *manager) cancel(ctx context.Context, job *batchv1.Job, runID string, st prefect.RunState) {
+// cancel acts on one Job of a run in Cancelling or Cancelled.
+func (m *manager) cancel(ctx context.Context, job *batchv1.Job, run prefect.RunState) error {
 	if m.reported.of(job)[keyCancelled] {
-		return
+		return nil
+	}
+	msg := fmt.Sprintf("Deleted Job %s: the flow run is Cancelled", job.Name)
+	if run.State == "Cancelling" {
+		if inspect(job, m.facts(job), m.a.cfg.Now(), m.cfg.Pending).flowStarted {
+			klog.FromContext(ctx).V(1).Info("Leaving a cancelling flow run to its flow runner", "job", klog.KObj(job), "flowRun", run.ID)
+			return nil
+		}
+		msg = fmt.Sprintf("Deleted Job %s before its flow started and set the flow run Cancelled", job.Name)
+		// Cancelled first: a pod that starts meanwhile finds the run Cancelled and exits.
+		if _, err := m.setState(ctx, run.ID, run, prefect.CancelledState("Flow run cancelled before its flow started: the agent deleted its Job")); err != nil {
+			return err
+		}
+	}
+	if !m.reported.logged(job, keyCancelled) {
+		if err := m.writeLog(ctx, run.ID, prefect.LevelInfo, msg); err != nil {
+			return err
+		}
+		m.reported.markLogged(job, keyCancelled)
 	}
 	if err := m.deleteJob(ctx, job, "cancelled"); err != nil {
-		klog.FromContext(ctx).Error(err, "Deleting the Job of a cancelled flow run", "job", klog.KObj(job))
-		return
+		return err
 	}
 	m.reported.add(job, []problem{{key: keyCancelled}})
-	m.a.runLog(ctx, runID, prefect.LevelInfo, fmt.Sprintf("Deleted Job %s: the flow run is %s", job.Name, st.State))
+	return nil
 }

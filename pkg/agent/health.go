@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -18,7 +19,8 @@ const stallAfter = 5 * time.Minute
 
 // serveHealth starts the agent's HTTP server: /api/health answers 200 while
 // the polling loop is alive or the replica stands by for the leader Lease
-// (503 once the loop has stalled), /api/poke wakes it,
+// (503 once the loop has stalled, or while job management's watches are
+// refused for lack of a verb), /api/poke wakes it,
 // /metrics serves Prometheus metrics.
 func (a *Agent) serveHealth(ctx context.Context) (stop func(), err error) {
 	mux := http.NewServeMux()
@@ -28,6 +30,12 @@ func (a *Agent) serveHealth(ctx context.Context) (stop func(), err error) {
 		if !a.standby.Load() && a.cfg.Now().Sub(last) > stallAfter+a.cfg.Intervals[len(a.cfg.Intervals)-1] {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintf(w, `{"error":"no poll since %s"}`, last.UTC().Format(time.RFC3339))
+			return
+		}
+		if problem := a.access.message(); problem != "" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			msg, _ := json.Marshal(map[string]string{"error": problem})
+			_, _ = w.Write(msg)
 			return
 		}
 		fmt.Fprint(w, "{}")

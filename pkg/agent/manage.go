@@ -11,11 +11,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/informers"
-	batchlisters "k8s.io/client-go/listers/batch/v1"
-	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
@@ -31,39 +29,47 @@ type ManageConfig struct {
 	DeleteFinishedJobs bool
 	// KeepFailedJobs keeps failed Jobs for inspection while succeeded ones go.
 	KeepFailedJobs bool
-	// UnschedulableGrace is how long a pod may stay unschedulable before it is reported.
-	UnschedulableGrace time.Duration
-	// CancelCheckInterval is how often the runs of active Jobs are checked for cancellation.
+	// Pending says how long a Job whose flow has not started may wait, by
+	// reason (DefaultPendingPolicy when zero).
+	Pending PendingPolicy
+	// CancelCheckInterval is how often Prefect is asked for cancelled runs.
 	CancelCheckInterval time.Duration
 	// Workers process Jobs in parallel.
 	Workers int
 }
 
-// manager watches the agent's Jobs, their pods and FailedCreate events.
+// manager watches the agent's Jobs, their pods, FailedCreate events and
+// cluster-autoscaler's events about the pods.
 type manager struct {
-	a      *Agent
-	cfg    ManageConfig
-	queue  workqueue.TypedRateLimitingInterface[string]
-	jobs   batchlisters.JobLister
-	pods   corelisters.PodLister
-	events cache.Indexer
-	synced []cache.InformerSynced
+	a     *Agent
+	cfg   ManageConfig
+	queue workqueue.TypedRateLimitingInterface[string]
 
-	factories []informers.SharedInformerFactory
-	reported  *reportedSet
+	jobs, pods, failedCreates, autoscaler cache.SharedIndexInformer
+
+	reported *reportedSet
+	waits    *waitTracker
 
 	// gone holds, per Job key, pods deleted before they finished, as the
 	// delete event can be the only sign of them.
 	goneMu sync.Mutex
 	gone   map[string][]*corev1.Pod
+
+	// cancelSince is where the next cancellation check starts.
+	cancelSince time.Time
 }
 
-const eventsByJob = "involvedJob"
+// Indexes of the caches.
+const (
+	byJob     = "job"     // pods and events by their Job's namespace/name
+	byPod     = "pod"     // events by their pod's namespace/name
+	byFlowRun = "flowRun" // Jobs by flow run id
+)
 
 func (a *Agent) newManager() *manager {
 	cfg := a.cfg.Manage
-	if cfg.UnschedulableGrace <= 0 {
-		cfg.UnschedulableGrace = 2 * time.Minute
+	if cfg.Pending == (PendingPolicy{}) {
+		cfg.Pending = DefaultPendingPolicy()
 	}
 	if cfg.CancelCheckInterval <= 0 {
 		cfg.CancelCheckInterval = 10 * time.Second
@@ -76,61 +82,123 @@ func (a *Agent) newManager() *manager {
 		ns = metav1.NamespaceAll
 	}
 	m := &manager{
-		a: a, cfg: cfg, reported: newReportedSet(), gone: map[string][]*corev1.Pod{},
+		a: a, cfg: cfg, reported: newReportedSet(), waits: a.metrics.waiting, gone: map[string][]*corev1.Pod{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "prefect-jobs"}),
 	}
-	// Only the agent's objects, selected by the server; managed fields dropped.
-	labelled := informers.NewSharedInformerFactoryWithOptions(a.cfg.Kube, 0, informers.WithNamespace(ns),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = manifest.LabelIdentifier }),
-		informers.WithTransform(dropManagedFields))
-	failedCreates := informers.NewSharedInformerFactoryWithOptions(a.cfg.Kube, 0, informers.WithNamespace(ns),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.AndSelectors(fields.OneTermEqualSelector("involvedObject.kind", "Job"),
-				fields.OneTermEqualSelector("reason", "FailedCreate")).String()
-		}),
-		informers.WithTransform(dropManagedFields))
-	m.factories = []informers.SharedInformerFactory{labelled, failedCreates}
-
-	jobInformer := labelled.Batch().V1().Jobs()
-	podInformer := labelled.Core().V1().Pods()
-	eventInformer := failedCreates.Core().V1().Events()
-	_ = eventInformer.Informer().AddIndexers(cache.Indexers{eventsByJob: func(obj any) ([]string, error) {
-		ev, ok := obj.(*corev1.Event)
+	kube := a.cfg.Kube
+	labelled := func(o *metav1.ListOptions) { o.LabelSelector = manifest.LabelIdentifier }
+	m.jobs = m.informer("jobs", &batchv1.Job{}, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		labelled(&o)
+		return kube.BatchV1().Jobs(ns).List(ctx, o)
+	}, func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		labelled(&o)
+		return kube.BatchV1().Jobs(ns).Watch(ctx, o)
+	}, cache.Indexers{byFlowRun: func(obj any) ([]string, error) {
+		if job, ok := obj.(*batchv1.Job); ok {
+			return []string{job.Labels[manifest.LabelFlowRunID]}, nil
+		}
+		return nil, nil
+	}})
+	m.pods = m.informer("pods", &corev1.Pod{}, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		labelled(&o)
+		return kube.CoreV1().Pods(ns).List(ctx, o)
+	}, func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		labelled(&o)
+		return kube.CoreV1().Pods(ns).Watch(ctx, o)
+	}, cache.Indexers{byJob: func(obj any) ([]string, error) {
+		pod, ok := obj.(*corev1.Pod)
 		if !ok {
 			return nil, nil
 		}
-		return []string{ev.InvolvedObject.Namespace + "/" + ev.InvolvedObject.Name}, nil
+		var keys []string
+		for _, ref := range pod.OwnerReferences {
+			if ref.Kind == "Job" {
+				keys = append(keys, pod.Namespace+"/"+ref.Name)
+			}
+		}
+		return keys, nil
 	}})
-	m.jobs, m.pods, m.events = jobInformer.Lister(), podInformer.Lister(), eventInformer.Informer().GetIndexer()
-	m.synced = []cache.InformerSynced{jobInformer.Informer().HasSynced, podInformer.Informer().HasSynced, eventInformer.Informer().HasSynced}
+	events := func(selector fields.Selector, index string) cache.SharedIndexInformer {
+		sel := func(o *metav1.ListOptions) { o.FieldSelector = selector.String() }
+		return m.informer("events", &corev1.Event{}, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			sel(&o)
+			return kube.CoreV1().Events(ns).List(ctx, o)
+		}, func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			sel(&o)
+			return kube.CoreV1().Events(ns).Watch(ctx, o)
+		}, cache.Indexers{index: func(obj any) ([]string, error) {
+			if ev, ok := obj.(*corev1.Event); ok {
+				return []string{ev.InvolvedObject.Namespace + "/" + ev.InvolvedObject.Name}, nil
+			}
+			return nil, nil
+		}})
+	}
+	m.failedCreates = events(fields.AndSelectors(fields.OneTermEqualSelector("involvedObject.kind", "Job"),
+		fields.OneTermEqualSelector("reason", "FailedCreate")), byJob)
+	m.autoscaler = events(fields.AndSelectors(fields.OneTermEqualSelector("involvedObject.kind", "Pod"),
+		fields.OneTermEqualSelector("source", "cluster-autoscaler")), byPod)
 
-	_, _ = jobInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = m.jobs.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    m.enqueueJob,
 		UpdateFunc: func(_, obj any) { m.enqueueJob(obj) },
 		DeleteFunc: m.enqueueJob,
 	})
-	_, _ = podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = m.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    m.enqueuePodJob,
 		UpdateFunc: func(_, obj any) { m.enqueuePodJob(obj) },
 		DeleteFunc: m.podDeleted,
 	})
-	_, _ = eventInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = m.failedCreates.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    m.enqueueEventJob,
 		UpdateFunc: func(_, obj any) { m.enqueueEventJob(obj) },
+	})
+	_, _ = m.autoscaler.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    m.enqueueEventPodJob,
+		UpdateFunc: func(_, obj any) { m.enqueueEventPodJob(obj) },
 	})
 	return m
 }
 
-// dropManagedFields keeps the informers' memory to what the agent reads:
-// no managed fields, no Job spec, and of a pod's spec only its node.
-func dropManagedFields(obj any) (any, error) {
+// informer builds a shared informer over a typed client's list and watch.
+// A refusal (403) is kept as the agent's access problem, which fails
+// /api/health with the verb and resource, until a list succeeds.
+func (m *manager) informer(resource string, obj runtime.Object,
+	list func(context.Context, metav1.ListOptions) (runtime.Object, error),
+	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error),
+	indexers cache.Indexers) cache.SharedIndexInformer {
+	access := &m.a.access
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			out, err := list(ctx, o)
+			access.observe(resource, "list", err)
+			return out, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			w, err := watchFn(ctx, o)
+			access.observe(resource, "watch", err)
+			return w, err
+		},
+	}
+	inf := cache.NewSharedIndexInformer(lw, obj, 0, indexers)
+	_ = inf.SetTransform(leanObject)
+	return inf
+}
+
+// leanObject keeps the informers' memory to what inspect reads: no managed
+// fields, no Job spec, of a pod's spec only what tells its flow container
+// and sidecars apart, of its status the phase, the scheduling and disruption
+// conditions and container states, and of an event who it is about and why.
+func leanObject(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *batchv1.Job:
-		o.Spec = batchv1.JobSpec{Completions: o.Spec.Completions}
+		o.Spec = batchv1.JobSpec{}
 	case *corev1.Pod:
-		o.Spec = corev1.PodSpec{NodeName: o.Spec.NodeName}
+		o.Spec = leanPodSpec(o)
 		o.Status = leanPodStatus(o.Status)
+	case *corev1.Event:
+		o.Source, o.Series, o.Related = corev1.EventSource{}, nil, nil
+		o.ReportingController, o.ReportingInstance, o.Action = "", "", ""
 	}
 	if acc, ok := obj.(metav1.ObjectMetaAccessor); ok {
 		acc.GetObjectMeta().SetManagedFields(nil)
@@ -138,12 +206,25 @@ func dropManagedFields(obj any) (any, error) {
 	return obj, nil
 }
 
+// leanPodSpec keeps the flow container's name, the native sidecars and the
+// restart policy.
+func leanPodSpec(pod *corev1.Pod) corev1.PodSpec {
+	spec := corev1.PodSpec{RestartPolicy: pod.Spec.RestartPolicy}
+	spec.Containers = []corev1.Container{{Name: flowContainerName(pod)}}
+	for _, c := range pod.Spec.InitContainers {
+		if c.RestartPolicy != nil {
+			spec.InitContainers = append(spec.InitContainers, corev1.Container{Name: c.Name, RestartPolicy: c.RestartPolicy})
+		}
+	}
+	return spec
+}
+
 // leanPodStatus keeps the parts of a pod's status inspect reads.
 func leanPodStatus(st corev1.PodStatus) corev1.PodStatus {
 	lean := corev1.PodStatus{Phase: st.Phase, Reason: st.Reason, Message: st.Message}
 	for _, c := range st.Conditions {
-		if c.Type == corev1.PodScheduled {
-			lean.Conditions = append(lean.Conditions, corev1.PodCondition{Type: c.Type, Status: c.Status, Reason: c.Reason, Message: c.Message})
+		if c.Type == corev1.PodScheduled || c.Type == corev1.DisruptionTarget {
+			lean.Conditions = append(lean.Conditions, corev1.PodCondition{Type: c.Type, Status: c.Status, Reason: c.Reason, Message: c.Message, LastTransitionTime: c.LastTransitionTime})
 		}
 	}
 	leanStatuses := func(in []corev1.ContainerStatus) []corev1.ContainerStatus {
@@ -201,13 +282,18 @@ func (m *manager) podDeleted(obj any) {
 	m.enqueuePodJob(pod)
 }
 
-// takeGone returns and forgets the pods of a Job deleted before finishing.
-func (m *manager) takeGone(key string) []*corev1.Pod {
+// peekGone returns the pods of a Job deleted before finishing; takeGone
+// forgets them once they were reported.
+func (m *manager) peekGone(key string) []*corev1.Pod {
 	m.goneMu.Lock()
 	defer m.goneMu.Unlock()
-	pods := m.gone[key]
+	return append([]*corev1.Pod(nil), m.gone[key]...)
+}
+
+func (m *manager) takeGone(key string) {
+	m.goneMu.Lock()
+	defer m.goneMu.Unlock()
 	delete(m.gone, key)
-	return pods
 }
 
 func (m *manager) enqueueEventJob(obj any) {
@@ -216,17 +302,38 @@ func (m *manager) enqueueEventJob(obj any) {
 	}
 }
 
+// enqueueEventPodJob queues the Job of the pod an event is about.
+func (m *manager) enqueueEventPodJob(obj any) {
+	ev, ok := obj.(*corev1.Event)
+	if !ok {
+		return
+	}
+	if pod, exists, _ := m.pods.GetIndexer().GetByKey(ev.InvolvedObject.Namespace + "/" + ev.InvolvedObject.Name); exists {
+		m.enqueuePodJob(pod)
+	}
+}
+
 // run starts the informers and workers and blocks until ctx ends.
 func (m *manager) run(ctx context.Context) error {
-	for _, f := range m.factories {
-		f.Start(ctx.Done())
+	informers := []cache.SharedIndexInformer{m.jobs, m.pods, m.failedCreates, m.autoscaler}
+	var running sync.WaitGroup
+	stop := make(chan struct{})
+	for _, inf := range informers {
+		running.Add(1)
+		go func() {
+			defer running.Done()
+			inf.Run(stop)
+		}()
 	}
 	defer func() {
-		for _, f := range m.factories {
-			f.Shutdown()
-		}
+		close(stop)
+		running.Wait()
 	}()
-	if !cache.WaitForCacheSync(ctx.Done(), m.synced...) {
+	synced := make([]cache.InformerSynced, 0, len(informers))
+	for _, inf := range informers {
+		synced = append(synced, inf.HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		m.queue.ShutDown()
 		if ctx.Err() != nil {
 			return nil
@@ -280,20 +387,54 @@ func (m *manager) worker(ctx context.Context) {
 	}
 }
 
-// jobPods and jobEvents read a Job's pods and FailedCreate events from the caches.
-func (m *manager) jobPods(job *batchv1.Job) ([]*corev1.Pod, error) {
-	id := job.Labels[manifest.LabelIdentifier]
-	sel := labels.SelectorFromSet(labels.Set{manifest.LabelIdentifier: id})
-	return m.pods.Pods(job.Namespace).List(sel)
+// getJob reads a Job from the cache.
+func (m *manager) getJob(ns, name string) (*batchv1.Job, error) {
+	obj, exists, err := m.jobs.GetIndexer().GetByKey(ns + "/" + name)
+	if err != nil {
+		return nil, err
+	}
+	job, ok := obj.(*batchv1.Job)
+	if !exists || !ok {
+		return nil, errNotFound(name)
+	}
+	return job, nil
 }
 
-func (m *manager) jobEvents(job *batchv1.Job) []*corev1.Event {
-	objs, _ := m.events.ByIndex(eventsByJob, job.Namespace+"/"+job.Name)
-	var out []*corev1.Event
+// facts reads a Job's pods and events from the caches.
+func (m *manager) facts(job *batchv1.Job) jobFacts {
+	key := job.Namespace + "/" + job.Name
+	var f jobFacts
+	objs, _ := m.pods.GetIndexer().ByIndex(byJob, key)
 	for _, o := range objs {
-		if ev, ok := o.(*corev1.Event); ok && ev.InvolvedObject.UID == job.UID {
-			out = append(out, ev)
+		if pod, ok := o.(*corev1.Pod); ok && ownedBy(pod, job) {
+			f.pods = append(f.pods, pod)
 		}
 	}
-	return out
+	evs, _ := m.failedCreates.GetIndexer().ByIndex(byJob, key)
+	for _, o := range evs {
+		if ev, ok := o.(*corev1.Event); ok && ev.InvolvedObject.UID == job.UID {
+			f.failed = append(f.failed, ev)
+		}
+	}
+	for _, pod := range f.pods {
+		evs, _ := m.autoscaler.GetIndexer().ByIndex(byPod, pod.Namespace+"/"+pod.Name)
+		for _, o := range evs {
+			if ev, ok := o.(*corev1.Event); ok && ev.InvolvedObject.UID == pod.UID {
+				if f.autoscaler == nil {
+					f.autoscaler = map[string][]*corev1.Event{}
+				}
+				f.autoscaler[pod.Name] = append(f.autoscaler[pod.Name], ev)
+			}
+		}
+	}
+	return f
+}
+
+func ownedBy(pod *corev1.Pod, job *batchv1.Job) bool {
+	for _, ref := range pod.OwnerReferences {
+		if ref.Kind == "Job" && ref.UID == job.UID {
+			return true
+		}
+	}
+	return false
 }

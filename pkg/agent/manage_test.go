@@ -18,10 +18,15 @@ import (
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
 )
 
+// testPolicy fails image pulls at once (as 1.4.1), gives up on an
+// unschedulable pod after 3 s, and waits an hour on anything else.
+var testPolicy = PendingPolicy{QuotaTimeout: time.Hour, AdmissionTimeout: time.Hour, UnschedulableTimeout: 3 * time.Second,
+	ScaleUpTimeout: time.Hour, MissingObjectTimeout: time.Hour}
+
 // managed configures an agent that manages its Jobs quickly for tests.
 func managed(deleteFinished bool) func(*Config) {
 	return func(c *Config) {
-		c.Manage = ManageConfig{DeleteFinishedJobs: deleteFinished, UnschedulableGrace: time.Second, CancelCheckInterval: 100 * time.Millisecond}
+		c.Manage = ManageConfig{DeleteFinishedJobs: deleteFinished, Pending: testPolicy, CancelCheckInterval: 100 * time.Millisecond}
 	}
 }
 
@@ -73,17 +78,32 @@ func TestImagePullFailureIsReportedOnce(t *testing.T) {
 	e.stillOneError(run.ID)
 }
 
-func TestUnschedulablePodIsReportedAfterGrace(t *testing.T) {
+func TestUnschedulableRunWaitsThenGivesUp(t *testing.T) {
 	e := newEnv(t, emulator.Config{})
 	run := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": testbed.UnschedulableCPU}))
-	e.start("", managed(false))
+	ra := e.start("", managed(false))
+	eventually(t, "the WARNING that the pod cannot be scheduled yet", func() bool {
+		r, _ := e.em.FlowRun(run.ID)
+		return contains(logsAt(r, "WARNING"), "Insufficient cpu")
+	})
+	if r, _ := e.em.FlowRun(run.ID); r.State != "Submitted" || len(logsAt(r, "ERROR")) > 0 {
+		t.Fatalf("within its timeout the run is %s with errors %q", r.State, logsAt(r, "ERROR"))
+	}
+	if got := gathered(t, ra, "prefect_agent_jobs_waiting", "unschedulable"); got != 1 {
+		t.Errorf("prefect_agent_jobs_waiting{reason=unschedulable} = %v, want 1", got)
+	}
+	if jobs := e.jobsFor(run.ID); len(jobs) != 1 || jobs[0].Annotations[AnnotationWaitingReason] != "unschedulable" {
+		t.Errorf("the Job does not record why it waits: %v", jobs)
+	}
 	got := e.waitFailed(run.ID, "Insufficient cpu")
-	if !strings.Contains(logsAt(got, "ERROR")[0], "has been unschedulable for") {
-		t.Fatalf("message %q", logsAt(got, "ERROR")[0])
+	if msg := logsAt(got, "ERROR")[0]; !strings.Contains(msg, "Gave up after waiting 3s (unschedulable)") {
+		t.Fatalf("message %q does not say how long it waited", msg)
 	}
-	if len(e.jobsFor(run.ID)) != 1 {
-		t.Fatalf("with --delete-finished-jobs=false the Job must stay")
+	if len(logsAt(got, "WARNING")) != 1 {
+		t.Errorf("WARNING lines %q, want one", logsAt(got, "WARNING"))
 	}
+	// Given up: deleted even with --delete-finished-jobs=false, so it cannot start later.
+	e.waitJobGone(run.ID)
 	e.stillOneError(run.ID)
 }
 
@@ -138,40 +158,39 @@ func TestCancelledRunsJobIsDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitJobGone(run.ID)
+	if r, _ := e.em.FlowRun(run.ID); r.State != "Cancelled" {
+		t.Errorf("state %s", r.State)
+	}
 	eventually(t, "the INFO line about the deletion", func() bool {
 		r, _ := e.em.FlowRun(run.ID)
 		return contains(logsAt(r, "INFO"), "the flow run is Cancelled")
 	})
 }
 
-func TestFailedCreateIsReported(t *testing.T) {
+func TestDeniedPodFailsAtOnce(t *testing.T) {
 	e := newEnv(t, emulator.Config{})
-	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "no-pods"},
-		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("0")}}}
-	if _, err := cluster.Client.CoreV1().ResourceQuotas(e.ns).Create(context.Background(), quota, metav1.CreateOptions{}); err != nil {
+	limits := &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Name: "small"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+		Type: corev1.LimitTypeContainer, Max: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")},
+	}}}}
+	if _, err := cluster.Client.CoreV1().LimitRanges(e.ns).Create(context.Background(), limits, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// The quota is enforced once the quota controller has counted usage.
-	eventually(t, "the quota to be counted", func() bool {
-		q, err := cluster.Client.CoreV1().ResourceQuotas(e.ns).Get(context.Background(), "no-pods", metav1.GetOptions{})
-		return err == nil && q.Status.Hard != nil
-	})
-	run := e.schedule(emulator.FlowRunSpec{})
+	run := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": "2"}))
 	e.start("", managed(false))
-	e.waitFailed(run.ID, "(FailedCreate)")
-	got, _ := e.em.FlowRun(run.ID)
-	if msg := logsAt(got, "ERROR")[0]; !strings.Contains(msg, "exceeded quota") {
-		t.Fatalf("the quota's message is not in %q", msg)
+	got := e.waitFailed(run.ID, "(FailedCreate)")
+	if len(logsAt(got, "WARNING")) > 0 {
+		t.Errorf("a denial is not a wait: %q", logsAt(got, "WARNING"))
 	}
+	e.waitJobGone(run.ID)
 	e.stillOneError(run.ID)
 }
 
 func TestRestartedAgentReportsNothingTwice(t *testing.T) {
 	e := newEnv(t, emulator.Config{})
-	pull := e.schedule(imageRun(t, testbed.ImageImagePull, nil))
+	crashed := e.schedule(imageRun(t, testbed.ImageExit1, nil))
 	done := e.schedule(emulator.FlowRunSpec{})
 	first := e.start("", managed(false))
-	e.waitFailed(pull.ID, "cannot pull image")
+	e.waitFailed(crashed.ID, "exit code 1")
 	eventually(t, "the completed Job's warning", func() bool {
 		r, _ := e.em.FlowRun(done.ID)
 		return len(logsAt(r, "WARNING")) == 1
@@ -183,14 +202,14 @@ func TestRestartedAgentReportsNothingTwice(t *testing.T) {
 	e.waitFailed(crash.ID, "exit code 1")
 	time.Sleep(time.Second)
 	second.halt(t)
-	for _, id := range []string{pull.ID, done.ID} {
+	for _, id := range []string{crashed.ID, done.ID} {
 		r, _ := e.em.FlowRun(id)
 		if n := len(logsAt(r, "ERROR")) + len(logsAt(r, "WARNING")); n != 1 {
 			t.Errorf("run %s got %d reports, want 1: %+v", id, n, r.Logs)
 		}
 	}
-	job := e.jobsFor(pull.ID)[0]
-	if !strings.Contains(job.Annotations[AnnotationReported], "image-pull") {
+	job := e.jobsFor(crashed.ID)[0]
+	if !strings.Contains(job.Annotations[AnnotationReported], "/failed") {
 		t.Errorf("the Job does not record what was reported: %v", job.Annotations)
 	}
 }
@@ -251,6 +270,7 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 		"prefect_agent_flow_runs_submitted_total 2",
 		`prefect_agent_submission_failures_total{stage="build"} 1`,
 		`prefect_agent_job_problems_reported_total{reason="ErrImagePull"} 1`,
+		`prefect_agent_jobs_deleted_total{why="gave-up"} 1`,
 		`prefect_agent_jobs_deleted_total{why="completed"} 1`,
 		"prefect_agent_poll_duration_seconds_count",
 	} {
@@ -258,32 +278,6 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-}
-
-func TestDeletedPodIsReportedAndReplacementNoted(t *testing.T) {
-	e := newEnv(t, emulator.Config{})
-	run := e.schedule(imageRun(t, testbed.ImageRun, nil))
-	e.start("", managed(false))
-	e.waitSubmitted(run.ID)
-	var podName string
-	eventually(t, "the flow's pod to run", func() bool {
-		pods, _ := cluster.Client.CoreV1().Pods(e.ns).List(context.Background(), metav1.ListOptions{})
-		for _, p := range pods.Items {
-			if p.Status.Phase == corev1.PodRunning {
-				podName = p.Name
-				return true
-			}
-		}
-		return false
-	})
-	if err := cluster.Client.CoreV1().Pods(e.ns).Delete(context.Background(), podName, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	e.waitFailed(run.ID, "Pod "+podName+" of Job")
-	eventually(t, "the WARNING about the replacement pod", func() bool {
-		r, _ := e.em.FlowRun(run.ID)
-		return contains(logsAt(r, "WARNING"), "runs the flow again")
-	})
 }
 
 func TestKeepFailedJobsKeepsOnlyFailedOnes(t *testing.T) {

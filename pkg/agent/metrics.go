@@ -14,6 +14,7 @@ type metrics struct {
 	jobsDeleted      *prometheus.CounterVec
 	pollLatency      prometheus.Histogram
 	apiErrors        *prometheus.CounterVec
+	waiting          *waitTracker
 }
 
 func newMetrics() *metrics {
@@ -26,10 +27,10 @@ func newMetrics() *metrics {
 			Name: "prefect_agent_submission_failures_total", Help: "Flow runs that could not be deployed, by stage (build, create).",
 		}, []string{"stage"}),
 		failuresReported: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "prefect_agent_job_problems_reported_total", Help: "Problems with Jobs reported to flow runs, by Kubernetes reason.",
+			Name: "prefect_agent_job_problems_reported_total", Help: "Lines written to flow runs about their Jobs (problems, waits, disruptions), by reason.",
 		}, []string{"reason"}),
 		jobsDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "prefect_agent_jobs_deleted_total", Help: "Jobs deleted by the agent, by why (completed, failed, cancelled).",
+			Name: "prefect_agent_jobs_deleted_total", Help: "Jobs deleted by the agent, by why (completed, failed, gave-up, cancelled).",
 		}, []string{"why"}),
 		pollLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "prefect_agent_poll_duration_seconds", Help: "Time to poll the Prefect queue and read the runs found.",
@@ -38,8 +39,9 @@ func newMetrics() *metrics {
 		apiErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "prefect_agent_api_errors_total", Help: "Failed Prefect API requests, by operation (retried ones included).",
 		}, []string{"operation"}),
+		waiting: newWaitTracker(),
 	}
-	m.registry.MustRegister(m.runsSubmitted, m.submitFailures, m.failuresReported, m.jobsDeleted, m.pollLatency, m.apiErrors,
+	m.registry.MustRegister(m.runsSubmitted, m.submitFailures, m.failuresReported, m.jobsDeleted, m.pollLatency, m.apiErrors, m.waiting,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

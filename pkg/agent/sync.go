@@ -3,10 +3,12 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -24,22 +26,33 @@ import (
 // flow run, so a restarted agent or a second one does not report them again.
 const AnnotationReported = "prefect.io/reported"
 
+// AnnotationWaitingReason and AnnotationWaitingSince record, on a Job whose
+// flow has not started, why it waits (quota, unschedulable, ...) and since
+// when (RFC 3339); `kubectl prefect jobs` shows them.
+const (
+	AnnotationWaitingReason = "prefect.io/waiting-reason"
+	AnnotationWaitingSince  = "prefect.io/waiting-since"
+)
+
 // Keys of what the agent did to a Job, recorded with its reported problems.
 const (
 	keyCompleted = "job/completed"
 	keyCancelled = "job/cancelled"
 )
 
-// sync looks at one Job and reports, cleans up or waits as needed.
+// sync looks at one Job and reports, cleans up or waits as needed. It
+// returns an error, and the Job is requeued rate-limited, while a report has
+// not been accepted by Prefect; a Job is never deleted before that.
 func (m *manager) sync(ctx context.Context, key string) error {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
 		return nil
 	}
-	job, err := m.jobs.Jobs(ns).Get(name)
+	job, err := m.getJob(ns, name)
 	if apierrors.IsNotFound(err) {
 		m.reported.forgetKey(key)
 		m.takeGone(key)
+		m.waits.forget(key)
 		return nil
 	}
 	if err != nil {
@@ -47,22 +60,21 @@ func (m *manager) sync(ctx context.Context, key string) error {
 	}
 	runID := job.Labels[manifest.LabelFlowRunID]
 	if runID == "" || job.DeletionTimestamp != nil {
+		m.waits.forget(key)
 		return nil
 	}
-	pods, err := m.jobPods(job)
-	if err != nil {
-		return err
-	}
-	for _, gone := range m.takeGone(key) {
-		// Seen as deleted: report it like a pod marked for deletion.
+	facts := m.facts(job)
+	for _, gone := range m.peekGone(key) {
+		// Seen as deleted: inspect it like a pod marked for deletion.
 		gone = gone.DeepCopy()
 		if gone.DeletionTimestamp == nil {
 			now := metav1.NewTime(m.a.cfg.Now())
 			gone.DeletionTimestamp = &now
 		}
-		pods = append(pods, gone)
+		facts.pods = append(facts.pods, gone)
 	}
-	in := inspect(job, pods, m.jobEvents(job), m.reported.firstPod(job, pods), m.a.cfg.Now(), m.cfg.UnschedulableGrace)
+	facts.firstPod = m.reported.firstPod(job, facts.pods)
+	in := inspect(job, facts, m.a.cfg.Now(), m.cfg.Pending)
 	done := m.reported.of(job)
 
 	var fresh []problem
@@ -77,71 +89,154 @@ func (m *manager) sync(ctx context.Context, key string) error {
 	}
 	if len(fresh) > 0 {
 		if err := m.report(ctx, job, runID, fresh); err != nil {
-			return err
+			return fmt.Errorf("reporting to flow run %s: %w", runID, err)
 		}
 	}
-	// Any error, reported now or before (a failed Job is one), fails the Job.
-	failedRun := false
+	m.takeGone(key)
+	m.waits.set(key, in.waiting)
+	recordErr := m.record(ctx, job, in.waiting)
+
+	giveUp := false
 	for _, p := range in.problems {
-		failedRun = failedRun || p.level == prefect.LevelError
+		giveUp = giveUp || p.giveUp
 	}
 	if in.recheck > 0 {
 		m.queue.AddAfter(key, in.recheck)
 	}
 	switch {
+	case giveUp:
+		// The flow never started; its pod must not start after the run failed.
+		return errors.Join(recordErr, m.deleteJob(ctx, job, "gave-up"))
 	case in.complete && m.cfg.DeleteFinishedJobs:
-		return m.deleteJob(ctx, job, "completed")
-	case failedRun && m.cfg.DeleteFinishedJobs && !m.cfg.KeepFailedJobs:
-		return m.deleteJob(ctx, job, "failed")
+		return errors.Join(recordErr, m.deleteJob(ctx, job, "completed"))
+	case manifest.JobFinished(job) && m.cfg.DeleteFinishedJobs && !m.cfg.KeepFailedJobs:
+		return errors.Join(recordErr, m.deleteJob(ctx, job, "failed"))
+	}
+	return recordErr
+}
+
+// report writes fresh problems to the flow run and fails (or reschedules)
+// it, unless it has finished. A problem counts as reported only once Prefect
+// accepted its log line and its state; any other outcome is an error.
+func (m *manager) report(ctx context.Context, job *batchv1.Job, runID string, fresh []problem) error {
+	log := klog.FromContext(ctx).WithValues("job", klog.KObj(job), "flowRun", runID)
+	state, exists, err := m.runState(ctx, runID)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		log.Info("The Job's flow run no longer exists in Prefect; leaving the Job alone")
+		m.reported.add(job, fresh)
+		return nil
+	}
+	for _, p := range fresh {
+		logged := m.reported.logged(job, p.key)
+		if !logged && p.unlessFinished && prefect.Finished(state.State) {
+			m.reported.add(job, []problem{p})
+			continue
+		}
+		if !logged {
+			log.Info("Reporting to the flow run", "reason", p.reason, "level", p.level, "message", p.message)
+			if err := m.writeLog(ctx, runID, p.level, p.message); err != nil {
+				return err
+			}
+			m.reported.markLogged(job, p.key)
+			m.a.metrics.failuresReported.WithLabelValues(p.reason).Inc()
+		}
+		if p.level == prefect.LevelError || p.reschedule {
+			next := prefect.FailedState(p.message)
+			if p.reschedule {
+				next = prefect.ScheduledState(p.message, m.a.cfg.Now())
+			}
+			if state, err = m.setState(ctx, runID, state, next); err != nil {
+				return err
+			}
+		}
+		m.reported.add(job, []problem{p})
 	}
 	return nil
 }
 
-// report writes fresh problems to the flow run, fails it on an error unless
-// it has finished, and records them on the Job.
-func (m *manager) report(ctx context.Context, job *batchv1.Job, runID string, fresh []problem) error {
-	log := klog.FromContext(ctx).WithValues("job", klog.KObj(job), "flowRun", runID)
-	states, err := m.a.cfg.Prefect.FlowRunStates(ctx, []string{runID})
-	if err != nil {
-		return err
-	}
-	state, exists := states[runID]
-	if !exists {
-		log.Info("The Job's flow run no longer exists in Prefect; leaving the Job alone")
-		return m.record(ctx, job, fresh)
-	}
-	for _, p := range fresh {
-		if p.unlessFinished && prefect.Finished(state.State) {
-			continue
-		}
-		log.Info("Reporting a problem to the flow run", "reason", p.reason, "message", p.message)
-		m.a.runLog(ctx, runID, p.level, p.message)
-		m.a.metrics.failuresReported.WithLabelValues(p.reason).Inc()
-		if p.level != prefect.LevelError || prefect.Finished(state.State) {
-			continue
+// setState sets the run's state unless it finished, re-reading the run and
+// trying again when another writer changed it first (version locking).
+func (m *manager) setState(ctx context.Context, runID string, state prefect.RunState, next json.RawMessage) (prefect.RunState, error) {
+	for attempt := 0; ; attempt++ {
+		if prefect.Finished(state.State) {
+			return state, nil
 		}
 		version := state.Version
-		if err := m.a.cfg.Prefect.SetFlowRunState(ctx, runID, &version, prefect.FailedState(p.message)); err != nil {
-			log.Error(err, "Could not set the flow run Failed")
-			continue
+		err := m.a.cfg.Prefect.SetFlowRunState(ctx, runID, &version, next)
+		if err == nil {
+			state.State, state.Version = prefect.StateType(next), state.Version+1
+			return state, nil
 		}
-		state.State, state.Version = "Failed", state.Version+1
+		if !errors.Is(err, prefect.ErrVersionLocked) || attempt >= 3 {
+			return state, err
+		}
+		fresh, exists, readErr := m.runState(ctx, runID)
+		if readErr != nil {
+			return state, readErr
+		}
+		if !exists {
+			return state, nil
+		}
+		state = fresh
 	}
-	return m.record(ctx, job, fresh)
 }
 
-// record adds problem keys to the Job's annotation and to memory.
-func (m *manager) record(ctx context.Context, job *batchv1.Job, problems []problem) error {
-	keys := m.reported.add(job, problems)
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{AnnotationReported: strings.Join(keys, ",")}}})
+// runState reads one run's current state.
+func (m *manager) runState(ctx context.Context, runID string) (prefect.RunState, bool, error) {
+	states, err := m.a.cfg.Prefect.FlowRunStates(ctx, []string{runID})
+	if err != nil {
+		return prefect.RunState{}, false, err
+	}
+	st, ok := states[runID]
+	return st, ok, nil
+}
+
+// writeLog writes one line to the run's log under the agent's name.
+func (m *manager) writeLog(ctx context.Context, runID, level, message string) error {
+	return m.a.cfg.Prefect.WriteRunLogs(ctx, prefect.RunLog{FlowRunID: runID, Name: m.a.cfg.Name, Level: level, Message: message, Time: m.a.cfg.Now()})
+}
+
+// record brings the Job's annotations up to date: the reported problems and
+// why it waits. The patch is retried (through the queue) until it lands.
+func (m *manager) record(ctx context.Context, job *batchv1.Job, w *waiting) error {
+	annotations := map[string]any{}
+	keys := m.reported.keys(job)
+	if joined := strings.Join(keys, ","); joined != job.Annotations[AnnotationReported] && len(keys) > 0 {
+		annotations[AnnotationReported] = joined
+	}
+	reason, since := "", ""
+	if w != nil {
+		reason, since = w.reason, w.since.UTC().Format(time.RFC3339)
+	}
+	if job.Annotations[AnnotationWaitingReason] != reason || job.Annotations[AnnotationWaitingSince] != since {
+		annotations[AnnotationWaitingReason], annotations[AnnotationWaitingSince] = nullIfEmpty(reason), nullIfEmpty(since)
+	}
+	if len(annotations) == 0 {
+		return nil
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": annotations}})
 	_, err := m.a.cfg.Kube.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("recording on Job %s/%s: %w", job.Namespace, job.Name, err)
+	}
+	return nil
 }
 
-// deleteJob removes a finished Job and, in the background, its pods.
+// nullIfEmpty makes a merge patch remove an annotation that has no value.
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// deleteJob removes a Job and, in the background, its pods.
 func (m *manager) deleteJob(ctx context.Context, job *batchv1.Job, why string) error {
 	policy := metav1.DeletePropagationBackground
 	err := m.a.cfg.Kube.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
@@ -151,25 +246,28 @@ func (m *manager) deleteJob(ctx context.Context, job *batchv1.Job, why string) e
 		return nil
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("deleting Job %s/%s: %w", job.Namespace, job.Name, err)
 	}
 	m.a.metrics.jobsDeleted.WithLabelValues(why).Inc()
-	klog.FromContext(ctx).V(1).Info("Deleted finished Job", "job", klog.KObj(job), "why", why)
+	klog.FromContext(ctx).V(1).Info("Deleted Job", "job", klog.KObj(job), "why", why)
 	return nil
 }
 
 // reportedSet remembers per Job what has been reported, seeded from the
-// Job's annotation so that what an earlier agent reported counts too.
+// Job's annotation so that what an earlier agent reported counts too, and
+// which lines were written whose state change has not landed yet.
 type reportedSet struct {
-	mu    sync.Mutex
-	byUID map[types.UID]map[string]bool
-	uids  map[string]types.UID
+	mu      sync.Mutex
+	byUID   map[types.UID]map[string]bool
+	written map[types.UID]map[string]bool
+	uids    map[string]types.UID
 	// first is each Job's first pod, to tell replacements from it.
 	first map[types.UID]string
 }
 
 func newReportedSet() *reportedSet {
-	return &reportedSet{byUID: map[types.UID]map[string]bool{}, uids: map[string]types.UID{}, first: map[types.UID]string{}}
+	return &reportedSet{byUID: map[types.UID]map[string]bool{}, written: map[types.UID]map[string]bool{},
+		uids: map[string]types.UID{}, first: map[types.UID]string{}}
 }
 
 // firstPod returns the Job's first pod, taking the oldest of pods when the
@@ -193,13 +291,19 @@ func (r *reportedSet) firstPod(job *batchv1.Job, pods []*corev1.Pod) string {
 	return oldest.Name
 }
 
-// setFor returns the Job's set, creating it. Callers hold r.mu.
+// setFor returns the Job's set, creating it and seeding it from the
+// annotation. Callers hold r.mu.
 func (r *reportedSet) setFor(job *batchv1.Job) map[string]bool {
 	set := r.byUID[job.UID]
 	if set == nil {
 		set = map[string]bool{}
 		r.byUID[job.UID] = set
 		r.uids[job.Namespace+"/"+job.Name] = job.UID
+	}
+	for _, k := range strings.Split(job.Annotations[AnnotationReported], ",") {
+		if k != "" {
+			set[k] = true
+		}
 	}
 	return set
 }
@@ -208,11 +312,6 @@ func (r *reportedSet) of(job *batchv1.Job) map[string]bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	set := r.setFor(job)
-	for _, k := range strings.Split(job.Annotations[AnnotationReported], ",") {
-		if k != "" {
-			set[k] = true
-		}
-	}
 	out := make(map[string]bool, len(set))
 	for k := range set {
 		out[k] = true
@@ -220,13 +319,22 @@ func (r *reportedSet) of(job *batchv1.Job) map[string]bool {
 	return out
 }
 
-func (r *reportedSet) add(job *batchv1.Job, problems []problem) []string {
+// add records problems whose report landed.
+func (r *reportedSet) add(job *batchv1.Job, problems []problem) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	set := r.setFor(job)
 	for _, p := range problems {
 		set[p.key] = true
+		delete(r.written[job.UID], p.key)
 	}
+}
+
+// keys lists the Job's reported problems, sorted.
+func (r *reportedSet) keys(job *batchv1.Job) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	set := r.setFor(job)
 	keys := make([]string, 0, len(set))
 	for k := range set {
 		keys = append(keys, k)
@@ -235,11 +343,28 @@ func (r *reportedSet) add(job *batchv1.Job, problems []problem) []string {
 	return keys
 }
 
+// logged tells whether a problem's line was written (its state may not be).
+func (r *reportedSet) logged(job *batchv1.Job, key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.written[job.UID][key]
+}
+
+func (r *reportedSet) markLogged(job *batchv1.Job, key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.written[job.UID] == nil {
+		r.written[job.UID] = map[string]bool{}
+	}
+	r.written[job.UID][key] = true
+}
+
 func (r *reportedSet) forgetKey(key string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if uid, ok := r.uids[key]; ok {
 		delete(r.byUID, uid)
+		delete(r.written, uid)
 		delete(r.first, uid)
 		delete(r.uids, key)
 	}

@@ -26,6 +26,30 @@ type AuthInfoTenantResponse struct {
 // GetAuth_info returns AuthInfoTenantResponse.Auth_info, and is useful for accessing the field via an interface.
 func (v *AuthInfoTenantResponse) GetAuth_info() AuthInfoTenantAuth_info { return v.Auth_info }
 
+// CancelledRunsSinceFlow_run includes the requested fields of the GraphQL type flow_run.
+type CancelledRunsSinceFlow_run struct {
+	Id      string `json:"id"`
+	Version int    `json:"version"`
+	State   string `json:"state"`
+}
+
+// GetId returns CancelledRunsSinceFlow_run.Id, and is useful for accessing the field via an interface.
+func (v *CancelledRunsSinceFlow_run) GetId() string { return v.Id }
+
+// GetVersion returns CancelledRunsSinceFlow_run.Version, and is useful for accessing the field via an interface.
+func (v *CancelledRunsSinceFlow_run) GetVersion() int { return v.Version }
+
+// GetState returns CancelledRunsSinceFlow_run.State, and is useful for accessing the field via an interface.
+func (v *CancelledRunsSinceFlow_run) GetState() string { return v.State }
+
+// CancelledRunsSinceResponse is returned by CancelledRunsSince on success.
+type CancelledRunsSinceResponse struct {
+	Flow_run []CancelledRunsSinceFlow_run `json:"flow_run"`
+}
+
+// GetFlow_run returns CancelledRunsSinceResponse.Flow_run, and is useful for accessing the field via an interface.
+func (v *CancelledRunsSinceResponse) GetFlow_run() []CancelledRunsSinceFlow_run { return v.Flow_run }
+
 // DefaultServerTenantResponse is returned by DefaultServerTenant on success.
 type DefaultServerTenantResponse struct {
 	Tenant []DefaultServerTenantTenant `json:"tenant"`
@@ -484,6 +508,14 @@ type Write_run_logs_input struct {
 // GetLogs returns Write_run_logs_input.Logs, and is useful for accessing the field via an interface.
 func (v *Write_run_logs_input) GetLogs() []Write_run_log_input { return v.Logs }
 
+// __CancelledRunsSinceInput is used internally by genqlient
+type __CancelledRunsSinceInput struct {
+	Since time.Time `json:"since"`
+}
+
+// GetSince returns __CancelledRunsSinceInput.Since, and is useful for accessing the field via an interface.
+func (v *__CancelledRunsSinceInput) GetSince() time.Time { return v.Since }
+
 // __FlowRunStateInput is used internally by genqlient
 type __FlowRunStateInput struct {
 	FlowRunId string `json:"flowRunId"`
@@ -571,6 +603,45 @@ func AuthInfoTenant(
 	}
 
 	data_ = &AuthInfoTenantResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The query executed by CancelledRunsSince.
+const CancelledRunsSince_Operation = `
+query CancelledRunsSince ($since: timestamptz!) {
+	flow_run(where: {state:{_in:["Cancelling","Cancelled"]},state_timestamp:{_gte:$since}}) {
+		id
+		version
+		state
+	}
+}
+`
+
+// The runs that became Cancelling or Cancelled at or after $since: one
+// request per check, whatever the number of Jobs; the agent intersects the
+// answer with its Job cache.
+func CancelledRunsSince(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	since time.Time,
+) (data_ *CancelledRunsSinceResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "CancelledRunsSince",
+		Query:  CancelledRunsSince_Operation,
+		Variables: &__CancelledRunsSinceInput{
+			Since: since,
+		},
+	}
+
+	data_ = &CancelledRunsSinceResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(

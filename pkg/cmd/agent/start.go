@@ -32,7 +32,7 @@ type StartOptions struct {
 	KubeBurst          int
 	KeepFailedJobs     bool
 	WatchAllNamespaces bool
-	UnschedulableGrace time.Duration
+	Pending            PendingFlags
 	LeaderElect        bool
 	LeaseName          string
 	Profiling          bool
@@ -58,6 +58,7 @@ func NewCmdStart(configFlags *genericclioptions.ConfigFlags, streams genericioop
 	cmd := &cobra.Command{
 		Use:   "start",
 		Short: "Run the agent: poll Prefect for flow runs and run each as a Kubernetes Job",
+		Long:  "Run the agent: poll Prefect for flow runs and run each as a Kubernetes Job.\n\n" + agentpkg.PendingPolicyHelp(),
 		Example: `  # Against Prefect Server, Jobs in namespace flows
   kubectl prefect agent start --backend server --api http://prefect-server:4200 -n flows -l k8s
 
@@ -81,7 +82,7 @@ func NewCmdStart(configFlags *genericclioptions.ConfigFlags, streams genericioop
 	cmd.Flags().IntVar(&o.Concurrency, "concurrency", o.Concurrency, "How many flow runs may be submitted at once")
 	cmd.Flags().BoolVar(&o.KeepFailedJobs, "keep-failed-jobs", false, "Keep failed Jobs for inspection while deleting succeeded ones")
 	cmd.Flags().BoolVar(&o.WatchAllNamespaces, "watch-all-namespaces", false, "Manage the agent's Jobs in every namespace, not only the one it creates Jobs in")
-	cmd.Flags().DurationVar(&o.UnschedulableGrace, "unschedulable-grace", 2*time.Minute, "How long a flow run's pod may stay unschedulable before the run is failed")
+	o.Pending.AddFlags(cmd.Flags())
 	cmd.Flags().BoolVar(&o.LeaderElect, "leader-elect", false, "Elect one leader among replicas with a Lease; only the leader submits and manages Jobs")
 	cmd.Flags().StringVar(&o.LeaseName, "lease-name", "", "Name of the leader election Lease (default kubectl-prefect-<agent name>)")
 	cmd.Flags().BoolVar(&o.Profiling, "profiling", false, "Serve Go's /debug/pprof on the --agent-address server")
@@ -117,8 +118,8 @@ func (o *StartOptions) Validate() error {
 	if o.Concurrency < 1 {
 		return fmt.Errorf("--concurrency %d: expected 1 or more", o.Concurrency)
 	}
-	if o.UnschedulableGrace <= 0 {
-		return fmt.Errorf("--unschedulable-grace %s: expected a positive duration such as 2m", o.UnschedulableGrace)
+	if err := o.Pending.Validate(); err != nil {
+		return err
 	}
 	if o.LeaseName != "" {
 		if errs := validation.IsDNS1123Subdomain(o.LeaseName); len(errs) > 0 {
@@ -156,15 +157,17 @@ func (o *StartOptions) Run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	if err := checkPermissions(ctx, kube, ns, o.WatchAllNamespaces, o.LeaderElect); err != nil {
+		return err
+	}
 	client := prefect.NewClient(prefect.Config{API: o.Settings.API, APIKey: o.Settings.Key, TenantID: o.Settings.TenantID})
+	manage := agentpkg.ManageConfig{AllNamespaces: o.WatchAllNamespaces, DeleteFinishedJobs: o.DeleteFinishedJobs, KeepFailedJobs: o.KeepFailedJobs}
+	o.Pending.apply(&manage)
 	a, err := agentpkg.New(agentpkg.Config{
 		Prefect: client, Kube: kube, Backend: o.Settings.Backend, Name: o.Settings.AgentName,
 		Labels: settings.Labels, Job: settings, MaxPolls: o.MaxPolls, Concurrency: o.Concurrency,
 		HealthAddress: o.address, Profiling: o.Profiling, ShutdownTimeout: 30 * time.Second, KubeRequests: kubeRequests,
-		Manage: agentpkg.ManageConfig{
-			AllNamespaces: o.WatchAllNamespaces, DeleteFinishedJobs: o.DeleteFinishedJobs, KeepFailedJobs: o.KeepFailedJobs,
-			UnschedulableGrace: o.UnschedulableGrace,
-		},
+		Manage:         manage,
 		LeaderElection: o.leaderElection(ns),
 	})
 	if err != nil {

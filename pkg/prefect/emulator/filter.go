@@ -19,6 +19,8 @@ func matchFlowRun(r *FlowRun, where map[string]any) (bool, error) {
 			return compareString(r.State, r.State == "", cond)
 		case "state_start_time":
 			return compareTime(r.StateStartTime, cond)
+		case "state_timestamp":
+			return compareTime(r.stateTimestamp(), cond)
 		case "task_runs":
 			for _, tr := range r.TaskRuns {
 				ok, err := matchTaskRun(tr, cond)

@@ -279,6 +279,8 @@ func (e *Emulator) flowRunObject(r *FlowRun) object {
 			return r.ScheduledStartTime, nil
 		case "state_start_time":
 			return r.StateStartTime, nil
+		case "state_timestamp":
+			return r.stateTimestamp(), nil
 		case "flow":
 			return flowObject(r.Flow), nil
 		case "task_runs":
