@@ -96,8 +96,9 @@ func (m *manager) sync(ctx context.Context, key string) error {
 	m.waits.set(key, in.waiting)
 	recordErr := m.record(ctx, job, in.waiting)
 
-	giveUp := false
+	failedRun, giveUp := false, false
 	for _, p := range in.problems {
+		failedRun = failedRun || p.level == prefect.LevelError
 		giveUp = giveUp || p.giveUp
 	}
 	if in.recheck > 0 {
@@ -109,7 +110,8 @@ func (m *manager) sync(ctx context.Context, key string) error {
 		return errors.Join(recordErr, m.deleteJob(ctx, job, "gave-up"))
 	case in.complete && m.cfg.DeleteFinishedJobs:
 		return errors.Join(recordErr, m.deleteJob(ctx, job, "completed"))
-	case manifest.JobFinished(job) && m.cfg.DeleteFinishedJobs && !m.cfg.KeepFailedJobs:
+	case (failedRun || manifest.JobFinished(job)) && m.cfg.DeleteFinishedJobs && !m.cfg.KeepFailedJobs:
+		// A failed flow (as 1.4.1, one failed pod finishes the Job) or a Job that gave up.
 		return errors.Join(recordErr, m.deleteJob(ctx, job, "failed"))
 	}
 	return recordErr
