@@ -10,7 +10,8 @@ import (
 )
 
 // jobStatus is the STATUS column: Complete, Failed (reason), Suspended,
-// Pending (the pod's waiting reason or Unschedulable), or Running.
+// Pending (the pod's waiting reason or Unschedulable), or Running. A Job the
+// agent records as waiting on purpose shows waitingStatus instead.
 func jobStatus(job *batchv1.Job, pods []*corev1.Pod) string {
 	for _, c := range job.Status.Conditions {
 		if c.Status != corev1.ConditionTrue {

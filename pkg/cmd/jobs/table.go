@@ -32,12 +32,16 @@ func toTable(jobs []batchv1.Job, podsByJob map[string][]*corev1.Pod, now time.Ti
 	for i := range jobs {
 		job := &jobs[i]
 		pods := podsByJob[job.Namespace+"/"+job.Name]
+		status := jobStatus(job, pods)
+		if waiting, ok := waitingStatus(job, now); ok {
+			status = waiting
+		}
 		t.Rows = append(t.Rows, metav1.TableRow{
 			Cells: []any{
 				job.Name,
 				orNone(job.Annotations[manifest.AnnotationFlowName]),
 				orNone(job.Annotations[manifest.AnnotationFlowRunName]),
-				jobStatus(job, pods),
+				status,
 				completions(job),
 				jobDuration(job, now),
 				age(job.CreationTimestamp.Time, now),
