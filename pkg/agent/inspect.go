@@ -63,12 +63,15 @@ type jobFacts struct {
 	failed     []*corev1.Event
 	autoscaler map[string][]*corev1.Event
 	firstPod   string
+	// disrupted says an earlier look found a pod of the Job disrupted (the
+	// pod may be gone from the cache since).
+	disrupted bool
 }
 
 // inspect looks at a Job and what belongs to it, at time now, under a policy.
 func inspect(job *batchv1.Job, f jobFacts, now time.Time, policy PendingPolicy) inspection {
 	var in inspection
-	disrupted := false
+	disrupted := f.disrupted
 	flowFailed := false
 	for _, pod := range f.pods {
 		r := in.inspectPod(job, pod, pod.Name != f.firstPod, f.autoscaler[pod.Name], now, policy)

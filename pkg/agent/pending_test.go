@@ -326,3 +326,79 @@ func TestMissingWatchVerbIsNamed(t *testing.T) {
 	})
 	t.Logf("/api/health: %s", body)
 }
+
+// pendingPod waits for the run's pod to exist and returns it.
+func (e *env) pendingPod(runID string) corev1.Pod {
+	e.t.Helper()
+	var pod corev1.Pod
+	eventually(e.t, "the pod of "+runID, func() bool {
+		pods, _ := cluster.Client.CoreV1().Pods(e.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "prefect.io/flow_run_id=" + runID})
+		if len(pods.Items) == 0 {
+			return false
+		}
+		pod = pods.Items[0]
+		return true
+	})
+	return pod
+}
+
+// autoscalerEvent records an event about a pod as cluster-autoscaler does.
+func (e *env) autoscalerEvent(pod corev1.Pod, reason, message string) {
+	e.t.Helper()
+	now := metav1.Now()
+	ev := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{GenerateName: pod.Name + "."},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID, APIVersion: "v1"},
+		Reason:         reason, Message: message, Type: corev1.EventTypeNormal,
+		Source:         corev1.EventSource{Component: "cluster-autoscaler"},
+		FirstTimestamp: now, LastTimestamp: now, Count: 1,
+	}
+	if _, err := cluster.Client.CoreV1().Events(e.ns).Create(context.Background(), ev, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func TestScaleUpExtendsTheWait(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	grows := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": testbed.UnschedulableCPU}))
+	never := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": testbed.UnschedulableCPU}))
+	e.start("", func(c *Config) {
+		managed(false)(c)
+		c.Manage.Pending.UnschedulableTimeout = 4 * time.Second
+	})
+	e.autoscalerEvent(e.pendingPod(grows.ID), "TriggeredScaleUp", "pod triggered scale-up: [{gpu-pool 0->1 (max: 4)}]")
+	e.autoscalerEvent(e.pendingPod(never.ID), "NotTriggerScaleUp", "pod didn't trigger scale-up: 1 max node group size reached")
+	e.warned(grows.ID, "cluster-autoscaler is adding a node")
+	e.warned(never.ID, "no node group can fit it")
+	e.waitFailed(never.ID, "Gave up after waiting")
+	time.Sleep(time.Second)
+	if r, _ := e.em.FlowRun(grows.ID); r.State != "Submitted" || len(e.jobsFor(grows.ID)) != 1 {
+		t.Fatalf("a pod cluster-autoscaler scales up for was given up after the unschedulable timeout: %s", r.State)
+	}
+}
+
+func TestEvictedJobThatGivesUpIsRescheduledOnce(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	template := map[string]any{"apiVersion": "batch/v1", "kind": "Job", "spec": map[string]any{"backoffLimit": 0,
+		"template": map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "flow"}}}}}}
+	run := e.schedule(imageRun(t, testbed.ImageRun, map[string]any{"job_template": template}))
+	e.start("", managed(false))
+	e.waitSubmitted(run.ID)
+	pod := e.runningPod(run.ID)
+	if err := cluster.Client.CoreV1().Pods(e.ns).EvictV1(context.Background(), &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: e.ns}}); err != nil {
+		t.Fatal(err)
+	}
+	e.warned(run.ID, "rescheduled for a fresh attempt")
+	eventually(t, "a second Job for the rescheduled run", func() bool { return len(e.jobsFor(run.ID)) == 2 })
+	time.Sleep(1500 * time.Millisecond)
+	r, _ := e.em.FlowRun(run.ID)
+	scheduled := 0
+	for _, s := range r.States {
+		if s.Type == "Scheduled" {
+			scheduled++
+		}
+	}
+	if everFailed(r) || scheduled != 2 || len(e.jobsFor(run.ID)) != 2 || r.State != "Submitted" {
+		t.Fatalf("want one fresh attempt: state %s, %d Scheduled states, failed %v, %d Jobs", r.State, scheduled, everFailed(r), len(e.jobsFor(run.ID)))
+	}
+}

@@ -74,8 +74,11 @@ func (m *manager) sync(ctx context.Context, key string) error {
 		facts.pods = append(facts.pods, gone)
 	}
 	facts.firstPod = m.reported.firstPod(job, facts.pods)
-	in := inspect(job, facts, m.a.cfg.Now(), m.cfg.Pending)
 	done := m.reported.of(job)
+	for k := range done {
+		facts.disrupted = facts.disrupted || strings.HasSuffix(k, "/disrupted")
+	}
+	in := inspect(job, facts, m.a.cfg.Now(), m.cfg.Pending)
 
 	var fresh []problem
 	for _, p := range in.problems {
