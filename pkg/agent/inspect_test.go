@@ -26,8 +26,8 @@ func testJob() *batchv1.Job {
 func testPod(name string, phase corev1.PodPhase, statuses ...corev1.ContainerStatus) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID(name), CreationTimestamp: metav1.NewTime(t0)},
-		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "flow"}, {Name: "sidecar"}}},
-		Status: corev1.PodStatus{Phase: phase, ContainerStatuses: statuses},
+		Spec:       corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "flow"}, {Name: "sidecar"}}},
+		Status:     corev1.PodStatus{Phase: phase, ContainerStatuses: statuses},
 	}
 }
 
@@ -213,12 +213,12 @@ func TestDisruptionIsAWarningThenOneFreshStart(t *testing.T) {
 
 func TestFailedCreateClassification(t *testing.T) {
 	for msg, want := range map[string]string{
-		`exceeded quota: q, requested: pods=1`:                                         waitQuota,
-		`Internal error occurred: failed calling webhook "w": connection refused`:       waitAdmission,
-		`error looking up service account ns/sa: serviceaccount "sa" not found`:         waitMissingObject,
-		`admission webhook "w" denied the request: no`:                                  "",
-		`pods "p" is forbidden: maximum cpu usage per Container is 2, but limit is 4`:   "",
-		`Pod "p" is invalid: spec.containers[0].image: Required value`:                  "",
+		`exceeded quota: q, requested: pods=1`:                                           waitQuota,
+		`Internal error occurred: failed calling webhook "w": connection refused`:        waitAdmission,
+		`error looking up service account ns/sa: serviceaccount "sa" not found`:          waitMissingObject,
+		`admission webhook "w" denied the request: no`:                                   "",
+		`pods "p" is forbidden: maximum cpu usage per Container is 2, but limit is 4`:    "",
+		`Pod "p" is invalid: spec.containers[0].image: Required value`:                   "",
 		`pods "p" is forbidden: violates PodSecurity "baseline:latest": host namespaces`: "",
 	} {
 		if got := failedCreateKind(msg); got != want {
