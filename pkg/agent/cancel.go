@@ -28,12 +28,12 @@ func (m *manager) checkCancellations(ctx context.Context) {
 	now := m.a.cfg.Now()
 	oldest, active := time.Time{}, false
 	for _, obj := range m.jobs.GetIndexer().List() {
-		job, ok := obj.(*batchv1.Job)
-		if !ok || job.Labels[manifest.LabelFlowRunID] == "" || job.DeletionTimestamp != nil || manifest.JobFinished(job) {
+		cached, ok := obj.(*cachedJob)
+		if !ok || cached.Labels[manifest.LabelFlowRunID] == "" || cached.DeletionTimestamp != nil || cached.finished() {
 			continue
 		}
-		if !active || job.CreationTimestamp.Time.Before(oldest) {
-			oldest = job.CreationTimestamp.Time
+		if !active || cached.CreationTimestamp.Time.Before(oldest) {
+			oldest = cached.CreationTimestamp.Time
 		}
 		active = true
 	}
@@ -56,10 +56,11 @@ func (m *manager) checkCancellations(ctx context.Context) {
 	for _, run := range runs {
 		objs, _ := m.jobs.GetIndexer().ByIndex(byFlowRun, run.ID)
 		for _, obj := range objs {
-			job, ok := obj.(*batchv1.Job)
-			if !ok || job.DeletionTimestamp != nil || manifest.JobFinished(job) {
+			cached, ok := obj.(*cachedJob)
+			if !ok || cached.DeletionTimestamp != nil || cached.finished() {
 				continue
 			}
+			job := cached.job()
 			if err := m.cancel(ctx, job, run); err != nil {
 				log.Error(err, "Cancelling a flow run's Job; will try again", "job", klog.KObj(job), "flowRun", run.ID)
 				handled = false

@@ -53,7 +53,7 @@ type manager struct {
 	// gone holds, per Job key, pods deleted before they finished, as the
 	// delete event can be the only sign of them.
 	goneMu sync.Mutex
-	gone   map[string][]*corev1.Pod
+	gone   map[string][]*cachedPod
 
 	// cancelSince is where the next cancellation check starts.
 	cancelSince time.Time
@@ -82,7 +82,7 @@ func (a *Agent) newManager() *manager {
 		ns = metav1.NamespaceAll
 	}
 	m := &manager{
-		a: a, cfg: cfg, reported: newReportedSet(), waits: a.metrics.waiting, gone: map[string][]*corev1.Pod{},
+		a: a, cfg: cfg, reported: newReportedSet(), waits: a.metrics.waiting, gone: map[string][]*cachedPod{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "prefect-jobs"}),
 	}
@@ -95,7 +95,7 @@ func (a *Agent) newManager() *manager {
 		labelled(&o)
 		return kube.BatchV1().Jobs(ns).Watch(ctx, o)
 	}, cache.Indexers{byFlowRun: func(obj any) ([]string, error) {
-		if job, ok := obj.(*batchv1.Job); ok {
+		if job, ok := obj.(*cachedJob); ok {
 			return []string{job.Labels[manifest.LabelFlowRunID]}, nil
 		}
 		return nil, nil
@@ -107,7 +107,7 @@ func (a *Agent) newManager() *manager {
 		labelled(&o)
 		return kube.CoreV1().Pods(ns).Watch(ctx, o)
 	}, cache.Indexers{byJob: func(obj any) ([]string, error) {
-		pod, ok := obj.(*corev1.Pod)
+		pod, ok := obj.(*cachedPod)
 		if !ok {
 			return nil, nil
 		}
@@ -128,8 +128,8 @@ func (a *Agent) newManager() *manager {
 			sel(&o)
 			return kube.CoreV1().Events(ns).Watch(ctx, o)
 		}, cache.Indexers{index: func(obj any) ([]string, error) {
-			if ev, ok := obj.(*corev1.Event); ok {
-				return []string{ev.InvolvedObject.Namespace + "/" + ev.InvolvedObject.Name}, nil
+			if ev, ok := obj.(*cachedEvent); ok {
+				return []string{ev.involved.Namespace + "/" + ev.involved.Name}, nil
 			}
 			return nil, nil
 		}})
@@ -181,62 +181,8 @@ func (m *manager) informer(resource string, obj runtime.Object,
 		},
 	}
 	inf := cache.NewSharedIndexInformer(lw, obj, 0, indexers)
-	_ = inf.SetTransform(leanObject)
+	_ = inf.SetTransform(compact)
 	return inf
-}
-
-// leanObject keeps the informers' memory to what inspect reads: no managed
-// fields, no Job spec, of a pod's spec only what tells its flow container
-// and sidecars apart, of its status the phase, the scheduling and disruption
-// conditions and container states, and of an event who it is about and why.
-func leanObject(obj any) (any, error) {
-	switch o := obj.(type) {
-	case *batchv1.Job:
-		o.Spec = batchv1.JobSpec{}
-	case *corev1.Pod:
-		o.Spec = leanPodSpec(o)
-		o.Status = leanPodStatus(o.Status)
-	case *corev1.Event:
-		o.Source, o.Series, o.Related = corev1.EventSource{}, nil, nil
-		o.ReportingController, o.ReportingInstance, o.Action = "", "", ""
-	}
-	if acc, ok := obj.(metav1.ObjectMetaAccessor); ok {
-		acc.GetObjectMeta().SetManagedFields(nil)
-	}
-	return obj, nil
-}
-
-// leanPodSpec keeps the flow container's name, the native sidecars and the
-// restart policy.
-func leanPodSpec(pod *corev1.Pod) corev1.PodSpec {
-	spec := corev1.PodSpec{RestartPolicy: pod.Spec.RestartPolicy}
-	spec.Containers = []corev1.Container{{Name: flowContainerName(pod)}}
-	for _, c := range pod.Spec.InitContainers {
-		if c.RestartPolicy != nil {
-			spec.InitContainers = append(spec.InitContainers, corev1.Container{Name: c.Name, RestartPolicy: c.RestartPolicy})
-		}
-	}
-	return spec
-}
-
-// leanPodStatus keeps the parts of a pod's status inspect reads.
-func leanPodStatus(st corev1.PodStatus) corev1.PodStatus {
-	lean := corev1.PodStatus{Phase: st.Phase, Reason: st.Reason, Message: st.Message}
-	for _, c := range st.Conditions {
-		if c.Type == corev1.PodScheduled || c.Type == corev1.DisruptionTarget {
-			lean.Conditions = append(lean.Conditions, corev1.PodCondition{Type: c.Type, Status: c.Status, Reason: c.Reason, Message: c.Message, LastTransitionTime: c.LastTransitionTime})
-		}
-	}
-	leanStatuses := func(in []corev1.ContainerStatus) []corev1.ContainerStatus {
-		var out []corev1.ContainerStatus
-		for _, cs := range in {
-			out = append(out, corev1.ContainerStatus{Name: cs.Name, Image: cs.Image, State: cs.State})
-		}
-		return out
-	}
-	lean.InitContainerStatuses = leanStatuses(st.InitContainerStatuses)
-	lean.ContainerStatuses = leanStatuses(st.ContainerStatuses)
-	return lean
 }
 
 func (m *manager) enqueueJob(obj any) {
@@ -249,7 +195,7 @@ func (m *manager) enqueuePodJob(obj any) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := obj.(*cachedPod)
 	if !ok {
 		return
 	}
@@ -265,11 +211,11 @@ func (m *manager) podDeleted(obj any) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := obj.(*cachedPod)
 	if !ok {
 		return
 	}
-	if pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
+	if pod.phase != corev1.PodSucceeded && pod.phase != corev1.PodFailed {
 		for _, ref := range pod.OwnerReferences {
 			if ref.Kind == "Job" {
 				m.goneMu.Lock()
@@ -287,7 +233,11 @@ func (m *manager) podDeleted(obj any) {
 func (m *manager) peekGone(key string) []*corev1.Pod {
 	m.goneMu.Lock()
 	defer m.goneMu.Unlock()
-	return append([]*corev1.Pod(nil), m.gone[key]...)
+	var out []*corev1.Pod
+	for _, p := range m.gone[key] {
+		out = append(out, p.pod())
+	}
+	return out
 }
 
 func (m *manager) takeGone(key string) {
@@ -297,18 +247,18 @@ func (m *manager) takeGone(key string) {
 }
 
 func (m *manager) enqueueEventJob(obj any) {
-	if ev, ok := obj.(*corev1.Event); ok {
-		m.queue.Add(ev.InvolvedObject.Namespace + "/" + ev.InvolvedObject.Name)
+	if ev, ok := obj.(*cachedEvent); ok {
+		m.queue.Add(ev.involved.Namespace + "/" + ev.involved.Name)
 	}
 }
 
 // enqueueEventPodJob queues the Job of the pod an event is about.
 func (m *manager) enqueueEventPodJob(obj any) {
-	ev, ok := obj.(*corev1.Event)
+	ev, ok := obj.(*cachedEvent)
 	if !ok {
 		return
 	}
-	if pod, exists, _ := m.pods.GetIndexer().GetByKey(ev.InvolvedObject.Namespace + "/" + ev.InvolvedObject.Name); exists {
+	if pod, exists, _ := m.pods.GetIndexer().GetByKey(ev.involved.Namespace + "/" + ev.involved.Name); exists {
 		m.enqueuePodJob(pod)
 	}
 }
@@ -393,11 +343,11 @@ func (m *manager) getJob(ns, name string) (*batchv1.Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	job, ok := obj.(*batchv1.Job)
+	job, ok := obj.(*cachedJob)
 	if !exists || !ok {
 		return nil, errNotFound(name)
 	}
-	return job, nil
+	return job.job(), nil
 }
 
 // facts reads a Job's pods and events from the caches.
@@ -406,31 +356,31 @@ func (m *manager) facts(job *batchv1.Job) jobFacts {
 	var f jobFacts
 	objs, _ := m.pods.GetIndexer().ByIndex(byJob, key)
 	for _, o := range objs {
-		if pod, ok := o.(*corev1.Pod); ok && ownedBy(pod, job) {
-			f.pods = append(f.pods, pod)
+		if pod, ok := o.(*cachedPod); ok && ownedBy(pod, job) {
+			f.pods = append(f.pods, pod.pod())
 		}
 	}
 	evs, _ := m.failedCreates.GetIndexer().ByIndex(byJob, key)
 	for _, o := range evs {
-		if ev, ok := o.(*corev1.Event); ok && ev.InvolvedObject.UID == job.UID {
-			f.failed = append(f.failed, ev)
+		if ev, ok := o.(*cachedEvent); ok && ev.involved.UID == job.UID {
+			f.failed = append(f.failed, ev.event())
 		}
 	}
 	for _, pod := range f.pods {
 		evs, _ := m.autoscaler.GetIndexer().ByIndex(byPod, pod.Namespace+"/"+pod.Name)
 		for _, o := range evs {
-			if ev, ok := o.(*corev1.Event); ok && ev.InvolvedObject.UID == pod.UID {
+			if ev, ok := o.(*cachedEvent); ok && ev.involved.UID == pod.UID {
 				if f.autoscaler == nil {
 					f.autoscaler = map[string][]*corev1.Event{}
 				}
-				f.autoscaler[pod.Name] = append(f.autoscaler[pod.Name], ev)
+				f.autoscaler[pod.Name] = append(f.autoscaler[pod.Name], ev.event())
 			}
 		}
 	}
 	return f
 }
 
-func ownedBy(pod *corev1.Pod, job *batchv1.Job) bool {
+func ownedBy(pod *cachedPod, job *batchv1.Job) bool {
 	for _, ref := range pod.OwnerReferences {
 		if ref.Kind == "Job" && ref.UID == job.UID {
 			return true
