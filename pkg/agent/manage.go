@@ -265,6 +265,7 @@ func (m *manager) enqueueEventPodJob(obj any) {
 
 // run starts the informers and workers and blocks until ctx ends.
 func (m *manager) run(ctx context.Context) error {
+	m.waits.reset()
 	informers := []cache.SharedIndexInformer{m.jobs, m.pods, m.failedCreates, m.autoscaler}
 	var running sync.WaitGroup
 	stop := make(chan struct{})

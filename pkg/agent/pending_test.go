@@ -308,6 +308,10 @@ func TestMissingWatchVerbIsNamed(t *testing.T) {
 	if !strings.Contains(checkErr.Error(), "agent install --rbac") || strings.Contains(checkErr.Error(), "list pods") {
 		t.Fatalf("start-up check: %v", checkErr)
 	}
+	// A namespaced Role does not cover --watch-all-namespaces.
+	if err := CheckPermissions(ctx, kube, e.ns, true, false); err == nil || !strings.Contains(err.Error(), "list jobs.batch in all namespaces") {
+		t.Fatalf("--watch-all-namespaces under a Role: %v", err)
+	}
 	// At run time (a Role changed after the start), /api/health fails with the same words.
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()

@@ -93,7 +93,7 @@ func PendingPolicyTable() []PolicyRow {
 		{"Unschedulable (NotTriggerScaleUp: one more WARNING, \"no node group can fit\")", d.UnschedulableTimeout.String(), "--unschedulable-timeout", waits},
 		{"Unschedulable, cluster-autoscaler TriggeredScaleUp", d.ScaleUpTimeout.String(), "--scale-up-timeout", waits},
 		{"ServiceAccount, Secret or ConfigMap missing", d.MissingObjectTimeout.String(), "--missing-object-timeout", waits},
-		{"ErrImagePull, ImagePullBackOff", d.ImagePullGrace.String(), "--image-pull-grace", "WARNING at once; Failed after the grace (0: at once, as 1.4.1), Job deleted"},
+		{"ErrImagePull, ImagePullBackOff (0: at once, as 1.4.1)", d.ImagePullGrace.String(), "--image-pull-grace", "WARNING at once; Failed after the grace (0: at once, as 1.4.1), Job deleted"},
 		{"InvalidImageName, ErrImageNeverPull", "at once", "-", "ERROR and Failed, Job deleted"},
 		{"FailedCreate: Pod Security, LimitRange, validation, webhook denial", "at once", "-", "ERROR and Failed, Job deleted"},
 	}

@@ -38,6 +38,13 @@ func (t *waitTracker) set(key string, w *waiting) {
 
 func (t *waitTracker) forget(key string) { t.set(key, nil) }
 
+// reset forgets every Job, for a manager starting afresh (a new leader term).
+func (t *waitTracker) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.jobs = map[string]waiting{}
+}
+
 // Describe and Collect make the tracker a Prometheus collector.
 func (t *waitTracker) Describe(ch chan<- *prometheus.Desc) {
 	ch <- t.count
