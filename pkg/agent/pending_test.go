@@ -22,6 +22,14 @@ import (
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
 )
 
+// skipShort skips a test that waits out timeouts or back-offs under -short.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("waits for timeouts on the real control plane; run without -short")
+	}
+}
+
 // gathered reads one gauge of the agent's metrics by its reason label.
 func gathered(t *testing.T, ra *runningAgent, name, reason string) float64 {
 	t.Helper()
@@ -79,6 +87,7 @@ func everFailed(run emulator.FlowRun) bool {
 }
 
 func TestQuotaQueuedRunCompletes(t *testing.T) {
+	skipShort(t)
 	e := newEnv(t, emulator.Config{})
 	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "one-pod"},
 		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("1")}}}
@@ -119,11 +128,12 @@ func TestQuotaQueuedRunCompletes(t *testing.T) {
 }
 
 func TestImagePullGrace(t *testing.T) {
+	skipShort(t)
 	e := newEnv(t, emulator.Config{})
 	run := e.schedule(imageRun(t, testbed.ImageImagePull, nil))
 	e.start("", func(c *Config) {
 		managed(false)(c)
-		c.Manage.Pending.ImagePullGrace = 4 * time.Second
+		c.Manage.Pending.ImagePullGrace = 5 * time.Second
 	})
 	e.warned(run.ID, `cannot pull image "testbed.invalid/fate:image-pull"`)
 	if r, _ := e.em.FlowRun(run.ID); r.State != "Submitted" {
@@ -166,6 +176,7 @@ func TestSidecarExitDoesNotFailTheRun(t *testing.T) {
 }
 
 func TestEvictionReachesTheRunAndOneFreshStart(t *testing.T) {
+	skipShort(t)
 	e := newEnv(t, emulator.Config{})
 	run := e.schedule(imageRun(t, testbed.ImageRun, nil))
 	e.start("", managed(false))
@@ -227,6 +238,7 @@ func TestCancellingRunBeforeItsFlowStarted(t *testing.T) {
 }
 
 func TestCancellationCheckIsOneRequestPerInterval(t *testing.T) {
+	skipShort(t)
 	e := newEnv(t, emulator.Config{})
 	const runs = 20
 	var ids []string
@@ -257,13 +269,14 @@ func TestCancellationCheckIsOneRequestPerInterval(t *testing.T) {
 }
 
 func TestReportWaitsForPrefectAndKeepsTheJob(t *testing.T) {
+	skipShort(t)
 	e := newEnv(t, emulator.Config{})
 	run := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": testbed.UnschedulableCPU}))
-	e.start("", managed(true))
+	e.start("", func(c *Config) { managed(true)(c); c.Manage.Pending.UnschedulableTimeout = 4 * time.Second })
 	e.warned(run.ID, "cannot be scheduled yet")
 	e.em.SetFaults(emulator.Faults{ServerErrorRate: 1, Seed: 1})
-	// The 3 s timeout passes during the outage: nothing can be reported, so nothing is deleted.
-	time.Sleep(5 * time.Second)
+	// The 4 s timeout passes during the outage: nothing can be reported, so nothing is deleted.
+	time.Sleep(6 * time.Second)
 	if len(e.jobsFor(run.ID)) != 1 {
 		t.Fatalf("the Job was deleted while its report could not reach Prefect")
 	}
@@ -363,12 +376,13 @@ func (e *env) autoscalerEvent(pod corev1.Pod, reason, message string) {
 }
 
 func TestScaleUpExtendsTheWait(t *testing.T) {
+	skipShort(t)
 	e := newEnv(t, emulator.Config{})
 	grows := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": testbed.UnschedulableCPU}))
 	never := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": testbed.UnschedulableCPU}))
 	e.start("", func(c *Config) {
 		managed(false)(c)
-		c.Manage.Pending.UnschedulableTimeout = 4 * time.Second
+		c.Manage.Pending.UnschedulableTimeout = 6 * time.Second
 	})
 	e.autoscalerEvent(e.pendingPod(grows.ID), "TriggeredScaleUp", "pod triggered scale-up: [{gpu-pool 0->1 (max: 4)}]")
 	e.autoscalerEvent(e.pendingPod(never.ID), "NotTriggerScaleUp", "pod didn't trigger scale-up: 1 max node group size reached")
@@ -382,6 +396,7 @@ func TestScaleUpExtendsTheWait(t *testing.T) {
 }
 
 func TestEvictedJobThatGivesUpIsRescheduledOnce(t *testing.T) {
+	skipShort(t)
 	e := newEnv(t, emulator.Config{})
 	template := map[string]any{"apiVersion": "batch/v1", "kind": "Job", "spec": map[string]any{"backoffLimit": 0,
 		"template": map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "flow"}}}}}}
