@@ -1,0 +1,52 @@
+package agent
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// TestHealthFailsWhileAWatchIsRefused: a watch refused for lack of a verb
+// makes /api/health answer 503 naming the verb, until the verb works.
+func TestHealthFailsWhileAWatchIsRefused(t *testing.T) {
+	a := &Agent{cfg: Config{Now: time.Now, Intervals: DefaultIntervals}, metrics: newMetrics()}
+	a.lastLoop.Store(time.Now().UnixNano())
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	a.cfg.HealthAddress = ln.Addr().String()
+	ln.Close()
+	stop, err := a.serveHealth(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	get := func() (int, string) {
+		resp, err := http.Get("http://" + a.cfg.HealthAddress + "/api/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", errors.New(`User "system:serviceaccount:flows:agent" cannot watch resource "pods"`))
+	a.access.observe("pods", "list", nil)
+	a.access.observe("pods", "watch", forbidden)
+	if code, body := get(); code != http.StatusServiceUnavailable || !strings.Contains(body, "may not watch pods") || !strings.Contains(body, "--rbac") {
+		t.Fatalf("refused watch: %d %s", code, body)
+	}
+	a.access.observe("pods", "list", nil) // a relist alone does not clear it
+	if code, _ := get(); code != http.StatusServiceUnavailable {
+		t.Fatalf("after a relist: %d, want 503", code)
+	}
+	a.access.observe("pods", "watch", nil)
+	if code, body := get(); code != http.StatusOK {
+		t.Fatalf("granted: %d %s", code, body)
+	}
+}
