@@ -79,7 +79,7 @@ func (m *manager) cancel(ctx context.Context, job *batchv1.Job, run prefect.RunS
 	}
 	msg := fmt.Sprintf("Deleted Job %s: the flow run is Cancelled", job.Name)
 	if run.State == "Cancelling" {
-		if inspect(job, m.facts(job), m.a.cfg.Now(), m.cfg.Pending).flowStarted {
+		if inspect(job, m.facts(job), m.a.cfg.Now(), m.policy).flowStarted {
 			klog.FromContext(ctx).V(1).Info("Leaving a cancelling flow run to its flow runner", "job", klog.KObj(job), "flowRun", run.ID)
 			return nil
 		}

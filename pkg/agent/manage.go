@@ -30,8 +30,8 @@ type ManageConfig struct {
 	// KeepFailedJobs keeps failed Jobs for inspection while succeeded ones go.
 	KeepFailedJobs bool
 	// Pending says how long a Job whose flow has not started may wait, by
-	// reason (DefaultPendingPolicy when zero).
-	Pending PendingPolicy
+	// reason (DefaultPendingPolicy when nil).
+	Pending *PendingPolicy
 	// CancelCheckInterval is how often Prefect is asked for cancelled runs.
 	CancelCheckInterval time.Duration
 	// Workers process Jobs in parallel.
@@ -41,9 +41,10 @@ type ManageConfig struct {
 // manager watches the agent's Jobs, their pods, FailedCreate events and
 // cluster-autoscaler's events about the pods.
 type manager struct {
-	a     *Agent
-	cfg   ManageConfig
-	queue workqueue.TypedRateLimitingInterface[string]
+	a      *Agent
+	cfg    ManageConfig
+	policy PendingPolicy
+	queue  workqueue.TypedRateLimitingInterface[string]
 
 	jobs, pods, failedCreates, autoscaler cache.SharedIndexInformer
 
@@ -68,8 +69,9 @@ const (
 
 func (a *Agent) newManager() *manager {
 	cfg := a.cfg.Manage
-	if cfg.Pending == (PendingPolicy{}) {
-		cfg.Pending = DefaultPendingPolicy()
+	policy := DefaultPendingPolicy()
+	if cfg.Pending != nil {
+		policy = *cfg.Pending
 	}
 	if cfg.CancelCheckInterval <= 0 {
 		cfg.CancelCheckInterval = 10 * time.Second
@@ -82,7 +84,7 @@ func (a *Agent) newManager() *manager {
 		ns = metav1.NamespaceAll
 	}
 	m := &manager{
-		a: a, cfg: cfg, reported: newReportedSet(), waits: a.metrics.waiting, gone: map[string][]*cachedPod{},
+		a: a, cfg: cfg, policy: policy, reported: newReportedSet(), waits: a.metrics.waiting, gone: map[string][]*cachedPod{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "prefect-jobs"}),
 	}

@@ -26,7 +26,8 @@ var testPolicy = PendingPolicy{QuotaTimeout: time.Hour, AdmissionTimeout: time.H
 // managed configures an agent that manages its Jobs quickly for tests.
 func managed(deleteFinished bool) func(*Config) {
 	return func(c *Config) {
-		c.Manage = ManageConfig{DeleteFinishedJobs: deleteFinished, Pending: testPolicy, CancelCheckInterval: 100 * time.Millisecond}
+		policy := testPolicy
+		c.Manage = ManageConfig{DeleteFinishedJobs: deleteFinished, Pending: &policy, CancelCheckInterval: 100 * time.Millisecond}
 	}
 }
 

@@ -78,7 +78,7 @@ func (m *manager) sync(ctx context.Context, key string) error {
 	for k := range done {
 		facts.disrupted = facts.disrupted || strings.HasSuffix(k, "/disrupted")
 	}
-	in := inspect(job, facts, m.a.cfg.Now(), m.cfg.Pending)
+	in := inspect(job, facts, m.a.cfg.Now(), m.policy)
 
 	var fresh []problem
 	for _, p := range in.problems {

@@ -49,7 +49,10 @@ func (f *PendingFlags) Validate() error {
 }
 
 // apply sets the policy in the agent's job management configuration.
-func (f *PendingFlags) apply(cfg *agentpkg.ManageConfig) { cfg.Pending = f.Policy }
+func (f *PendingFlags) apply(cfg *agentpkg.ManageConfig) {
+	policy := f.Policy
+	cfg.Pending = &policy
+}
 
 // checkPermissions stops the start with a message naming any verb the
 // agent's identity lacks.
