@@ -114,7 +114,7 @@ func (m *manager) sync(ctx context.Context, key string) error {
 	case in.complete && m.cfg.DeleteFinishedJobs:
 		return errors.Join(recordErr, m.deleteJob(ctx, job, "completed"))
 	case (failedRun || manifest.JobFinished(job)) && m.cfg.DeleteFinishedJobs && !m.cfg.KeepFailedJobs:
-		// A failed flow (as 1.4.1, one failed pod finishes the Job) or a Job that gave up.
+		// A failed flow (as in 1.4.1, one failed pod finishes the Job) or a failed Job.
 		return errors.Join(recordErr, m.deleteJob(ctx, job, "failed"))
 	}
 	return recordErr
@@ -130,7 +130,7 @@ func (m *manager) report(ctx context.Context, job *batchv1.Job, runID string, fr
 		return err
 	}
 	if !exists {
-		log.Info("The Job's flow run no longer exists in Prefect; leaving the Job alone")
+		log.Info("The Job's flow run no longer exists in Prefect; nothing to report to")
 		m.reported.add(job, fresh)
 		return nil
 	}
