@@ -88,15 +88,27 @@ func PendingPolicyTable() []PolicyRow {
 	d := DefaultPendingPolicy()
 	waits := "WARNING with Kubernetes' message at once; stays Submitted; Failed after the timeout, Job deleted"
 	return []PolicyRow{
-		{"FailedCreate: exceeded quota", d.QuotaTimeout.String(), "--quota-timeout", waits},
-		{"FailedCreate: webhook or API transport error", d.AdmissionTimeout.String(), "--admission-timeout", waits},
-		{"Unschedulable (NotTriggerScaleUp: one more WARNING, \"no node group can fit\")", d.UnschedulableTimeout.String(), "--unschedulable-timeout", waits},
-		{"Unschedulable, cluster-autoscaler TriggeredScaleUp", d.ScaleUpTimeout.String(), "--scale-up-timeout", waits},
-		{"ServiceAccount, Secret or ConfigMap missing", d.MissingObjectTimeout.String(), "--missing-object-timeout", waits},
-		{"ErrImagePull, ImagePullBackOff (0: at once, as 1.4.1)", d.ImagePullGrace.String(), "--image-pull-grace", "WARNING at once; Failed after the grace (0: at once, as 1.4.1), Job deleted"},
+		{"FailedCreate: exceeded quota", short(d.QuotaTimeout), "--quota-timeout", waits},
+		{"FailedCreate: webhook or API transport error", short(d.AdmissionTimeout), "--admission-timeout", waits},
+		{"Unschedulable (NotTriggerScaleUp: one more WARNING, \"no node group can fit\")", short(d.UnschedulableTimeout), "--unschedulable-timeout", waits},
+		{"Unschedulable, cluster-autoscaler TriggeredScaleUp", short(d.ScaleUpTimeout), "--scale-up-timeout", waits},
+		{"ServiceAccount, Secret or ConfigMap missing", short(d.MissingObjectTimeout), "--missing-object-timeout", waits},
+		{"ErrImagePull, ImagePullBackOff (0: at once, as 1.4.1)", short(d.ImagePullGrace), "--image-pull-grace", "WARNING at once; Failed after the grace (0: at once, as 1.4.1), Job deleted"},
 		{"InvalidImageName, ErrImageNeverPull", "at once", "-", "ERROR and Failed, Job deleted"},
 		{"FailedCreate: Pod Security, LimitRange, validation, webhook denial", "at once", "-", "ERROR and Failed, Job deleted"},
 	}
+}
+
+// short writes a duration as people do: 10m, 3m, 90s.
+func short(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // PendingPolicyHelp is the policy table as plain text for `agent start --help`.
