@@ -26,7 +26,11 @@ func TestJobNameIsDeterministicAndFitsALabel(t *testing.T) {
 }
 
 func TestPythonListMatchesTheOriginalsRepr(t *testing.T) {
-	for in, want := range map[string]string{"": "[]", "prod,k8s": "['k8s', 'prod']", "it's": `['it\'s']`} {
+	for in, want := range map[string]string{
+		"": "[]", "prod,k8s": "['prod', 'k8s']", "it's": `["it's"]`, `it's "x"`: `['it\'s "x"']`,
+		"tab\there": `['tab\there']`, "back\\slash": `['back\\slash']`, "bell\a,nl\n": `['bell\x07', 'nl\n']`,
+		"zwsp\u200b": `['zwsp\u200b']`, "é,日本": `['é', '日本']`,
+	} {
 		var items []string
 		if in != "" {
 			items = strings.Split(in, ",")
@@ -40,7 +44,7 @@ func TestPythonListMatchesTheOriginalsRepr(t *testing.T) {
 func TestLaterEnvWinsInPlace(t *testing.T) {
 	s := AgentSettings{Namespace: "ns", Backend: "server", API: "http://api", LogToCloud: true,
 		Env: []EnvVar{{"A", "agent"}, {"B", "agent"}}}
-	job, err := BuildJob(context.Background(), s, FlowRun{ID: "r", Version: 1, FlowID: "f",
+	job, _, err := BuildJob(context.Background(), s, FlowRun{ID: "r", Version: 1, FlowID: "f",
 		RunConfig: []byte(`{"type": "KubernetesRun", "env": {"B": "run", "PREFECT__BACKEND": "ignored", "PREFECT__CLOUD__SEND_FLOW_RUN_LOGS": "false"}}`)})
 	if err != nil {
 		t.Fatal(err)
