@@ -179,9 +179,9 @@ func resolveFile(l location) (location, error) {
 	resolved, err := filepath.EvalSymlinks(l.path)
 	if err != nil {
 		if os.IsNotExist(err) {
-			return l, fmt.Errorf("no such file")
+			return l, shown("doesn't exist")
 		}
-		return l, fmt.Errorf("cannot be read")
+		return l, shown("cannot be read")
 	}
 	l.path = resolved
 	return l, nil

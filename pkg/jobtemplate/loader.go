@@ -98,7 +98,7 @@ func (l *Loader) Load(ctx context.Context, raw string) ([]byte, error) {
 	if loc.kind == kindFile {
 		// Only now look at the file system: a link must not lead out.
 		if loc, err = resolveFile(loc); err != nil {
-			return nil, fmt.Errorf("job template %s: %v", raw, err)
+			return nil, fmt.Errorf("job template %s %v", raw, err)
 		}
 		if _, ok := l.allowed(loc); !ok {
 			return nil, refused(raw)
