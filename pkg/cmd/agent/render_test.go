@@ -112,3 +112,62 @@ func caseArgs(raw string) []string {
 	}
 	return lines
 }
+
+// TestRenderNeedsNoCluster renders without -n: the namespace comes from
+// NAMESPACE, else the kubeconfig's current context even when its client
+// certificate file is gone, else default when there is no usable kubeconfig.
+func TestRenderNeedsNoCluster(t *testing.T) {
+	clearAgentEnv(t)
+	dir := t.TempDir()
+	runConfig := filepath.Join(dir, "run-config.json")
+	if err := os.WriteFile(runConfig, []byte(`{"type": "KubernetesRun"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	broken := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(broken, []byte(`apiVersion: v1
+kind: Config
+current-context: stale
+contexts:
+- name: stale
+  context: {cluster: gone, user: gone, namespace: from-kubeconfig}
+- name: other
+  context: {cluster: gone, user: gone, namespace: other-ns}
+clusters:
+- name: gone
+  cluster: {server: "https://192.0.2.1:6443"}
+users:
+- name: gone
+  user: {client-certificate: `+filepath.Join(dir, "missing.crt")+`, client-key: `+filepath.Join(dir, "missing.key")+`}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(dir, "garbage")
+	if err := os.WriteFile(garbage, []byte("{not yaml: ["), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, kubeconfig, namespaceEnv string
+		args                           []string
+		want                           string
+	}{
+		{"kubeconfig with a missing client certificate", broken, "", nil, "from-kubeconfig"},
+		{"--context of that kubeconfig", broken, "", []string{"--context", "other"}, "other-ns"},
+		{"NAMESPACE before the kubeconfig", broken, "from-env", nil, "from-env"},
+		{"-n before NAMESPACE", broken, "from-env", []string{"-n", "from-flag"}, "from-flag"},
+		{"no kubeconfig", filepath.Join(dir, "none"), "", nil, "default"},
+		{"a kubeconfig that does not parse", garbage, "", nil, "default"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("KUBECONFIG", c.kubeconfig)
+			t.Setenv("NAMESPACE", c.namespaceEnv)
+			args := append([]string{"render", "--run-config", runConfig, "--backend", "server", "-o", "jsonpath={.metadata.namespace}"}, c.args...)
+			stdout, _, err := runCommand(t, args...)
+			if err != nil {
+				t.Fatalf("render: %v", err)
+			}
+			if stdout != c.want {
+				t.Fatalf("namespace %q, want %q", stdout, c.want)
+			}
+		})
+	}
+}
