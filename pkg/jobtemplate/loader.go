@@ -51,7 +51,7 @@ type Loader struct {
 	any    *http.Client // any address: hosts the operator allowed by name
 	// trusted reads the agent's own template, wherever the operator put it.
 	trusted *http.Client
-	opts   Options
+	opts    Options
 
 	mu  sync.Mutex
 	s3  *s3Reader
