@@ -58,3 +58,52 @@ func TestLaterEnvWinsInPlace(t *testing.T) {
 		t.Fatalf("env order %v values %v", names, values)
 	}
 }
+
+func TestDecodeTemplateLenientAndStrict(t *testing.T) {
+	data := []byte("spec:\n  backofLimit: 1\n  template:\n    metadata: {name: a, name: b}\n    spec:\n      serviceAccountName: null\n      containers: [{name: flow}]\n")
+	lenient, err := DecodeTemplate(data, "t.yaml", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`job template t.yaml: line 4: key "name" already set in map, the last value is used`,
+		`job template t.yaml: unknown field "spec.backofLimit", dropped`,
+	}
+	if strings.Join(lenient.Warnings, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("warnings:\n%s\nwant:\n%s", strings.Join(lenient.Warnings, "\n"), strings.Join(want, "\n"))
+	}
+	if lenient.Job.Spec.Template.Name != "b" || !lenient.HasServiceAccountName || lenient.HasImagePullSecrets {
+		t.Fatalf("pod name %q, has serviceAccountName %v, has imagePullSecrets %v", lenient.Job.Spec.Template.Name, lenient.HasServiceAccountName, lenient.HasImagePullSecrets)
+	}
+	if _, err := DecodeTemplate(data, "t.yaml", true); err == nil || !strings.Contains(err.Error(), `key "name" already set`) {
+		t.Fatalf("strict: %v", err)
+	}
+	if _, err := DecodeTemplate([]byte("spec: {backofLimit: 1}"), "t.yaml", true); err == nil || !strings.Contains(err.Error(), `unknown field "spec.backofLimit"`) {
+		t.Fatalf("strict: %v", err)
+	}
+}
+
+// recordingLoader is a TemplateLoader that serves one template from memory.
+type recordingLoader struct{ asked []string }
+
+func (l *recordingLoader) Load(_ context.Context, location string) ([]byte, error) {
+	l.asked = append(l.asked, location)
+	return []byte("metadata: {name: loaded}\nspec: {template: {spec: {containers: [{name: flow}]}}}\n"), nil
+}
+
+func TestTemplatePathsGoThroughTheInjectedLoader(t *testing.T) {
+	run := FlowRun{ID: "r", Version: 1, FlowID: "f", RunConfig: []byte(`{"type": "KubernetesRun", "job_template_path": "s3://bucket/job.yaml"}`)}
+	s := AgentSettings{Namespace: "ns", Backend: "server", API: "http://api"}
+	if _, _, err := BuildJob(context.Background(), s, run); err == nil || !strings.Contains(err.Error(), "this agent reads no job_template_path") {
+		t.Fatalf("without a loader: %v", err)
+	}
+	loader := &recordingLoader{}
+	s.Loader = loader
+	job, _, err := BuildJob(context.Background(), s, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(job.Name, "loaded-") || strings.Join(loader.asked, " ") != "s3://bucket/job.yaml" {
+		t.Fatalf("job %s, loader asked for %v", job.Name, loader.asked)
+	}
+}

@@ -54,9 +54,18 @@ func ParseTemplate(data []byte, source string) (*batchv1.Job, error) {
 // types, case-sensitively as the API server does. Fields a Job does not have
 // are refused when strict, else dropped and named in Warnings.
 func DecodeTemplate(data []byte, source string, strict bool) (Template, error) {
+	var warnings []string
 	raw, err := yaml.YAMLToJSONStrict(data)
+	if err != nil && !strict {
+		// Duplicate keys: like the original's YAML reader, the last one wins.
+		if lenient, lenientErr := yaml.YAMLToJSON(data); lenientErr == nil {
+			msg := strings.TrimPrefix(strings.TrimPrefix(oneLine(err), "error converting YAML to JSON: "), "yaml: unmarshal errors: ")
+			warnings = append(warnings, fmt.Sprintf("job template %s: %s, the last value is used", source, msg))
+			raw, err = lenient, nil
+		}
+	}
 	if err != nil {
-		return Template{}, fmt.Errorf("job template %s is not valid YAML or JSON: %v", source, err)
+		return Template{}, fmt.Errorf("job template %s is not valid YAML or JSON: %s", source, oneLine(err))
 	}
 	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 		raw = []byte("{}")
@@ -80,7 +89,7 @@ func DecodeTemplate(data []byte, source string, strict bool) (Template, error) {
 		return Template{}, fmt.Errorf("job template %s has apiVersion %s, it must be batch/v1", source, job.APIVersion)
 	}
 	job.APIVersion, job.Kind = "batch/v1", "Job"
-	t := Template{Job: &job}
+	t := Template{Job: &job, Warnings: warnings}
 	for _, u := range unknown {
 		t.Warnings = append(t.Warnings, fmt.Sprintf("job template %s: %s, dropped", source, u))
 	}
@@ -96,4 +105,9 @@ func DecodeTemplate(data []byte, source string, strict bool) (Template, error) {
 		_, t.HasImagePullSecrets = keys.Spec.Template.Spec["imagePullSecrets"]
 	}
 	return t, nil
+}
+
+// oneLine puts a multi-line parser error on one line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
 }
