@@ -15,13 +15,21 @@ import (
 // otherwise internal address.
 var errNotPublic = errors.New("address is not public")
 
-// cgnat is the shared address space (RFC 6598), internal like a private range.
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+var (
+	// cgnat is the shared address space (RFC 6598), internal like a private range.
+	cgnat = netip.MustParsePrefix("100.64.0.0/10")
+	// nat64 embeds an IPv4 address (RFC 6052), which must be public too.
+	nat64 = netip.MustParsePrefix("64:ff9b::/96")
+)
 
 // publicAddr tells whether an address is one the agent may reach for a run
 // config that did not name its host in --allowed-template-locations.
 func publicAddr(a netip.Addr) bool {
 	a = a.Unmap()
+	if nat64.Contains(a) {
+		b := a.As16()
+		a = netip.AddrFrom4([4]byte(b[12:]))
+	}
 	return a.IsValid() && a.IsGlobalUnicast() && !a.IsPrivate() && !a.IsLoopback() &&
 		!a.IsLinkLocalUnicast() && !cgnat.Contains(a)
 }

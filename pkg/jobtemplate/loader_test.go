@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -178,6 +179,19 @@ func TestBadAllowedLocationsNameTheFlag(t *testing.T) {
 	for _, bad := range []string{"s3:///dir/", "ftp://host/", "https://"[:6]} {
 		if _, err := New(Options{Allowed: []string{bad}}); err == nil || !strings.Contains(err.Error(), FlagName) {
 			t.Errorf("%q: %v, want an error naming %s", bad, err, FlagName)
+		}
+	}
+}
+
+func TestPublicAddresses(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"93.184.216.34": true, "2606:2800:220:1:248:1893:25c8:1946": true, "64:ff9b::5db8:d822": true,
+		"127.0.0.1": false, "::1": false, "10.1.2.3": false, "172.16.0.1": false, "192.168.1.1": false,
+		"169.254.169.254": false, "fe80::1": false, "fd00:ec2::254": false, "100.64.0.1": false,
+		"0.0.0.0": false, "::": false, "::ffff:127.0.0.1": false, "64:ff9b::a9fe:a9fe": false, "224.0.0.1": false,
+	} {
+		if got := publicAddr(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("publicAddr(%s) = %v, want %v", addr, got, want)
 		}
 	}
 }
