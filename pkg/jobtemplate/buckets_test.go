@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
@@ -61,6 +63,43 @@ func TestS3TemplatesThroughTheS3API(t *testing.T) {
 	}
 	_, err = fenced.Load(ctx, "s3://flows/other/job.yaml")
 	wantError(t, err, "is not in a location this agent allows", FlagName)
+}
+
+// TestS3BucketInAnotherRegion reads from a bucket in another region than the
+// SDK's default: S3 answers the first request with a PermanentRedirect naming
+// the bucket's region, and the loader asks again there.
+func TestS3BucketInAnotherRegion(t *testing.T) {
+	awsTestEnv(t)
+	backend := s3mem.New()
+	fake := gofakes3.New(backend).Server()
+	var regions []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		regions = append(regions, map[bool]string{true: "eu-west-1", false: "other"}[strings.Contains(auth, "/eu-west-1/s3/")])
+		if !strings.Contains(auth, "/eu-west-1/s3/") {
+			w.Header().Set("X-Amz-Bucket-Region", "eu-west-1")
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusMovedPermanently)
+			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message></Error>`)
+			return
+		}
+		fake.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	if err := backend.CreateBucket("eu-flows"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backend.PutObject("eu-flows", "job.yaml", map[string]string{}, strings.NewReader(jobYAML), int64(len(jobYAML)), nil); err != nil {
+		t.Fatal(err)
+	}
+	l := mustLoader(t, Options{S3Endpoint: srv.URL})
+	data, err := l.Load(context.Background(), "s3://eu-flows/job.yaml")
+	if err != nil || string(data) != jobYAML {
+		t.Fatalf("s3 template in eu-west-1: %q, %v", data, err)
+	}
+	if strings.Join(regions, " ") != "other eu-west-1" {
+		t.Fatalf("requests went to %v, want the default region, then eu-west-1", regions)
+	}
 }
 
 // TestGCSTemplatesThroughTheJSONAPI reads gs:// and gcs:// templates from an

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
@@ -44,7 +45,13 @@ func (s *s3Reader) read(ctx context.Context, loc location) ([]byte, error) {
 	if region := loc.url.Query().Get("region"); region != "" {
 		opts = append(opts, func(o *s3.Options) { o.Region = region })
 	}
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(loc.host), Key: aws.String(loc.path)}, opts...)
+	input := &s3.GetObjectInput{Bucket: aws.String(loc.host), Key: aws.String(loc.path)}
+	out, err := s.client.GetObject(ctx, input, opts...)
+	if region := bucketRegion(err); region != "" {
+		// The bucket lives in another region than the SDK's default: ask there,
+		// as boto3 did for the original agent.
+		out, err = s.client.GetObject(ctx, input, append(opts, func(o *s3.Options) { o.Region = region })...)
+	}
 	if err != nil {
 		var apiErr smithy.APIError
 		if errors.As(err, &apiErr) {
@@ -63,4 +70,14 @@ func (s *s3Reader) read(ctx context.Context, loc location) ([]byte, error) {
 		return nil, shown("is larger than %d bytes (1 MiB), the most the agent reads", MaxSize)
 	}
 	return readCapped(out.Body)
+}
+
+// bucketRegion is the region S3 names when it refuses a request sent to the
+// wrong one (a 301 or 400 with the x-amz-bucket-region header), else "".
+func bucketRegion(err error) string {
+	var re *awshttp.ResponseError
+	if err == nil || !errors.As(err, &re) || re.Response == nil {
+		return ""
+	}
+	return re.Response.Header.Get("X-Amz-Bucket-Region")
 }
