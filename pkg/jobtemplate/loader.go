@@ -131,13 +131,23 @@ func (l *Loader) allowedURL(u *url.URL) bool {
 	return ok
 }
 
+// allowed finds a rule allowing the location, preferring one that names the
+// host or bucket (it may reach private addresses) over a scheme alone.
 func (l *Loader) allowed(loc location) (rule, bool) {
-	for _, r := range l.rules {
-		if r.matches(loc) {
+	var found *rule
+	for i, r := range l.rules {
+		if !r.matches(loc) {
+			continue
+		}
+		if !r.anyHost {
 			return r, true
 		}
+		found = &l.rules[i]
 	}
-	return rule{}, false
+	if found == nil {
+		return rule{}, false
+	}
+	return *found, true
 }
 
 func refused(raw string) error {

@@ -99,6 +99,14 @@ func TestAllowedPrefixReachesItsHostOnly(t *testing.T) {
 	wantError(t, err, "redirects to another host")
 	_, err = l.Load(ctx, srv.URL+"/templates/missing.yaml")
 	wantError(t, err, "answered HTTP 404")
+
+	// A prefix naming the host wins over a scheme alone listed before it.
+	both := mustLoader(t, Options{Allowed: []string{"http://", srv.URL + "/templates/"}})
+	if data, err := both.Load(ctx, srv.URL+"/templates/job.yaml"); err != nil || string(data) != jobYAML {
+		t.Fatalf("named host after http://: %q, %v", data, err)
+	}
+	_, err = both.Load(ctx, srv.URL+"/private/job.yaml")
+	wantError(t, err, "loopback, link-local or private address")
 }
 
 func TestReadsAreCappedAtOneMiB(t *testing.T) {

@@ -30,6 +30,7 @@ func (l *Loader) s3Reader(ctx context.Context) (*s3Reader, error) {
 	}
 	endpoint := l.opts.S3Endpoint
 	l.s3 = &s3Reader{client: s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.DisableLogOutputChecksumValidationSkipped = true
 		if endpoint != "" {
 			o.BaseEndpoint = aws.String(endpoint)
 			o.UsePathStyle = true
