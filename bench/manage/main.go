@@ -165,7 +165,7 @@ func createJobs(ctx context.Context, c *testbed.Cluster, em *emulator.Emulator, 
 					errs <- err
 					return
 				}
-				j, err := manifest.BuildJob(ctx, manifest.AgentSettings{Namespace: ns, Backend: "server", API: "http://x"},
+				j, _, err := manifest.BuildJob(ctx, manifest.AgentSettings{Namespace: ns, Backend: "server", API: "http://x"},
 					manifest.FlowRun{ID: run.ID, Version: run.Version, FlowID: run.Flow.ID, CoreVersion: "1.4.1",
 						RunConfig: []byte(`{"type":"KubernetesRun","image":"` + testbed.ImageRun + `","cpu_request":"1m","memory_request":"1Mi"}`)})
 				if err == nil {

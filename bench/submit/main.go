@@ -106,7 +106,7 @@ func rawCeiling(ctx context.Context, c *testbed.Cluster, ns string, n, workers i
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				job, err := manifest.BuildJob(ctx, manifest.AgentSettings{Namespace: ns, Backend: "server", API: "http://x"},
+				job, _, err := manifest.BuildJob(ctx, manifest.AgentSettings{Namespace: ns, Backend: "server", API: "http://x"},
 					manifest.FlowRun{ID: fmt.Sprintf("%s-%d", ns, i), Version: 1, FlowID: "flow", CoreVersion: "1.4.1"})
 				if err == nil {
 					_, err = client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{})

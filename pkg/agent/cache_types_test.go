@@ -53,7 +53,7 @@ func BenchmarkCacheMemory(b *testing.B) {
 		runtime.ReadMemStats(&before)
 		store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 		for i := 0; i < jobs; i++ {
-			job, err := manifest.BuildJob(context.Background(), manifest.AgentSettings{Namespace: "flows", Backend: "server", API: "http://prefect:4200"},
+			job, _, err := manifest.BuildJob(context.Background(), manifest.AgentSettings{Namespace: "flows", Backend: "server", API: "http://prefect:4200"},
 				manifest.FlowRun{ID: fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), Version: 2, FlowID: "f", CoreVersion: "1.4.1", FlowName: "etl", Name: "run", RunConfig: []byte("null")})
 			if err != nil {
 				b.Fatal(err)

@@ -42,10 +42,10 @@ func (a *Agent) serveHealth(ctx context.Context) (stop func(), err error) {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
 	if a.cfg.Profiling {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.Handle("/debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", loopbackOnly(http.HandlerFunc(pprof.Profile)))
 	}
-	mux.HandleFunc("GET /api/poke", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("POST /api/poke", func(w http.ResponseWriter, _ *http.Request) {
 		a.Poke()
 	})
 	ln, err := net.Listen("tcp", a.cfg.HealthAddress)
@@ -64,4 +64,17 @@ func (a *Agent) serveHealth(ctx context.Context) (stop func(), err error) {
 		defer cancel()
 		_ = srv.Shutdown(shutdownCtx)
 	}, nil
+}
+
+// loopbackOnly serves requests from the pod itself (or kubectl port-forward,
+// which arrives on loopback) and refuses the rest of the network.
+func loopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			http.Error(w, "profiling is served to loopback clients only: use kubectl port-forward", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -37,7 +37,7 @@ func (a *Agent) submit(ctx, stop context.Context, run prefect.FlowRun) {
 	}
 	log.Info("Deploying flow run")
 
-	job, err := manifest.BuildJob(ctx, a.cfg.Job, manifest.FlowRun{
+	job, warnings, err := manifest.BuildJob(ctx, a.cfg.Job, manifest.FlowRun{
 		ID: run.Id, Version: run.Version, FlowID: run.Flow.Id, CoreVersion: run.Flow.Core_version,
 		FlowName: run.Flow.Name, Name: run.Name,
 		Storage: run.Flow.Storage, RunConfig: run.Run_config,
@@ -70,6 +70,9 @@ func (a *Agent) submit(ctx, stop context.Context, run prefect.FlowRun) {
 		}
 	}
 	submitted := run.Version + 1
+	for _, w := range warnings {
+		a.runLog(ctx, run.Id, prefect.LevelWarning, w)
+	}
 
 	if err := a.createJob(ctx, job); err != nil {
 		a.metrics.submitFailures.WithLabelValues("create").Inc()

@@ -310,7 +310,7 @@ func TestHealthEndpointAnswersWhileLoopRuns(t *testing.T) {
 		t.Fatalf("health body %q", body)
 	}
 	run := e.schedule(emulator.FlowRunSpec{})
-	resp, err := http.Get("http://" + addr + "/api/poke")
+	resp, err := http.Post("http://"+addr+"/api/poke", "", nil)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("poke: %v", err)
 	}

@@ -27,23 +27,25 @@ const (
 	FlowContainer = "flow"
 )
 
-// BuildJob turns a flow run into its Job. It talks to no cluster; it only
-// reads a template when the run config names one by path.
-func BuildJob(ctx context.Context, s AgentSettings, run FlowRun) (*batchv1.Job, error) {
+// BuildJob turns a flow run into its Job. It talks to no cluster and does no
+// I/O of its own: a template the run config names by path is read through
+// s.Loader. Warnings name what was dropped from a run config's template.
+func BuildJob(ctx context.Context, s AgentSettings, run FlowRun) (*batchv1.Job, []string, error) {
 	rc, err := ParseRunConfig(run.RunConfig)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	job, fromRunConfig, err := chooseTemplate(ctx, s, rc)
+	tmpl, fromRunConfig, err := chooseTemplate(ctx, s, rc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	job := tmpl.Job
 	name, identifier, err := JobName(job.Name, run.ID, run.Version)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if job.Namespace != "" && job.Namespace != s.Namespace {
-		return nil, fmt.Errorf("the job template sets namespace %q but the agent creates Jobs in %q: remove metadata.namespace from the template or start the agent with -n %s", job.Namespace, s.Namespace, job.Namespace)
+		return nil, nil, fmt.Errorf("the job template sets namespace %q but the agent creates Jobs in %q: remove metadata.namespace from the template or start the agent with -n %s", job.Namespace, s.Namespace, job.Namespace)
 	}
 	job.Name, job.GenerateName, job.Namespace = name, "", s.Namespace
 	labels := map[string]string{LabelIdentifier: identifier, LabelFlowRunID: run.ID, LabelFlowID: run.FlowID}
@@ -59,34 +61,47 @@ func BuildJob(ctx context.Context, s AgentSettings, run FlowRun) (*batchv1.Job, 
 	job.Annotations = merged(job.Annotations, annotations)
 
 	pod := &job.Spec.Template.Spec
-	setServiceAccount(pod, s, rc, fromRunConfig)
-	setPullSecrets(pod, s, rc, fromRunConfig)
+	setServiceAccount(pod, s, rc, fromRunConfig && tmpl.HasServiceAccountName)
+	setPullSecrets(pod, s, rc, fromRunConfig && tmpl.HasImagePullSecrets)
 	if pod.RestartPolicy == "" {
 		pod.RestartPolicy = corev1.RestartPolicyNever
 	}
 
-	image := flowImage(run, rc, flowContainer(pod))
+	image, err := flowImage(run, rc, flowContainer(pod))
+	if err != nil {
+		return nil, nil, err
+	}
 	if _, err := reference.ParseNormalizedNamed(image); err != nil {
-		return nil, fmt.Errorf("image name %q is invalid (%v): fix the run config's image or the flow's storage", image, err)
+		return nil, nil, fmt.Errorf("image name %q is invalid (%v): fix the run config's image or the flow's storage", image, err)
 	}
 	if err := mergeFlowContainer(pod, s, run, rc, image); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return job, nil
+	return job, tmpl.Warnings, nil
 }
 
-func chooseTemplate(ctx context.Context, s AgentSettings, rc RunConfig) (*batchv1.Job, bool, error) {
+// chooseTemplate picks the run config's job_template, else its
+// job_template_path, else the agent's template, else the built-in one. It
+// tells whether the template came from the run config.
+func chooseTemplate(ctx context.Context, s AgentSettings, rc RunConfig) (Template, bool, error) {
 	switch {
-	case len(rc.JobTemplate) > 0 && string(rc.JobTemplate) != "null":
-		job, err := ParseTemplate(rc.JobTemplate, "from the run config's job_template")
-		return job, true, err
+	case rc.hasJobTemplate():
+		t, err := DecodeTemplate(rc.JobTemplate, "from the run config's job_template", s.StrictTemplates)
+		return t, true, err
 	case rc.JobTemplatePath != "":
-		job, err := LoadTemplate(ctx, rc.JobTemplatePath)
-		return job, true, err
+		if s.Loader == nil {
+			return Template{}, true, fmt.Errorf("job template %s: this agent reads no job_template_path; give the run config a job_template instead", rc.JobTemplatePath)
+		}
+		data, err := s.Loader.Load(ctx, rc.JobTemplatePath)
+		if err != nil {
+			return Template{}, true, err
+		}
+		t, err := DecodeTemplate(data, rc.JobTemplatePath, s.StrictTemplates)
+		return t, true, err
 	case s.Template != nil:
-		return s.Template.DeepCopy(), false, nil
+		return Template{Job: s.Template.DeepCopy()}, false, nil
 	}
-	return DefaultTemplate(), false, nil
+	return Template{Job: DefaultTemplate()}, false, nil
 }
 
 func merged(into, add map[string]string) map[string]string {
@@ -99,25 +114,26 @@ func merged(into, add map[string]string) map[string]string {
 	return into
 }
 
-// setServiceAccount applies: run config, else a run config template's own
-// value, else the agent's, else the agent template's.
-func setServiceAccount(pod *corev1.PodSpec, s AgentSettings, rc RunConfig, fromRunConfig bool) {
+// setServiceAccount applies: run config, else the value of a run config
+// template whose pod spec has the key (even null), else the agent's, else the
+// template's.
+func setServiceAccount(pod *corev1.PodSpec, s AgentSettings, rc RunConfig, keepTemplate bool) {
 	switch {
 	case rc.ServiceAccountName != nil:
 		pod.ServiceAccountName = *rc.ServiceAccountName
-	case fromRunConfig:
+	case keepTemplate:
 	case s.ServiceAccountName != "":
 		pod.ServiceAccountName = s.ServiceAccountName
 	}
 }
 
 // setPullSecrets applies the same precedence to image pull secrets.
-func setPullSecrets(pod *corev1.PodSpec, s AgentSettings, rc RunConfig, fromRunConfig bool) {
+func setPullSecrets(pod *corev1.PodSpec, s AgentSettings, rc RunConfig, keepTemplate bool) {
 	names := []string(nil)
 	switch {
 	case len(rc.ImagePullSecrets) > 0:
 		names = rc.ImagePullSecrets
-	case fromRunConfig:
+	case keepTemplate:
 		return
 	case len(s.ImagePullSecrets) > 0:
 		names = s.ImagePullSecrets
@@ -149,15 +165,16 @@ func flowContainer(pod *corev1.PodSpec) *corev1.Container {
 
 // flowImage picks the image: Docker storage, run config, template, then
 // prefecthq/prefect tagged with the flow's core version.
-func flowImage(run FlowRun, rc RunConfig, c *corev1.Container) string {
-	if img := dockerStorageImage(run.Storage); img != "" {
-		return img
+func flowImage(run FlowRun, rc RunConfig, c *corev1.Container) (string, error) {
+	img, err := dockerStorageImage(run.Storage)
+	if err != nil || img != "" {
+		return img, err
 	}
 	if rc.Image != "" {
-		return rc.Image
+		return rc.Image, nil
 	}
 	if c.Image != "" {
-		return c.Image
+		return c.Image, nil
 	}
 	tag := run.CoreVersion
 	if i := strings.Index(tag, "+"); i >= 0 {
@@ -166,27 +183,30 @@ func flowImage(run FlowRun, rc RunConfig, c *corev1.Container) string {
 	if tag == "" {
 		tag = "latest"
 	}
-	return "prefecthq/prefect:" + tag
+	return "prefecthq/prefect:" + tag, nil
 }
 
-func dockerStorageImage(storage []byte) string {
+// dockerStorageImage is the image a Docker storage names, "" for another
+// storage. Like the original, a Docker storage without image_name or
+// image_tag is an error rather than an untagged (latest) image.
+func dockerStorageImage(storage []byte) (string, error) {
 	var st struct {
 		Type        string `json:"type"`
 		RegistryURL string `json:"registry_url"`
 		ImageName   string `json:"image_name"`
 		ImageTag    string `json:"image_tag"`
 	}
-	if len(storage) == 0 || json.Unmarshal(storage, &st) != nil || st.Type != "Docker" || st.ImageName == "" {
-		return ""
+	if len(storage) == 0 || json.Unmarshal(storage, &st) != nil || st.Type != "Docker" {
+		return "", nil
+	}
+	if st.ImageName == "" || st.ImageTag == "" {
+		return "", fmt.Errorf("the flow's Docker storage is missing required fields image_name and image_tag (it has image_name %q, image_tag %q): register the flow again with a built and pushed Docker storage", st.ImageName, st.ImageTag)
 	}
 	img := st.ImageName
 	if st.RegistryURL != "" {
 		img = strings.TrimRight(st.RegistryURL, "/") + "/" + img
 	}
-	if st.ImageTag != "" {
-		img += ":" + st.ImageTag
-	}
-	return img
+	return img + ":" + st.ImageTag, nil
 }
 
 // flowArgs runs the flow; flows older than Prefect 0.13 used another command.

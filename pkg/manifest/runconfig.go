@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
+	"unicode"
 )
 
 // RunConfig is a flow run's KubernetesRun run config as the backend stores it.
@@ -34,7 +34,9 @@ type EnvMap []EnvVar
 type EnvVar struct{ Name, Value string }
 
 // UnmarshalJSON reads a JSON object of strings, keeping key order. Numbers and
-// booleans are turned into their text, as a user writing env in Python expects.
+// booleans are turned into their text, as a user writing env in Python
+// expects; null is an empty value, as the original sent it (the API server
+// reads a null value as empty).
 func (m *EnvMap) UnmarshalJSON(raw []byte) error {
 	if string(bytes.TrimSpace(raw)) == "null" {
 		*m = nil
@@ -64,6 +66,8 @@ func (m *EnvMap) UnmarshalJSON(raw []byte) error {
 			out = append(out, EnvVar{name, val.String()})
 		case bool:
 			out = append(out, EnvVar{name, fmt.Sprint(val)})
+		case nil:
+			out = append(out, EnvVar{name, ""})
 		default:
 			return fmt.Errorf("env %s must be a string, not %s", name, jsonKind(v))
 		}
@@ -120,7 +124,7 @@ func ParseRunConfig(raw json.RawMessage) (RunConfig, error) {
 		}
 		return rc, fmt.Errorf("invalid KubernetesRun run config: %v", err)
 	}
-	if len(rc.JobTemplate) > 0 && string(rc.JobTemplate) != "null" && rc.JobTemplatePath != "" {
+	if rc.hasJobTemplate() && rc.JobTemplatePath != "" {
 		return rc, fmt.Errorf("invalid KubernetesRun run config: job_template and job_template_path are both set, keep one")
 	}
 	switch rc.ImagePullPolicy {
@@ -129,6 +133,19 @@ func ParseRunConfig(raw json.RawMessage) (RunConfig, error) {
 		return rc, fmt.Errorf("invalid KubernetesRun run config: image_pull_policy %q must be Always, IfNotPresent or Never", rc.ImagePullPolicy)
 	}
 	return rc, nil
+}
+
+// hasJobTemplate tells whether the run config brings a template of its own:
+// like the original, null and an empty object {} are no template.
+func (rc RunConfig) hasJobTemplate() bool {
+	var probe map[string]json.RawMessage
+	if len(bytes.TrimSpace(rc.JobTemplate)) == 0 || string(bytes.TrimSpace(rc.JobTemplate)) == "null" {
+		return false
+	}
+	if err := json.Unmarshal(rc.JobTemplate, &probe); err == nil && len(probe) == 0 {
+		return false
+	}
+	return true
 }
 
 func goTypeName(t string) string {
@@ -143,14 +160,49 @@ func goTypeName(t string) string {
 	return t
 }
 
-// PythonList renders labels the way Python prints a list of strings, which is
-// what the original agent puts in PREFECT__CLOUD__AGENT__LABELS.
+// PythonList renders labels the way Python's repr() prints a list of strings,
+// which is what the original agent puts in PREFECT__CLOUD__AGENT__LABELS. The
+// items keep their order.
 func PythonList(items []string) string {
-	sorted := append([]string{}, items...)
-	sort.Strings(sorted)
-	parts := make([]string, 0, len(sorted))
-	for _, s := range sorted {
-		parts = append(parts, "'"+strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", `\'`)+"'")
+	parts := make([]string, 0, len(items))
+	for _, s := range items {
+		parts = append(parts, pythonRepr(s))
 	}
 	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// pythonRepr is repr() of a Python str: single quotes unless the text holds a
+// single quote and no double quote; backslash, the quote, \t, \n and \r
+// escaped; other characters that are not printable as \xNN, \uNNNN or
+// \UNNNNNNNN.
+func pythonRepr(s string) string {
+	quote := byte('\'')
+	if strings.Contains(s, "'") && !strings.Contains(s, `"`) {
+		quote = '"'
+	}
+	var b strings.Builder
+	b.WriteByte(quote)
+	for _, r := range s {
+		switch {
+		case r == '\\' || r == rune(quote):
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case unicode.IsPrint(r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r < 0x10000:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			fmt.Fprintf(&b, `\U%08x`, r)
+		}
+	}
+	b.WriteByte(quote)
+	return b.String()
 }

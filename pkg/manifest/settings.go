@@ -23,7 +23,9 @@ type AgentSettings struct {
 	APIKeySecret string
 	// TenantID is given to the flow when there is an API key.
 	TenantID string
-	// Labels are the agent's labels.
+	// Labels are the agent's labels, in the order given to the flow as
+	// PREFECT__CLOUD__AGENT__LABELS (the original sorted -l labels but took
+	// the environment's list as it was).
 	Labels []string
 	// Env is set in every flow container, in order (--env).
 	Env []EnvVar
@@ -39,6 +41,12 @@ type AgentSettings struct {
 	CPURequest, CPULimit, MemRequest, MemLimit string
 	// Template replaces the built-in Job template (--job-template).
 	Template *batchv1.Job
+	// Loader reads the templates run configs name by job_template_path; with
+	// none, such run configs fail.
+	Loader TemplateLoader
+	// StrictTemplates refuses run config templates with fields a Job does not
+	// have; else they are dropped with a warning, as the API server does.
+	StrictTemplates bool
 }
 
 // FlowRun is what the Job needs to know about the run.

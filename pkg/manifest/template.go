@@ -1,26 +1,38 @@
 package manifest
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
-	"os"
-	"path"
 	"strings"
-	"time"
 
-	"gocloud.dev/blob"
-	_ "gocloud.dev/blob/gcsblob" // gs:// templates
-	_ "gocloud.dev/blob/s3blob"  // s3:// templates
 	batchv1 "k8s.io/api/batch/v1"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
 //go:embed default-job-template.yaml
 var defaultTemplate []byte
+
+// TemplateLoader reads the bytes of the Job template a run config names by
+// location (job_template_path). The agent injects one (pkg/jobtemplate), so
+// that building a Job does no I/O of its own.
+type TemplateLoader interface {
+	Load(ctx context.Context, location string) ([]byte, error)
+}
+
+// Template is a parsed Job template.
+type Template struct {
+	Job *batchv1.Job
+	// Warnings name the fields a Job does not have, dropped from the template
+	// as the API server drops them (lenient parsing only).
+	Warnings []string
+	// HasServiceAccountName and HasImagePullSecrets tell whether the pod spec
+	// holds the key at all (even null): a run config's template with the key
+	// keeps its own value, as in the original agent.
+	HasServiceAccountName, HasImagePullSecrets bool
+}
 
 // DefaultTemplate is the built-in Job template: one container named flow.
 func DefaultTemplate() *batchv1.Job {
@@ -34,87 +46,68 @@ func DefaultTemplate() *batchv1.Job {
 // ParseTemplate reads a Job template from YAML or JSON with Kubernetes' own
 // types, rejecting fields a Job does not have.
 func ParseTemplate(data []byte, source string) (*batchv1.Job, error) {
+	t, err := DecodeTemplate(data, source, true)
+	return t.Job, err
+}
+
+// DecodeTemplate reads a Job template from YAML or JSON with Kubernetes' own
+// types, case-sensitively as the API server does. Fields a Job does not have
+// are refused when strict, else dropped and named in Warnings.
+func DecodeTemplate(data []byte, source string, strict bool) (Template, error) {
+	var warnings []string
+	raw, err := yaml.YAMLToJSONStrict(data)
+	if err != nil && !strict {
+		// Duplicate keys: like the original's YAML reader, the last one wins.
+		if lenient, lenientErr := yaml.YAMLToJSON(data); lenientErr == nil {
+			msg := strings.TrimPrefix(strings.TrimPrefix(oneLine(err), "error converting YAML to JSON: "), "yaml: unmarshal errors: ")
+			warnings = append(warnings, fmt.Sprintf("job template %s: %s, the last value is used", source, msg))
+			raw, err = lenient, nil
+		}
+	}
+	if err != nil {
+		return Template{}, fmt.Errorf("job template %s is not valid YAML or JSON: %s", source, oneLine(err))
+	}
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		raw = []byte("{}")
+	}
 	var job batchv1.Job
-	if err := yaml.UnmarshalStrict(data, &job); err != nil {
-		return nil, fmt.Errorf("job template %s is not a valid Job: %v", source, err)
+	strictErrs, err := kjson.UnmarshalStrict(raw, &job, kjson.DisallowUnknownFields, kjson.DisallowDuplicateFields)
+	if err != nil {
+		return Template{}, fmt.Errorf("job template %s is not a valid Job: %v", source, err)
+	}
+	var unknown []string
+	for _, e := range strictErrs {
+		unknown = append(unknown, e.Error())
+	}
+	if len(unknown) > 0 && strict {
+		return Template{}, fmt.Errorf("job template %s has fields a Job does not have: %s (fix the template, or run the agent without --strict-templates to drop them with a warning)", source, strings.Join(unknown, ", "))
 	}
 	if job.Kind != "" && job.Kind != "Job" {
-		return nil, fmt.Errorf("job template %s is a %s, it must be a Job (apiVersion: batch/v1, kind: Job)", source, job.Kind)
+		return Template{}, fmt.Errorf("job template %s is a %s, it must be a Job (apiVersion: batch/v1, kind: Job)", source, job.Kind)
 	}
 	if job.APIVersion != "" && job.APIVersion != "batch/v1" {
-		return nil, fmt.Errorf("job template %s has apiVersion %s, it must be batch/v1", source, job.APIVersion)
+		return Template{}, fmt.Errorf("job template %s has apiVersion %s, it must be batch/v1", source, job.APIVersion)
 	}
 	job.APIVersion, job.Kind = "batch/v1", "Job"
-	return &job, nil
+	t := Template{Job: &job, Warnings: warnings}
+	for _, u := range unknown {
+		t.Warnings = append(t.Warnings, fmt.Sprintf("job template %s: %s, dropped", source, u))
+	}
+	var keys struct {
+		Spec struct {
+			Template struct {
+				Spec map[string]any `json:"spec"`
+			} `json:"template"`
+		} `json:"spec"`
+	}
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, &keys); err == nil {
+		_, t.HasServiceAccountName = keys.Spec.Template.Spec["serviceAccountName"]
+		_, t.HasImagePullSecrets = keys.Spec.Template.Spec["imagePullSecrets"]
+	}
+	return t, nil
 }
 
-// LoadTemplate reads a Job template from a local path (or file:// or agent://),
-// an http(s):// address, or an s3:// or gs:// (gcs://) bucket object. Bucket
-// credentials come from the environment, as the cloud SDKs read them.
-func LoadTemplate(ctx context.Context, location string) (*batchv1.Job, error) {
-	data, err := readLocation(ctx, location)
-	if err != nil {
-		return nil, err
-	}
-	return ParseTemplate(data, location)
-}
-
-func readLocation(ctx context.Context, location string) ([]byte, error) {
-	u, err := url.Parse(location)
-	if err != nil || u.Scheme == "" || len(u.Scheme) == 1 { // a Windows drive letter is a path
-		return readFile(location)
-	}
-	switch u.Scheme {
-	case "file", "local", "agent":
-		return readFile(u.Host + u.Path)
-	case "http", "https":
-		return readHTTP(ctx, location)
-	case "s3", "gs", "gcs":
-		return readBucket(ctx, u)
-	}
-	return nil, fmt.Errorf("job template %s: unsupported scheme %s://, use a local path, https://, s3:// or gs://", location, u.Scheme)
-}
-
-func readFile(p string) ([]byte, error) {
-	data, err := os.ReadFile(p)
-	if err != nil {
-		return nil, fmt.Errorf("reading job template: %w", err)
-	}
-	return data, nil
-}
-
-func readHTTP(ctx context.Context, location string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, location, nil)
-	if err != nil {
-		return nil, fmt.Errorf("job template %s: %w", location, err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("job template %s: %w", location, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("job template %s: HTTP %s", location, resp.Status)
-	}
-	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-}
-
-func readBucket(ctx context.Context, u *url.URL) ([]byte, error) {
-	scheme := u.Scheme
-	if scheme == "gcs" {
-		scheme = "gs"
-	}
-	bucket, err := blob.OpenBucket(ctx, scheme+"://"+u.Host)
-	if err != nil {
-		return nil, fmt.Errorf("job template %s: opening bucket: %w", u, err)
-	}
-	defer bucket.Close()
-	key := strings.TrimPrefix(path.Clean(u.Path), "/")
-	data, err := bucket.ReadAll(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("job template %s doesn't exist or cannot be read: %w", u, err)
-	}
-	return data, nil
+// oneLine puts a multi-line parser error on one line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
 }

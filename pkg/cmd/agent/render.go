@@ -18,6 +18,7 @@ import (
 type RenderOptions struct {
 	configFlags *genericclioptions.ConfigFlags
 	Settings    SettingsFlags
+	Templates   TemplateFlags
 	PrintFlags  *genericclioptions.PrintFlags
 
 	RunConfigPath string
@@ -56,6 +57,7 @@ func NewCmdRender(configFlags *genericclioptions.ConfigFlags, streams genericioo
 		},
 	}
 	o.Settings.AddFlags(cmd.Flags())
+	o.Templates.AddFlags(cmd.Flags())
 	o.PrintFlags.AddFlags(cmd)
 	cmd.Flags().StringVar(&o.RunConfigPath, "run-config", "", "JSON file with the flow run's run config, as stored in Prefect (- for stdin)")
 	cmd.Flags().StringVar(&o.StoragePath, "storage", "", "JSON file with the flow's storage (a Docker storage sets the image)")
@@ -69,6 +71,9 @@ func NewCmdRender(configFlags *genericclioptions.ConfigFlags, streams genericioo
 // Complete reads the run config and storage files.
 func (o *RenderOptions) Complete(cmd *cobra.Command) error {
 	if err := o.Settings.Complete(cmd.Flags()); err != nil {
+		return err
+	}
+	if err := o.Templates.Complete(cmd.Flags()); err != nil {
 		return err
 	}
 	o.run = manifest.FlowRun{ID: o.FlowRunID, FlowID: o.FlowID, Version: o.Version, CoreVersion: o.CoreVersion}
@@ -99,27 +104,55 @@ func (o *RenderOptions) Validate() error {
 	if o.RunConfigPath == "" {
 		return fmt.Errorf("--run-config is required: a JSON file holding the flow run's run config")
 	}
-	return o.Settings.Validate()
+	if err := o.Settings.Validate(); err != nil {
+		return err
+	}
+	return o.Templates.Validate(o.Settings.JobTemplate)
 }
 
-// Run builds and prints the Job.
+// Run builds and prints the Job; what lenient parsing dropped from a
+// template is printed as warnings on stderr.
 func (o *RenderOptions) Run(cmd *cobra.Command) error {
-	ns, err := namespace(o.configFlags)
-	if err != nil {
-		return err
-	}
-	settings, err := o.Settings.ToSettings(cmd.Context(), ns)
-	if err != nil {
-		return err
-	}
+	settings := o.Settings.ToSettings(renderNamespace(o.configFlags))
 	if settings.TenantID == "" && (settings.APIKey != "" || settings.APIKeySecret != "") {
 		settings.TenantID = "<tenant of the API key>"
 	}
-	job, err := manifest.BuildJob(cmd.Context(), settings, o.run)
+	warnings, err := o.Templates.Apply(cmd.Context(), &settings, o.Settings.JobTemplate)
 	if err != nil {
 		return err
 	}
+	job, runWarnings, err := manifest.BuildJob(cmd.Context(), settings, o.run)
+	if err != nil {
+		return err
+	}
+	for _, w := range append(warnings, runWarnings...) {
+		fmt.Fprintf(o.ErrOut, "Warning: %s\n", w)
+	}
 	return o.printer.PrintObj(job, o.Out)
+}
+
+// renderNamespace is -n, else NAMESPACE, else the current kubeconfig
+// context's namespace when the kubeconfig loads, else default. Render reads
+// no cluster: a kubeconfig whose credentials are gone does not matter.
+func renderNamespace(configFlags *genericclioptions.ConfigFlags) string {
+	if configFlags.Namespace != nil && *configFlags.Namespace != "" {
+		return *configFlags.Namespace
+	}
+	if ns := os.Getenv("NAMESPACE"); ns != "" {
+		return ns
+	}
+	raw, err := configFlags.ToRawKubeConfigLoader().RawConfig()
+	if err != nil {
+		return "default"
+	}
+	current := raw.CurrentContext
+	if configFlags.Context != nil && *configFlags.Context != "" {
+		current = *configFlags.Context
+	}
+	if c, ok := raw.Contexts[current]; ok && c.Namespace != "" {
+		return c.Namespace
+	}
+	return "default"
 }
 
 func readInput(path string, stdin io.Reader) ([]byte, error) {

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -38,6 +37,9 @@ type SettingsFlags struct {
 
 	// env holds the agent env parsed from --env or PREFECT__CLOUD__AGENT__ENV_VARS.
 	env []manifest.EnvVar
+	// labelsFromEnv: the labels came from PREFECT__CLOUD__AGENT__LABELS and
+	// are kept as they are; -l labels are sorted and de-duplicated.
+	labelsFromEnv bool
 }
 
 // envFallbacks maps flags to the environment variables read when the flag is not given.
@@ -84,9 +86,11 @@ func (f *SettingsFlags) AddFlags(fs *pflag.FlagSet) {
 
 // Complete fills the settings not given as flags from the environment.
 func (f *SettingsFlags) Complete(fs *pflag.FlagSet) error {
+	f.labelsFromEnv = !fs.Changed("label") && os.Getenv("PREFECT__CLOUD__AGENT__LABELS") != ""
 	if err := applyEnvFallbacks(fs, envFallbacks); err != nil {
 		return err
 	}
+	f.ImagePullSecrets = stripItems(f.ImagePullSecrets)
 	if f.API == "" {
 		f.API = "https://api.prefect.io"
 		if f.Backend == "server" {
@@ -165,21 +169,18 @@ func (f *SettingsFlags) Validate() error {
 	return nil
 }
 
-// ToSettings turns the flags into Job settings, loading the job template.
-func (f *SettingsFlags) ToSettings(ctx context.Context, namespace string) (manifest.AgentSettings, error) {
-	s := manifest.AgentSettings{
+// ToSettings turns the flags into Job settings; TemplateFlags.Apply adds the
+// agent's job template and the template loader.
+func (f *SettingsFlags) ToSettings(namespace string) manifest.AgentSettings {
+	labels := uniqueSorted(f.Labels)
+	if f.labelsFromEnv {
+		labels = append([]string{}, f.Labels...)
+	}
+	return manifest.AgentSettings{
 		Namespace: namespace, Backend: f.Backend, API: f.API, APIKey: f.Key, APIKeySecret: f.KeySecretName,
-		TenantID: f.TenantID, Labels: uniqueSorted(f.Labels), Env: f.env, LogToCloud: !f.NoCloudLogs,
+		TenantID: f.TenantID, Labels: labels, Env: f.env, LogToCloud: !f.NoCloudLogs,
 		LoggingLevel: os.Getenv("PREFECT__LOGGING__LEVEL"), ServiceAccountName: f.ServiceAccount,
 		ImagePullSecrets: f.ImagePullSecrets, ImagePullPolicy: f.ImagePullPolicy,
 		CPURequest: f.CPURequest, CPULimit: f.CPULimit, MemRequest: f.MemRequest, MemLimit: f.MemLimit,
 	}
-	if f.JobTemplate != "" {
-		tmpl, err := manifest.LoadTemplate(ctx, f.JobTemplate)
-		if err != nil {
-			return s, fmt.Errorf("--job-template: %w", err)
-		}
-		s.Template = tmpl
-	}
-	return s, nil
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
 
 	agentpkg "github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
@@ -23,6 +24,7 @@ import (
 type StartOptions struct {
 	configFlags *genericclioptions.ConfigFlags
 	Settings    SettingsFlags
+	Templates   TemplateFlags
 
 	MaxPolls           int
 	AgentAddress       string
@@ -76,6 +78,7 @@ func NewCmdStart(configFlags *genericclioptions.ConfigFlags, streams genericioop
 		},
 	}
 	o.Settings.AddFlags(cmd.Flags())
+	o.Templates.AddFlags(cmd.Flags())
 	cmd.Flags().IntVar(&o.MaxPolls, "max-polls", 0, "Stop after this many polls (0: run until stopped)")
 	cmd.Flags().StringVar(&o.AgentAddress, "agent-address", "", "Address of the agent's HTTP server for /api/health and /api/poke, e.g. http://:8080 [PREFECT__CLOUD__AGENT__AGENT_ADDRESS]")
 	cmd.Flags().BoolVar(&o.DeleteFinishedJobs, "delete-finished-jobs", true, "Delete Jobs once they finish [DELETE_FINISHED_JOBS]")
@@ -99,6 +102,9 @@ func (o *StartOptions) Complete(cmd *cobra.Command) error {
 	if err := applyEnvFallbacks(cmd.Flags(), startEnvFallbacks); err != nil {
 		return err
 	}
+	if err := o.Templates.Complete(cmd.Flags()); err != nil {
+		return err
+	}
 	address, err := listenAddress(o.AgentAddress)
 	if err != nil {
 		return err
@@ -110,6 +116,9 @@ func (o *StartOptions) Complete(cmd *cobra.Command) error {
 // Validate checks the flags before anything starts.
 func (o *StartOptions) Validate() error {
 	if err := o.Settings.Validate(); err != nil {
+		return err
+	}
+	if err := o.Templates.Validate(o.Settings.JobTemplate); err != nil {
 		return err
 	}
 	if o.MaxPolls < 0 {
@@ -139,9 +148,13 @@ func (o *StartOptions) Run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	settings, err := o.Settings.ToSettings(ctx, ns)
+	settings := o.Settings.ToSettings(ns)
+	warnings, err := o.Templates.Apply(ctx, &settings, o.Settings.JobTemplate)
 	if err != nil {
 		return err
+	}
+	for _, w := range warnings {
+		klog.FromContext(ctx).Info("WARNING: " + w)
 	}
 	restConfig, err := o.configFlags.ToRESTConfig()
 	if err != nil {
