@@ -38,7 +38,7 @@ func BuildJob(ctx context.Context, s AgentSettings, run FlowRun) (*batchv1.Job, 
 	if err != nil {
 		return nil, err
 	}
-	name, identifier, err := JobName(job.Name, run.ID, run.Version)
+	name, identifier, err := JobName(job.Name, run.ID, run.Version, run.Relaunch)
 	if err != nil {
 		return nil, err
 	}
