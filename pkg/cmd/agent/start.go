@@ -14,6 +14,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
 
 	agentpkg "github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
@@ -156,7 +157,11 @@ func (o *StartOptions) Run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	client := prefect.NewClient(prefect.Config{API: o.Settings.API, APIKey: o.Settings.Key, TenantID: o.Settings.TenantID})
+	retryLog := klog.FromContext(ctx).V(1)
+	client := prefect.NewClient(prefect.Config{API: o.Settings.API, APIKey: o.Settings.Key, TenantID: o.Settings.TenantID,
+		OnRetry: func(op string, attempt int, err error) {
+			retryLog.Info("Prefect API request failed; retrying", "operation", op, "attempt", attempt, "err", err.Error())
+		}})
 	a, err := agentpkg.New(agentpkg.Config{
 		Prefect: client, Kube: kube, Backend: o.Settings.Backend, Name: o.Settings.AgentName,
 		Labels: settings.Labels, Job: settings, MaxPolls: o.MaxPolls, Concurrency: o.Concurrency,

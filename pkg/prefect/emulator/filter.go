@@ -19,6 +19,10 @@ func matchFlowRun(r *FlowRun, where map[string]any) (bool, error) {
 			return compareString(r.State, r.State == "", cond)
 		case "state_start_time":
 			return compareTime(r.StateStartTime, cond)
+		case "state_timestamp":
+			return compareTime(r.StateTimestamp, cond)
+		case "agent_id":
+			return compareString(r.AgentID, r.AgentID == "", cond)
 		case "task_runs":
 			for _, tr := range r.TaskRuns {
 				ok, err := matchTaskRun(tr, cond)
