@@ -197,7 +197,11 @@ func (a *Agent) launch(ctx context.Context, run prefect.FlowRun, job *batchv1.Jo
 		}
 		return
 	}
-	a.retireOlderJobs(ctx, run.Id, job)
+	if scheduled {
+		// A new submission of the run replaces its Jobs for older versions;
+		// a relaunch for task runs leaves the run's earlier Job alone.
+		a.retireOlderJobs(ctx, run.Id, job)
+	}
 	if created {
 		log.Info("Created Job for flow run", "job", klog.KObj(job))
 	} else {
