@@ -71,7 +71,8 @@ func (c *Cluster) findProcess(tool string) (pid int, args, env []string, dir str
 			continue
 		}
 		cmdline := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
-		if cmdline[0] != c.tools[tool] || !bytes.Contains(raw, []byte(c.Name)) {
+		// kwokctl runs a copy of the tool from the cluster's own folder.
+		if filepath.Base(cmdline[0]) != tool || !bytes.Contains(raw, []byte(c.dir())) {
 			continue
 		}
 		rawEnv, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
