@@ -179,7 +179,8 @@ func TestExactlyOnceWithFlakyPrefect(t *testing.T) {
 	got := e.waitExactlyOnce(ids, 3*time.Minute, e.ns)
 	ra.alive(t)
 	faults := e.em.InjectedFaults()
-	t.Logf("flaky Prefect: %s in %s; faults injected %v", got, time.Since(began).Round(time.Second), faults)
+	t.Logf("flaky Prefect: %s in %s; faults injected %v; Submitted marks whose answer was lost and that the read back found applied: %d",
+		got, time.Since(began).Round(time.Second), faults, strings.Count(ra.logs.String(), "The Submitted mark was applied although its answer was lost"))
 	if faults["apply-then-5xx"] == 0 || faults["apply-then-drop"] == 0 || faults["apply-then-hold"] == 0 {
 		t.Fatalf("the faults after apply were not all injected: %v", faults)
 	}
@@ -214,7 +215,8 @@ func TestExactlyOnceWithTwoAgents(t *testing.T) {
 		if agents := e.em.Agents(); len(agents) != 1 {
 			t.Fatalf("%d registrations, want one shared", len(agents))
 		}
-		t.Logf("two agents, one namespace: %s; faults %v", got, e.em.InjectedFaults())
+		t.Logf("two agents, one namespace: %s; faults %v; marks found applied by the read back: %d by the replica that sent them",
+			got, e.em.InjectedFaults(), strings.Count(a.logs.String()+b.logs.String(), "The Submitted mark was applied although its answer was lost"))
 	})
 	t.Run("two namespaces", func(t *testing.T) {
 		e := newFaultEnv(t, emulator.Config{Faults: &emulator.Faults{ApplyThenFailRate: 0.1, Seed: 6}})
