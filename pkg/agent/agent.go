@@ -87,6 +87,7 @@ type Agent struct {
 	waiting  sync.Map             // flow run id -> time.Time its worker waits for
 	dropped  map[string]time.Time // ids the metadata query dropped -> when to ask again
 	hurry    chan struct{}        // closed when in-flight work must wrap up
+	hurryNow sync.Once
 	lastLoop atomic.Int64
 	standby  atomic.Bool // waiting for the leader Lease; healthy without polling
 	slots    chan struct{}
@@ -188,7 +189,7 @@ func (a *Agent) work(ctx context.Context) error {
 	case <-done:
 	case <-time.After(a.cfg.ShutdownTimeout):
 		log.Info("Hurrying the submissions still in flight: no more retries", "timeout", a.cfg.ShutdownTimeout)
-		close(a.hurry)
+		a.hurryNow.Do(func() { close(a.hurry) })
 		select {
 		case <-done:
 		case <-time.After(a.cfg.ShutdownGrace):

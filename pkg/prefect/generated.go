@@ -487,7 +487,11 @@ func (v *Set_task_run_states_input) GetStates() []Set_task_run_state_input { ret
 // StrandedFlowRunsFlow_run includes the requested fields of the GraphQL type flow_run.
 type StrandedFlowRunsFlow_run struct {
 	SubmittableRun `json:"-"`
+	Logs           []StrandedFlowRunsFlow_runLogsLog `json:"logs"`
 }
+
+// GetLogs returns StrandedFlowRunsFlow_run.Logs, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunsFlow_run) GetLogs() []StrandedFlowRunsFlow_runLogsLog { return v.Logs }
 
 // GetId returns StrandedFlowRunsFlow_run.Id, and is useful for accessing the field via an interface.
 func (v *StrandedFlowRunsFlow_run) GetId() string { return v.SubmittableRun.Id }
@@ -555,6 +559,8 @@ func (v *StrandedFlowRunsFlow_run) UnmarshalJSON(b []byte) error {
 }
 
 type __premarshalStrandedFlowRunsFlow_run struct {
+	Logs []StrandedFlowRunsFlow_runLogsLog `json:"logs"`
+
 	Id string `json:"id"`
 
 	Version int `json:"version"`
@@ -587,6 +593,7 @@ func (v *StrandedFlowRunsFlow_run) MarshalJSON() ([]byte, error) {
 func (v *StrandedFlowRunsFlow_run) __premarshalJSON() (*__premarshalStrandedFlowRunsFlow_run, error) {
 	var retval __premarshalStrandedFlowRunsFlow_run
 
+	retval.Logs = v.Logs
 	retval.Id = v.SubmittableRun.Id
 	retval.Version = v.SubmittableRun.Version
 	retval.State = v.SubmittableRun.State
@@ -599,6 +606,14 @@ func (v *StrandedFlowRunsFlow_run) __premarshalJSON() (*__premarshalStrandedFlow
 	retval.Task_runs = v.SubmittableRun.Task_runs
 	return &retval, nil
 }
+
+// StrandedFlowRunsFlow_runLogsLog includes the requested fields of the GraphQL type log.
+type StrandedFlowRunsFlow_runLogsLog struct {
+	Message string `json:"message"`
+}
+
+// GetMessage returns StrandedFlowRunsFlow_runLogsLog.Message, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunsFlow_runLogsLog) GetMessage() string { return v.Message }
 
 // StrandedFlowRunsResponse is returned by StrandedFlowRuns on success.
 type StrandedFlowRunsResponse struct {
@@ -830,12 +845,16 @@ func (v *__SetTaskRunStatesInput) GetInput() Set_task_run_states_input { return 
 // __StrandedFlowRunsInput is used internally by genqlient
 type __StrandedFlowRunsInput struct {
 	AgentId              string    `json:"agentId"`
+	SubmittedAfter       time.Time `json:"submittedAfter"`
 	SubmittedBefore      time.Time `json:"submittedBefore"`
 	RetryStartTimeBuffer time.Time `json:"retryStartTimeBuffer"`
 }
 
 // GetAgentId returns __StrandedFlowRunsInput.AgentId, and is useful for accessing the field via an interface.
 func (v *__StrandedFlowRunsInput) GetAgentId() string { return v.AgentId }
+
+// GetSubmittedAfter returns __StrandedFlowRunsInput.SubmittedAfter, and is useful for accessing the field via an interface.
+func (v *__StrandedFlowRunsInput) GetSubmittedAfter() time.Time { return v.SubmittedAfter }
 
 // GetSubmittedBefore returns __StrandedFlowRunsInput.SubmittedBefore, and is useful for accessing the field via an interface.
 func (v *__StrandedFlowRunsInput) GetSubmittedBefore() time.Time { return v.SubmittedBefore }
@@ -1257,9 +1276,12 @@ func SetTaskRunStates(
 
 // The query executed by StrandedFlowRuns.
 const StrandedFlowRuns_Operation = `
-query StrandedFlowRuns ($agentId: uuid!, $submittedBefore: timestamptz!, $retryStartTimeBuffer: timestamptz!) {
-	flow_run(where: {state:{_eq:"Submitted"},agent_id:{_eq:$agentId},state_timestamp:{_lte:$submittedBefore}}, limit: 200) {
+query StrandedFlowRuns ($agentId: uuid!, $submittedAfter: timestamptz!, $submittedBefore: timestamptz!, $retryStartTimeBuffer: timestamptz!) {
+	flow_run(where: {state:{_eq:"Submitted"},agent_id:{_eq:$agentId},state_timestamp:{_gte:$submittedAfter,_lte:$submittedBefore}}, limit: 200) {
 		... SubmittableRun
+		logs(where: {message:{_like:"%Submitted for execution: Job %"}}, limit: 50) {
+			message
+		}
 	}
 }
 fragment SubmittableRun on flow_run {
@@ -1288,13 +1310,16 @@ fragment SubmittableRun on flow_run {
 }
 `
 
-// Runs this agent marked Submitted (Server records the agent from the
-// X-PREFECT-AGENT-ID header) before a grace period: the candidates for a Job
-// the agent may have died before creating.
+// Runs this agent marked Submitted (Server records the submitting agent from the
+// X-PREFECT-AGENT-ID header) inside a window ending a grace period ago: the
+// candidates for a Job the agent may have died before creating. Their
+// "Submitted for execution: Job ..." lines tell a Job that existed (and may
+// have finished and been deleted since) from one never created.
 func StrandedFlowRuns(
 	ctx_ context.Context,
 	client_ graphql.Client,
 	agentId string,
+	submittedAfter time.Time,
 	submittedBefore time.Time,
 	retryStartTimeBuffer time.Time,
 ) (data_ *StrandedFlowRunsResponse, err_ error) {
@@ -1303,6 +1328,7 @@ func StrandedFlowRuns(
 		Query:  StrandedFlowRuns_Operation,
 		Variables: &__StrandedFlowRunsInput{
 			AgentId:              agentId,
+			SubmittedAfter:       submittedAfter,
 			SubmittedBefore:      submittedBefore,
 			RetryStartTimeBuffer: retryStartTimeBuffer,
 		},

@@ -292,6 +292,23 @@ func (e *Emulator) flowRunObject(r *FlowRun) object {
 			return r.AgentID, nil
 		case "flow":
 			return flowObject(r.Flow), nil
+		case "logs":
+			where, _ := args["where"].(map[string]any)
+			limit, hasLimit := asInt(args["limit"])
+			var out []any
+			for _, l := range r.Logs {
+				if hasLimit && len(out) >= limit {
+					break
+				}
+				ok, err := matchLog(l, where)
+				if err != nil {
+					return nil, err
+				}
+				if ok {
+					out = append(out, mapObject(map[string]any{"level": l.Level, "message": l.Message, "name": l.Name}))
+				}
+			}
+			return out, nil
 		case "task_runs":
 			where, _ := args["where"].(map[string]any)
 			var out []any
