@@ -182,6 +182,11 @@ func (a *Agent) work(ctx context.Context) error {
 	log.Info("Waiting for flow runs...")
 	a.loop(pollCtx, workCtx)
 	stopPolling()
+	if ctx.Err() != nil {
+		// A stop: job management winds down alongside the submissions, so
+		// the two budgets overlap instead of adding up.
+		stopManaging()
+	}
 	<-recovered
 	done := make(chan struct{})
 	go func() { a.workers.Wait(); close(done) }()
