@@ -383,3 +383,18 @@ func TestPollsStayFewWhileARunWaitsForItsStartTime(t *testing.T) {
 	e.waitSubmitted(run.ID)
 	t.Logf("%d polls in 10 s while a run waited for its start time", polls)
 }
+
+func TestStopMidBurstLeavesNoRunStranded(t *testing.T) {
+	e := newFaultEnv(t, emulator.Config{Faults: &emulator.Faults{DelayRate: 0.2, Delay: 50 * time.Millisecond, Seed: 9}})
+	ids := e.scheduleMany(faultRuns, func() emulator.FlowRunSpec { return suspendedRun(t) })
+	ra := e.start("", func(c *Config) { c.ShutdownTimeout = 100 * time.Millisecond })
+	e.waitSubmittedCount(ids, 40)
+	ra.halt(t)
+	// Nothing recovers here: the stop itself must leave every run either
+	// untouched (Scheduled) or Submitted with its Job.
+	got := e.count(ids, e.ns)
+	if got.stranded != 0 || got.duplicates != 0 || got.failed != 0 || got.submitted+got.pending != got.runs {
+		t.Fatalf("after a stop mid-burst: %s; %s", got, strings.Join(got.bad, "; "))
+	}
+	t.Logf("stopped mid-burst: %s", got)
+}
