@@ -1,0 +1,84 @@
+package agent
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+)
+
+// failingCreates is a clientset whose Job creates all fail with err.
+func failingCreates(err error) *fake.Clientset {
+	kube := fake.NewClientset()
+	kube.PrependReactor("create", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, err })
+	return kube
+}
+
+var jobsResource = schema.GroupResource{Group: "batch", Resource: "jobs"}
+
+func TestUnreachableKubernetesHandsTheRunBackToScheduled(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	start := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+	run := e.schedule(emulator.FlowRunSpec{ScheduledStartTime: start})
+	e.start("", func(c *Config) {
+		c.Kube = failingCreates(apierrors.NewServiceUnavailable("etcd is down"))
+		c.CreateRetryFor = time.Second
+		c.MaxPolls = 1
+	})
+	var got emulator.FlowRun
+	eventually(t, "the run to be back in Scheduled", func() bool {
+		got, _ = e.em.FlowRun(run.ID)
+		return got.State == "Scheduled" && len(got.States) == 3
+	})
+	if s, ok := prefect.StateStartTime(got.SerializedState); !ok || !s.Equal(start) {
+		t.Fatalf("rescheduled with start time %v, want the original %v", s, start)
+	}
+	if w := logsAt(got, "WARNING"); len(w) != 1 || !strings.Contains(w[0], "the run goes back to Scheduled") || !strings.Contains(w[0], "etcd is down") {
+		t.Fatalf("WARNING lines %q", w)
+	}
+	if len(logsAt(got, "ERROR")) != 0 {
+		t.Fatalf("a transient Kubernetes error failed the run: %q", logsAt(got, "ERROR"))
+	}
+}
+
+func TestRefusedJobFailsTheRun(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	run := e.schedule(emulator.FlowRunSpec{})
+	e.start("", func(c *Config) {
+		c.Kube = failingCreates(apierrors.NewForbidden(jobsResource, "", nil))
+		c.MaxPolls = 1
+	})
+	got := e.waitState(run.ID, "Failed")
+	if errs := logsAt(got, "ERROR"); len(errs) != 1 || !strings.Contains(errs[0], "Kubernetes refused the flow run's Job") {
+		t.Fatalf("ERROR lines %q", errs)
+	}
+}
+
+func TestStopHurriesACreateThatKeepsFailing(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	run := e.schedule(emulator.FlowRunSpec{})
+	ra := e.start("", func(c *Config) {
+		c.Kube = failingCreates(apierrors.NewTooManyRequests("slow down", 1))
+		c.ShutdownTimeout = 200 * time.Millisecond
+	})
+	e.waitState(run.ID, "Submitted")
+	began := time.Now()
+	ra.halt(t)
+	if took := time.Since(began); took > 10*time.Second {
+		t.Fatalf("the stop took %s", took)
+	}
+	// Stopped without cutting the submission: the run went back to Scheduled
+	// on a fresh context, not left Submitted without a Job.
+	got, _ := e.em.FlowRun(run.ID)
+	if got.State != "Scheduled" || len(logsAt(got, "WARNING")) != 1 {
+		t.Fatalf("after the stop: %s, logs %+v", got.State, got.Logs)
+	}
+}
