@@ -1,11 +1,13 @@
 package agent
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
@@ -80,5 +82,37 @@ func TestStopHurriesACreateThatKeepsFailing(t *testing.T) {
 	got, _ := e.em.FlowRun(run.ID)
 	if got.State != "Scheduled" || len(logsAt(got, "WARNING")) != 1 {
 		t.Fatalf("after the stop: %s, logs %+v", got.State, got.Logs)
+	}
+}
+
+func TestLeaseIsReleasedOnlyAfterTheWorkEnded(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	run := e.schedule(emulator.FlowRunSpec{})
+	kube := failingCreates(apierrors.NewTooManyRequests("slow down", 1))
+	ra := e.start("", func(c *Config) {
+		c.Kube = kube
+		c.ShutdownTimeout = time.Second
+		c.LeaderElection = &LeaderElection{LeaseName: "agent", Namespace: e.ns, Identity: "replica-1",
+			LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 200 * time.Millisecond}
+	})
+	e.waitState(run.ID, "Submitted")
+	holder := func() string {
+		lease, err := kube.CoordinationV1().Leases(e.ns).Get(context.Background(), "agent", metav1.GetOptions{})
+		if err != nil || lease.Spec.HolderIdentity == nil {
+			return ""
+		}
+		return *lease.Spec.HolderIdentity
+	}
+	ra.stop()
+	time.Sleep(500 * time.Millisecond)
+	if h := holder(); h != "replica-1" {
+		t.Fatalf("the Lease is held by %q while the stopped leader still submits", h)
+	}
+	ra.halt(t)
+	if h := holder(); h != "" {
+		t.Fatalf("the Lease is still held by %q after the agent stopped", h)
+	}
+	if got, _ := e.em.FlowRun(run.ID); got.State != "Scheduled" {
+		t.Fatalf("the run is %s after the stop, want back in Scheduled", got.State)
 	}
 }
