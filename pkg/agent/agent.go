@@ -46,7 +46,8 @@ type Config struct {
 	// whose Job could not be created goes back to Scheduled. Work still
 	// running ShutdownGrace later is abandoned (a run it leaves Submitted is
 	// recovered at the next start). The worst-case stop is about
-	// ShutdownTimeout + ShutdownGrace + 5 s.
+	// ShutdownTimeout + ShutdownGrace + 20 s (a last report on a fresh
+	// context) + 1 s (releasing the Lease).
 	ShutdownTimeout time.Duration
 	// ShutdownGrace is the time after ShutdownTimeout before in-flight work
 	// is abandoned (default 45 s).
