@@ -5,7 +5,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,8 +41,25 @@ type Config struct {
 	HealthAddress string
 	// Profiling adds Go's /debug/pprof handlers to that server.
 	Profiling bool
-	// ShutdownTimeout bounds how long in-flight submissions may finish after a stop.
+	// ShutdownTimeout is how long in-flight submissions may go on as usual
+	// after a stop. Then they hurry: Job creation stops retrying, and a run
+	// whose Job could not be created goes back to Scheduled. Work still
+	// running ShutdownGrace later is abandoned (a run it leaves Submitted is
+	// recovered at the next start). The worst-case stop is about
+	// ShutdownTimeout + ShutdownGrace + 20 s (a last report on a fresh
+	// context) + 1 s (releasing the Lease).
 	ShutdownTimeout time.Duration
+	// ShutdownGrace is the time after ShutdownTimeout before in-flight work
+	// is abandoned (default 45 s).
+	ShutdownGrace time.Duration
+	// CreateRetryFor is how long a Job creation that meets transport errors,
+	// 5xx or 429 is retried before the run goes back to Scheduled (default 3 min).
+	CreateRetryFor time.Duration
+	// RecoverInterval is the pause between looks for runs this agent marked
+	// Submitted without creating their Job (default 10 s); RecoverGrace is how
+	// old such a mark must be (default 5 s) and RecoverWindow how old it may
+	// be (default 10 min: older ones are Lazarus's).
+	RecoverInterval, RecoverGrace, RecoverWindow time.Duration
 	// Intervals are the sleeps between polls: the first after a poll that
 	// found work, then one more step for each idle poll (default 0.25 s, then
 	// 0.5 s doubling to 10 s, as the original).
@@ -65,7 +84,11 @@ type Agent struct {
 	agentID  string
 
 	wake     chan struct{}
-	inFlight sync.Map // flow run id -> struct{}
+	inFlight sync.Map             // flow run id -> struct{}
+	waiting  sync.Map             // flow run id -> time.Time its worker waits for
+	dropped  map[string]time.Time // ids the metadata query dropped -> when to ask again
+	hurry    chan struct{}        // closed when in-flight work must wrap up
+	hurryNow sync.Once
 	lastLoop atomic.Int64
 	standby  atomic.Bool // waiting for the leader Lease; healthy without polling
 	slots    chan struct{}
@@ -85,6 +108,21 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
 	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 45 * time.Second
+	}
+	if cfg.CreateRetryFor <= 0 {
+		cfg.CreateRetryFor = 3 * time.Minute
+	}
+	if cfg.RecoverInterval <= 0 {
+		cfg.RecoverInterval = 10 * time.Second
+	}
+	if cfg.RecoverGrace <= 0 {
+		cfg.RecoverGrace = 5 * time.Second
+	}
+	if cfg.RecoverWindow <= 0 {
+		cfg.RecoverWindow = 10 * time.Minute
+	}
 	if len(cfg.Intervals) == 0 {
 		cfg.Intervals = DefaultIntervals
 	}
@@ -94,7 +132,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Labels == nil {
 		cfg.Labels = []string{}
 	}
-	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics()}
+	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), dropped: map[string]time.Time{}, hurry: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics()}
 	if cfg.KubeRequests != nil {
 		a.metrics.registry.MustRegister(cfg.KubeRequests.vec)
 	}
@@ -126,26 +164,46 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // work polls and manages Jobs until ctx ends or MaxPolls is reached.
+//
+// A stop never cuts between a run's Submitted mark and its Job: the loop stops
+// taking runs, submissions in flight go on for ShutdownTimeout, then hurry
+// (no more retries; a run whose Job could not be created goes back to
+// Scheduled, on a fresh context), and only ShutdownGrace later is the work
+// abandoned. work returns once all of it ended.
 func (a *Agent) work(ctx context.Context) error {
 	log := klog.FromContext(ctx)
 	manageCtx, stopManaging := context.WithCancel(ctx)
 	defer stopManaging()
 	managed := make(chan error, 1)
 	go func() { managed <- a.newManager().run(manageCtx) }()
-	// Submissions run on a context that outlives a stop signal, bounded by
-	// ShutdownTimeout, so a run is never left half submitted.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	pollCtx, stopPolling := context.WithCancel(ctx)
+	recovered := make(chan struct{})
+	go func() { defer close(recovered); a.recoverLoop(pollCtx, workCtx) }()
 	log.Info("Waiting for flow runs...")
-	a.loop(ctx, workCtx)
+	a.loop(pollCtx, workCtx)
+	stopPolling()
+	if ctx.Err() != nil {
+		// A stop: job management winds down alongside the submissions, so
+		// the two budgets overlap instead of adding up.
+		stopManaging()
+	}
+	<-recovered
 	done := make(chan struct{})
 	go func() { a.workers.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(a.cfg.ShutdownTimeout):
-		log.Info("Stopping submissions still in flight after the shutdown timeout", "timeout", a.cfg.ShutdownTimeout)
-		cancelWork()
-		<-done
+		log.Info("Hurrying the submissions still in flight: no more retries", "timeout", a.cfg.ShutdownTimeout)
+		a.hurryNow.Do(func() { close(a.hurry) })
+		select {
+		case <-done:
+		case <-time.After(a.cfg.ShutdownGrace):
+			log.Info("Abandoning the submissions still in flight; runs left Submitted are recovered at the next start", "grace", a.cfg.ShutdownGrace)
+			cancelWork()
+			<-done
+		}
 	}
 	stopManaging()
 	err := <-managed
@@ -153,8 +211,47 @@ func (a *Agent) work(ctx context.Context) error {
 	return err
 }
 
+// hurried tells whether in-flight work must wrap up.
+func (a *Agent) hurried() bool {
+	select {
+	case <-a.hurry:
+		return true
+	default:
+		return false
+	}
+}
+
 // connect finds the tenant, registers the agent and checks the connection.
+// Failures that can pass (an unreachable API, timeouts, 5xx) are retried
+// until ctx ends; refusals (a bad key, a malformed request) end the agent.
 func (a *Agent) connect(ctx context.Context) error {
+	log := klog.FromContext(ctx)
+	delay := time.Second
+	for {
+		err := a.connectOnce(ctx)
+		if err == nil || ctx.Err() != nil || !transientPrefectError(err) {
+			return err
+		}
+		log.Error(err, "Cannot reach the Prefect API yet; trying again", "in", delay)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+// transientPrefectError tells an API that could answer later from a refusal.
+func transientPrefectError(err error) bool {
+	var apiErr *prefect.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.Status == 0 || apiErr.Status >= 500 || apiErr.Status == http.StatusTooManyRequests
+}
+
+func (a *Agent) connectOnce(ctx context.Context) error {
 	tenant, err := a.cfg.Prefect.ResolveTenant(ctx, a.cfg.Backend)
 	if err != nil {
 		return fmt.Errorf("finding the Prefect tenant: %w", err)
@@ -175,7 +272,9 @@ func (a *Agent) connect(ctx context.Context) error {
 	return nil
 }
 
-// loop polls with the original agent's back-off until ctx ends.
+// loop polls with the original agent's back-off until ctx ends. The 20 ms
+// burst interval holds only while full pages of new runs arrive; otherwise
+// the back-off applies, capped at the earliest start time a worker waits for.
 func (a *Agent) loop(ctx, workCtx context.Context) {
 	log := klog.FromContext(ctx)
 	step := 1
@@ -190,21 +289,22 @@ func (a *Agent) loop(ctx, workCtx context.Context) {
 		if err != nil {
 			log.Error(err, "Polling for flow runs failed; trying again")
 		}
-		sleep := a.cfg.Intervals[0]
+		var sleep time.Duration
 		switch {
-		case result.handed > 0 && result.queued >= queuePage:
-			// A full page: more runs are waiting behind it, ask again at once.
+		case result.handed > 0 && result.fresh >= queuePage:
+			// A full page of new runs: more are waiting behind it.
 			sleep = burstInterval
 		case result.handed > 0:
 			step = 0
-		case result.queued > 0:
-			// Everything returned is already being submitted.
-			sleep = burstInterval
+			sleep = a.cfg.Intervals[0]
 		default:
 			if step < len(a.cfg.Intervals)-1 {
 				step++
 			}
 			sleep = a.cfg.Intervals[step]
+		}
+		if next, ok := a.earliestWait(); ok {
+			sleep = max(min(sleep, next.Sub(a.cfg.Now())), burstInterval)
 		}
 		if a.cfg.MaxPolls != 0 && polls+1 >= a.cfg.MaxPolls {
 			return
@@ -216,6 +316,18 @@ func (a *Agent) loop(ctx, workCtx context.Context) {
 		case <-time.After(sleep):
 		}
 	}
+}
+
+// earliestWait is the earliest start time a worker waits for.
+func (a *Agent) earliestWait() (time.Time, bool) {
+	var first time.Time
+	a.waiting.Range(func(_, v any) bool {
+		if t := v.(time.Time); first.IsZero() || t.Before(first) {
+			first = t
+		}
+		return true
+	})
+	return first, !first.IsZero()
 }
 
 // Poke wakes the loop for an immediate poll.
@@ -232,8 +344,9 @@ const queuePage = 25
 // burstInterval is the pause between polls while a burst is being submitted.
 const burstInterval = 20 * time.Millisecond
 
-// pollResult says how many runs the queue returned and how many were new.
-type pollResult struct{ queued, handed int }
+// pollResult says how many runs the queue returned, how many of those were
+// neither in flight nor recently dropped, and how many were handed to workers.
+type pollResult struct{ queued, fresh, handed int }
 
 // poll asks for due runs and hands each new one to a worker.
 func (a *Agent) poll(ctx, workCtx context.Context) (pollResult, error) {
@@ -243,18 +356,37 @@ func (a *Agent) poll(ctx, workCtx context.Context) (pollResult, error) {
 		return pollResult{}, err
 	}
 	result := pollResult{queued: len(ids)}
+	for id, until := range a.dropped {
+		if now.After(until) {
+			delete(a.dropped, id)
+		}
+	}
 	var fresh []string
 	for _, id := range ids {
-		if _, busy := a.inFlight.Load(id); !busy {
+		_, busy := a.inFlight.Load(id)
+		_, skip := a.dropped[id]
+		if !busy && !skip {
 			fresh = append(fresh, id)
 		}
 	}
+	result.fresh = len(fresh)
 	if len(fresh) == 0 {
 		return result, nil
 	}
 	runs, err := a.cfg.Prefect.RunsToSubmit(ctx, fresh, now.Add(-3*time.Second))
 	if err != nil {
 		return result, err
+	}
+	// Ids the metadata query drops (Queued, Paused, a retry inside the
+	// in-pod buffer, ...) are not asked about again for one long interval.
+	returned := make(map[string]bool, len(runs))
+	for _, run := range runs {
+		returned[run.Id] = true
+	}
+	for _, id := range fresh {
+		if !returned[id] {
+			a.dropped[id] = now.Add(a.cfg.Intervals[len(a.cfg.Intervals)-1])
+		}
 	}
 	for _, run := range runs {
 		if _, busy := a.inFlight.LoadOrStore(run.Id, struct{}{}); busy {

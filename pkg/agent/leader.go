@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,8 +34,21 @@ func (a *Agent) runAsLeader(ctx context.Context) error {
 		Client:     a.cfg.Kube.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: le.Identity},
 	}
-	electCtx, stopElecting := context.WithCancel(ctx)
+	// The elector releases the Lease when electCtx ends, so electCtx outlives
+	// ctx while this replica leads: the Lease goes only after the guarded
+	// work (submissions in flight, job management) has ended.
+	electCtx, stopElecting := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopElecting()
+	var leading atomic.Bool
+	go func() {
+		select {
+		case <-ctx.Done():
+			if !leading.Load() {
+				stopElecting() // a standby just stops
+			}
+		case <-electCtx.Done():
+		}
+	}()
 	// OnStartedLeading runs on its own goroutine; its outcome comes back here.
 	type outcome struct {
 		err      error
@@ -52,11 +66,17 @@ func (a *Agent) runAsLeader(ctx context.Context) error {
 		Name:            le.LeaseName,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(leadCtx context.Context) {
+				leading.Store(true)
 				log.Info("Became the leader; submitting and managing Jobs", "lease", le.LeaseName, "identity", le.Identity)
 				close(started)
 				a.standby.Store(false)
-				err := a.work(leadCtx)
-				ended <- outcome{err: err, finished: leadCtx.Err() == nil}
+				// Work ends when the agent stops or the Lease is lost.
+				workCtx, stopWork := context.WithCancel(leadCtx)
+				stop := context.AfterFunc(ctx, stopWork)
+				err := a.work(workCtx)
+				stop()
+				stopWork()
+				ended <- outcome{err: err, finished: leadCtx.Err() == nil && ctx.Err() == nil}
 				stopElecting()
 			},
 			OnStoppedLeading: func() {},

@@ -40,7 +40,7 @@ func BuildJob(ctx context.Context, s AgentSettings, run FlowRun) (*batchv1.Job, 
 		return nil, nil, err
 	}
 	job := tmpl.Job
-	name, identifier, err := JobName(job.Name, run.ID, run.Version)
+	name, identifier, err := JobName(job.Name, run.ID, run.Version, run.Relaunch)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -7,20 +7,25 @@ import (
 )
 
 func TestJobNameIsDeterministicAndFitsALabel(t *testing.T) {
-	a, idA, err := JobName("", "0b7d2c4e-1111-4a2b-9c3d-5e6f7a8b9c0d", 3)
+	a, idA, err := JobName("", "0b7d2c4e-1111-4a2b-9c3d-5e6f7a8b9c0d", 3, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, idB, _ := JobName("", "0b7d2c4e-1111-4a2b-9c3d-5e6f7a8b9c0d", 3)
-	c, _, _ := JobName("", "0b7d2c4e-1111-4a2b-9c3d-5e6f7a8b9c0d", 4)
+	b, idB, _ := JobName("", "0b7d2c4e-1111-4a2b-9c3d-5e6f7a8b9c0d", 3, "")
+	c, _, _ := JobName("", "0b7d2c4e-1111-4a2b-9c3d-5e6f7a8b9c0d", 4, "")
 	if a != b || idA != idB || a == c || !strings.HasPrefix(a, "prefect-job-") || !strings.HasSuffix(a, "-"+idA) {
 		t.Fatalf("names: %s %s %s", a, b, c)
 	}
-	long, _, _ := JobName(strings.Repeat("a", 60)+"-b", "run", 1)
+	r1, _, _ := JobName("", "0b7d2c4e-1111-4a2b-9c3d-5e6f7a8b9c0d", 3, "task-a/2")
+	r2, _, _ := JobName("", "0b7d2c4e-1111-4a2b-9c3d-5e6f7a8b9c0d", 3, "task-a/4")
+	if r1 == a || r1 == r2 {
+		t.Fatalf("a relaunch must get a name of its own: %s %s %s", a, r1, r2)
+	}
+	long, _, _ := JobName(strings.Repeat("a", 60)+"-b", "run", 1, "")
 	if len(long) > 63 || strings.Contains(long, "--") {
 		t.Fatalf("long prefix gave %q (%d chars)", long, len(long))
 	}
-	if _, _, err := JobName("Upper_Case", "run", 1); err == nil || !strings.Contains(err.Error(), `metadata.name "Upper_Case"`) {
+	if _, _, err := JobName("Upper_Case", "run", 1, ""); err == nil || !strings.Contains(err.Error(), `metadata.name "Upper_Case"`) {
 		t.Fatalf("an invalid prefix was accepted: %v", err)
 	}
 }

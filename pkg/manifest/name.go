@@ -17,9 +17,10 @@ const maxPrefix = 48
 
 // JobName is the one name a submission of a flow run version can have, so a
 // retried create meets AlreadyExists instead of making a second Job. The
-// identifier, a hash of the run id and version, is also the Job's
+// identifier, a hash of the run id and version (and, for the relaunch of a
+// Running run whose task runs retry, of the relaunch key), is also the Job's
 // prefect.io/identifier label.
-func JobName(prefix, flowRunID string, version int) (name, identifier string, err error) {
+func JobName(prefix, flowRunID string, version int, relaunch string) (name, identifier string, err error) {
 	if prefix == "" {
 		prefix = DefaultJobPrefix
 	}
@@ -29,7 +30,11 @@ func JobName(prefix, flowRunID string, version int) (name, identifier string, er
 	if len(prefix) > maxPrefix {
 		prefix = strings.TrimRight(prefix[:maxPrefix], "-.")
 	}
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%d", flowRunID, version)))
+	key := fmt.Sprintf("%s/%d", flowRunID, version)
+	if relaunch != "" {
+		key += "/" + relaunch
+	}
+	sum := sha256.Sum256([]byte(key))
 	identifier = hex.EncodeToString(sum[:])[:12]
 	return prefix + "-" + identifier, identifier, nil
 }

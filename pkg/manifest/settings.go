@@ -61,4 +61,9 @@ type FlowRun struct {
 	Storage []byte
 	// RunConfig is the run's run config JSON (null for none).
 	RunConfig []byte
+	// Relaunch is empty for a Scheduled run's submission. For the relaunch of
+	// a Running run whose task runs are due for a retry (the flow run's
+	// version does not change), it names that relaunch, so each one gets a
+	// Job name of its own.
+	Relaunch string
 }

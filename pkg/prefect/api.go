@@ -17,7 +17,7 @@ const (
 )
 
 // FlowRun is a flow run the agent may submit, as the metadata query returns it.
-type FlowRun = FlowRunsToSubmitFlow_run
+type FlowRun = SubmittableRun
 
 // ResolveTenant returns the tenant to work in: the configured one, else for
 // Server the first tenant, for Cloud the API key's tenant.
@@ -80,7 +80,65 @@ func (c *Client) RunsToSubmit(ctx context.Context, ids []string, retryBuffer tim
 	if err != nil {
 		return nil, err
 	}
-	return resp.Flow_run, nil
+	out := make([]FlowRun, 0, len(resp.Flow_run))
+	for _, r := range resp.Flow_run {
+		out = append(out, r.SubmittableRun)
+	}
+	return out, nil
+}
+
+// StrandedRun is a run the agent marked Submitted, with the run log lines
+// that named its Jobs.
+type StrandedRun struct {
+	FlowRun
+	// JobLines are the run's "Submitted for execution: Job ..." log lines.
+	JobLines []string
+}
+
+// StrandedRuns reads the runs the agent marked Submitted between the given
+// times that are still Submitted: those whose Job it may never have created.
+func (c *Client) StrandedRuns(ctx context.Context, agentID string, submittedAfter, submittedBefore, retryBuffer time.Time) ([]StrandedRun, error) {
+	resp, err := StrandedFlowRuns(ctx, c.gql, agentID, submittedAfter.UTC(), submittedBefore.UTC(), retryBuffer.UTC())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]StrandedRun, 0, len(resp.Flow_run))
+	for _, r := range resp.Flow_run {
+		s := StrandedRun{FlowRun: r.SubmittableRun}
+		for _, l := range r.Logs {
+			s.JobLines = append(s.JobLines, l.Message)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// RunSubmission is a run's state as read back after a Submitted mark.
+type RunSubmission struct {
+	State   string
+	Version int
+	AgentID string
+	// By is the submission recorded in a Submitted state (zero otherwise).
+	By Submission
+	// Serialized is the run's serialized state.
+	Serialized json.RawMessage
+}
+
+// ReadSubmission reads a run's current state and who submitted it.
+func (c *Client) ReadSubmission(ctx context.Context, id string) (RunSubmission, error) {
+	resp, err := FlowRunSubmission(ctx, c.gql, id)
+	if err != nil {
+		return RunSubmission{}, err
+	}
+	r := resp.Flow_run_by_pk
+	if r == nil {
+		return RunSubmission{}, fmt.Errorf("flow run %s does not exist (any more)", id)
+	}
+	out := RunSubmission{State: r.State, Version: r.Version, AgentID: r.Agent_id, Serialized: r.Serialized_state}
+	if r.State == "Submitted" {
+		out.By, _ = SubmittedBy(r.Serialized_state)
+	}
+	return out, nil
 }
 
 // SetFlowRunState sets one flow run's state. A nil version skips version locking.

@@ -2,7 +2,6 @@ package prefect
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 )
 
@@ -18,19 +17,4 @@ func (c *Client) CancelledRunsSince(ctx context.Context, since time.Time) ([]Run
 		out = append(out, RunState{ID: r.Id, Version: r.Version, State: r.State})
 	}
 	return out, nil
-}
-
-// CancelledState is a Cancelled state with a message.
-func CancelledState(message string) json.RawMessage {
-	raw, _ := json.Marshal(baseState("Cancelled", message))
-	return raw
-}
-
-// ScheduledState is a Scheduled state starting at start, as Prefect's
-// Lazarus writes when it gives a run a fresh attempt.
-func ScheduledState(message string, start time.Time) json.RawMessage {
-	s := baseState("Scheduled", message)
-	s["start_time"] = start.UTC().Format(time.RFC3339Nano)
-	raw, _ := json.Marshal(s)
-	return raw
 }

@@ -98,6 +98,11 @@ func (d headerDoer) Do(req *http.Request) (*http.Response, error) {
 		// net/http errors name the URL, never headers; strip nothing else.
 		return nil, err
 	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		if told, ok := req.Context().Value(retryAfterKey{}).(*retryAfter); ok {
+			told.d = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+	}
 	return resp, nil
 }
 

@@ -114,100 +114,156 @@ type FlowRunStatesResponse struct {
 // GetFlow_run returns FlowRunStatesResponse.Flow_run, and is useful for accessing the field via an interface.
 func (v *FlowRunStatesResponse) GetFlow_run() []FlowRunStatesFlow_run { return v.Flow_run }
 
-// FlowRunsToSubmitFlow_run includes the requested fields of the GraphQL type flow_run.
-type FlowRunsToSubmitFlow_run struct {
-	Id                   string                                      `json:"id"`
-	Version              int                                         `json:"version"`
-	State                string                                      `json:"state"`
-	Serialized_state     json.RawMessage                             `json:"serialized_state"`
-	Parameters           json.RawMessage                             `json:"parameters"`
-	Scheduled_start_time time.Time                                   `json:"scheduled_start_time"`
-	Run_config           json.RawMessage                             `json:"run_config"`
-	Name                 string                                      `json:"name"`
-	Flow                 FlowRunsToSubmitFlow_runFlow                `json:"flow"`
-	Task_runs            []FlowRunsToSubmitFlow_runTask_runsTask_run `json:"task_runs"`
-}
-
-// GetId returns FlowRunsToSubmitFlow_run.Id, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_run) GetId() string { return v.Id }
-
-// GetVersion returns FlowRunsToSubmitFlow_run.Version, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_run) GetVersion() int { return v.Version }
-
-// GetState returns FlowRunsToSubmitFlow_run.State, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_run) GetState() string { return v.State }
-
-// GetSerialized_state returns FlowRunsToSubmitFlow_run.Serialized_state, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_run) GetSerialized_state() json.RawMessage { return v.Serialized_state }
-
-// GetParameters returns FlowRunsToSubmitFlow_run.Parameters, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_run) GetParameters() json.RawMessage { return v.Parameters }
-
-// GetScheduled_start_time returns FlowRunsToSubmitFlow_run.Scheduled_start_time, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_run) GetScheduled_start_time() time.Time { return v.Scheduled_start_time }
-
-// GetRun_config returns FlowRunsToSubmitFlow_run.Run_config, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_run) GetRun_config() json.RawMessage { return v.Run_config }
-
-// GetName returns FlowRunsToSubmitFlow_run.Name, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_run) GetName() string { return v.Name }
-
-// GetFlow returns FlowRunsToSubmitFlow_run.Flow, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_run) GetFlow() FlowRunsToSubmitFlow_runFlow { return v.Flow }
-
-// GetTask_runs returns FlowRunsToSubmitFlow_run.Task_runs, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_run) GetTask_runs() []FlowRunsToSubmitFlow_runTask_runsTask_run {
-	return v.Task_runs
-}
-
-// FlowRunsToSubmitFlow_runFlow includes the requested fields of the GraphQL type flow.
-type FlowRunsToSubmitFlow_runFlow struct {
-	Id           string          `json:"id"`
-	Name         string          `json:"name"`
-	Environment  json.RawMessage `json:"environment"`
-	Storage      json.RawMessage `json:"storage"`
-	Version      int             `json:"version"`
-	Core_version string          `json:"core_version"`
-}
-
-// GetId returns FlowRunsToSubmitFlow_runFlow.Id, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_runFlow) GetId() string { return v.Id }
-
-// GetName returns FlowRunsToSubmitFlow_runFlow.Name, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_runFlow) GetName() string { return v.Name }
-
-// GetEnvironment returns FlowRunsToSubmitFlow_runFlow.Environment, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_runFlow) GetEnvironment() json.RawMessage { return v.Environment }
-
-// GetStorage returns FlowRunsToSubmitFlow_runFlow.Storage, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_runFlow) GetStorage() json.RawMessage { return v.Storage }
-
-// GetVersion returns FlowRunsToSubmitFlow_runFlow.Version, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_runFlow) GetVersion() int { return v.Version }
-
-// GetCore_version returns FlowRunsToSubmitFlow_runFlow.Core_version, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_runFlow) GetCore_version() string { return v.Core_version }
-
-// FlowRunsToSubmitFlow_runTask_runsTask_run includes the requested fields of the GraphQL type task_run.
-type FlowRunsToSubmitFlow_runTask_runsTask_run struct {
+// FlowRunSubmissionFlow_run_by_pkFlow_run includes the requested fields of the GraphQL type flow_run.
+type FlowRunSubmissionFlow_run_by_pkFlow_run struct {
 	Id               string          `json:"id"`
 	Version          int             `json:"version"`
-	Task_id          string          `json:"task_id"`
+	State            string          `json:"state"`
+	Agent_id         string          `json:"agent_id"`
 	Serialized_state json.RawMessage `json:"serialized_state"`
 }
 
-// GetId returns FlowRunsToSubmitFlow_runTask_runsTask_run.Id, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_runTask_runsTask_run) GetId() string { return v.Id }
+// GetId returns FlowRunSubmissionFlow_run_by_pkFlow_run.Id, and is useful for accessing the field via an interface.
+func (v *FlowRunSubmissionFlow_run_by_pkFlow_run) GetId() string { return v.Id }
 
-// GetVersion returns FlowRunsToSubmitFlow_runTask_runsTask_run.Version, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_runTask_runsTask_run) GetVersion() int { return v.Version }
+// GetVersion returns FlowRunSubmissionFlow_run_by_pkFlow_run.Version, and is useful for accessing the field via an interface.
+func (v *FlowRunSubmissionFlow_run_by_pkFlow_run) GetVersion() int { return v.Version }
 
-// GetTask_id returns FlowRunsToSubmitFlow_runTask_runsTask_run.Task_id, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_runTask_runsTask_run) GetTask_id() string { return v.Task_id }
+// GetState returns FlowRunSubmissionFlow_run_by_pkFlow_run.State, and is useful for accessing the field via an interface.
+func (v *FlowRunSubmissionFlow_run_by_pkFlow_run) GetState() string { return v.State }
 
-// GetSerialized_state returns FlowRunsToSubmitFlow_runTask_runsTask_run.Serialized_state, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_runTask_runsTask_run) GetSerialized_state() json.RawMessage {
+// GetAgent_id returns FlowRunSubmissionFlow_run_by_pkFlow_run.Agent_id, and is useful for accessing the field via an interface.
+func (v *FlowRunSubmissionFlow_run_by_pkFlow_run) GetAgent_id() string { return v.Agent_id }
+
+// GetSerialized_state returns FlowRunSubmissionFlow_run_by_pkFlow_run.Serialized_state, and is useful for accessing the field via an interface.
+func (v *FlowRunSubmissionFlow_run_by_pkFlow_run) GetSerialized_state() json.RawMessage {
 	return v.Serialized_state
+}
+
+// FlowRunSubmissionResponse is returned by FlowRunSubmission on success.
+type FlowRunSubmissionResponse struct {
+	Flow_run_by_pk *FlowRunSubmissionFlow_run_by_pkFlow_run `json:"flow_run_by_pk"`
+}
+
+// GetFlow_run_by_pk returns FlowRunSubmissionResponse.Flow_run_by_pk, and is useful for accessing the field via an interface.
+func (v *FlowRunSubmissionResponse) GetFlow_run_by_pk() *FlowRunSubmissionFlow_run_by_pkFlow_run {
+	return v.Flow_run_by_pk
+}
+
+// FlowRunsToSubmitFlow_run includes the requested fields of the GraphQL type flow_run.
+type FlowRunsToSubmitFlow_run struct {
+	SubmittableRun `json:"-"`
+}
+
+// GetId returns FlowRunsToSubmitFlow_run.Id, and is useful for accessing the field via an interface.
+func (v *FlowRunsToSubmitFlow_run) GetId() string { return v.SubmittableRun.Id }
+
+// GetVersion returns FlowRunsToSubmitFlow_run.Version, and is useful for accessing the field via an interface.
+func (v *FlowRunsToSubmitFlow_run) GetVersion() int { return v.SubmittableRun.Version }
+
+// GetState returns FlowRunsToSubmitFlow_run.State, and is useful for accessing the field via an interface.
+func (v *FlowRunsToSubmitFlow_run) GetState() string { return v.SubmittableRun.State }
+
+// GetSerialized_state returns FlowRunsToSubmitFlow_run.Serialized_state, and is useful for accessing the field via an interface.
+func (v *FlowRunsToSubmitFlow_run) GetSerialized_state() json.RawMessage {
+	return v.SubmittableRun.Serialized_state
+}
+
+// GetParameters returns FlowRunsToSubmitFlow_run.Parameters, and is useful for accessing the field via an interface.
+func (v *FlowRunsToSubmitFlow_run) GetParameters() json.RawMessage {
+	return v.SubmittableRun.Parameters
+}
+
+// GetScheduled_start_time returns FlowRunsToSubmitFlow_run.Scheduled_start_time, and is useful for accessing the field via an interface.
+func (v *FlowRunsToSubmitFlow_run) GetScheduled_start_time() time.Time {
+	return v.SubmittableRun.Scheduled_start_time
+}
+
+// GetRun_config returns FlowRunsToSubmitFlow_run.Run_config, and is useful for accessing the field via an interface.
+func (v *FlowRunsToSubmitFlow_run) GetRun_config() json.RawMessage {
+	return v.SubmittableRun.Run_config
+}
+
+// GetName returns FlowRunsToSubmitFlow_run.Name, and is useful for accessing the field via an interface.
+func (v *FlowRunsToSubmitFlow_run) GetName() string { return v.SubmittableRun.Name }
+
+// GetFlow returns FlowRunsToSubmitFlow_run.Flow, and is useful for accessing the field via an interface.
+func (v *FlowRunsToSubmitFlow_run) GetFlow() SubmittableRunFlow { return v.SubmittableRun.Flow }
+
+// GetTask_runs returns FlowRunsToSubmitFlow_run.Task_runs, and is useful for accessing the field via an interface.
+func (v *FlowRunsToSubmitFlow_run) GetTask_runs() []SubmittableRunTask_runsTask_run {
+	return v.SubmittableRun.Task_runs
+}
+
+func (v *FlowRunsToSubmitFlow_run) UnmarshalJSON(b []byte) error {
+
+	if string(b) == "null" {
+		return nil
+	}
+
+	var firstPass struct {
+		*FlowRunsToSubmitFlow_run
+		graphql.NoUnmarshalJSON
+	}
+	firstPass.FlowRunsToSubmitFlow_run = v
+
+	err := json.Unmarshal(b, &firstPass)
+	if err != nil {
+		return err
+	}
+
+	err = json.Unmarshal(
+		b, &v.SubmittableRun)
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+type __premarshalFlowRunsToSubmitFlow_run struct {
+	Id string `json:"id"`
+
+	Version int `json:"version"`
+
+	State string `json:"state"`
+
+	Serialized_state json.RawMessage `json:"serialized_state"`
+
+	Parameters json.RawMessage `json:"parameters"`
+
+	Scheduled_start_time time.Time `json:"scheduled_start_time"`
+
+	Run_config json.RawMessage `json:"run_config"`
+
+	Name string `json:"name"`
+
+	Flow SubmittableRunFlow `json:"flow"`
+
+	Task_runs []SubmittableRunTask_runsTask_run `json:"task_runs"`
+}
+
+func (v *FlowRunsToSubmitFlow_run) MarshalJSON() ([]byte, error) {
+	premarshaled, err := v.__premarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(premarshaled)
+}
+
+func (v *FlowRunsToSubmitFlow_run) __premarshalJSON() (*__premarshalFlowRunsToSubmitFlow_run, error) {
+	var retval __premarshalFlowRunsToSubmitFlow_run
+
+	retval.Id = v.SubmittableRun.Id
+	retval.Version = v.SubmittableRun.Version
+	retval.State = v.SubmittableRun.State
+	retval.Serialized_state = v.SubmittableRun.Serialized_state
+	retval.Parameters = v.SubmittableRun.Parameters
+	retval.Scheduled_start_time = v.SubmittableRun.Scheduled_start_time
+	retval.Run_config = v.SubmittableRun.Run_config
+	retval.Name = v.SubmittableRun.Name
+	retval.Flow = v.SubmittableRun.Flow
+	retval.Task_runs = v.SubmittableRun.Task_runs
+	return &retval, nil
 }
 
 // FlowRunsToSubmitResponse is returned by FlowRunsToSubmit on success.
@@ -452,6 +508,240 @@ type Set_task_run_states_input struct {
 // GetStates returns Set_task_run_states_input.States, and is useful for accessing the field via an interface.
 func (v *Set_task_run_states_input) GetStates() []Set_task_run_state_input { return v.States }
 
+// StrandedFlowRunsFlow_run includes the requested fields of the GraphQL type flow_run.
+type StrandedFlowRunsFlow_run struct {
+	SubmittableRun `json:"-"`
+	Logs           []StrandedFlowRunsFlow_runLogsLog `json:"logs"`
+}
+
+// GetLogs returns StrandedFlowRunsFlow_run.Logs, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunsFlow_run) GetLogs() []StrandedFlowRunsFlow_runLogsLog { return v.Logs }
+
+// GetId returns StrandedFlowRunsFlow_run.Id, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunsFlow_run) GetId() string { return v.SubmittableRun.Id }
+
+// GetVersion returns StrandedFlowRunsFlow_run.Version, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunsFlow_run) GetVersion() int { return v.SubmittableRun.Version }
+
+// GetState returns StrandedFlowRunsFlow_run.State, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunsFlow_run) GetState() string { return v.SubmittableRun.State }
+
+// GetSerialized_state returns StrandedFlowRunsFlow_run.Serialized_state, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunsFlow_run) GetSerialized_state() json.RawMessage {
+	return v.SubmittableRun.Serialized_state
+}
+
+// GetParameters returns StrandedFlowRunsFlow_run.Parameters, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunsFlow_run) GetParameters() json.RawMessage {
+	return v.SubmittableRun.Parameters
+}
+
+// GetScheduled_start_time returns StrandedFlowRunsFlow_run.Scheduled_start_time, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunsFlow_run) GetScheduled_start_time() time.Time {
+	return v.SubmittableRun.Scheduled_start_time
+}
+
+// GetRun_config returns StrandedFlowRunsFlow_run.Run_config, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunsFlow_run) GetRun_config() json.RawMessage {
+	return v.SubmittableRun.Run_config
+}
+
+// GetName returns StrandedFlowRunsFlow_run.Name, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunsFlow_run) GetName() string { return v.SubmittableRun.Name }
+
+// GetFlow returns StrandedFlowRunsFlow_run.Flow, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunsFlow_run) GetFlow() SubmittableRunFlow { return v.SubmittableRun.Flow }
+
+// GetTask_runs returns StrandedFlowRunsFlow_run.Task_runs, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunsFlow_run) GetTask_runs() []SubmittableRunTask_runsTask_run {
+	return v.SubmittableRun.Task_runs
+}
+
+func (v *StrandedFlowRunsFlow_run) UnmarshalJSON(b []byte) error {
+
+	if string(b) == "null" {
+		return nil
+	}
+
+	var firstPass struct {
+		*StrandedFlowRunsFlow_run
+		graphql.NoUnmarshalJSON
+	}
+	firstPass.StrandedFlowRunsFlow_run = v
+
+	err := json.Unmarshal(b, &firstPass)
+	if err != nil {
+		return err
+	}
+
+	err = json.Unmarshal(
+		b, &v.SubmittableRun)
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+type __premarshalStrandedFlowRunsFlow_run struct {
+	Logs []StrandedFlowRunsFlow_runLogsLog `json:"logs"`
+
+	Id string `json:"id"`
+
+	Version int `json:"version"`
+
+	State string `json:"state"`
+
+	Serialized_state json.RawMessage `json:"serialized_state"`
+
+	Parameters json.RawMessage `json:"parameters"`
+
+	Scheduled_start_time time.Time `json:"scheduled_start_time"`
+
+	Run_config json.RawMessage `json:"run_config"`
+
+	Name string `json:"name"`
+
+	Flow SubmittableRunFlow `json:"flow"`
+
+	Task_runs []SubmittableRunTask_runsTask_run `json:"task_runs"`
+}
+
+func (v *StrandedFlowRunsFlow_run) MarshalJSON() ([]byte, error) {
+	premarshaled, err := v.__premarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(premarshaled)
+}
+
+func (v *StrandedFlowRunsFlow_run) __premarshalJSON() (*__premarshalStrandedFlowRunsFlow_run, error) {
+	var retval __premarshalStrandedFlowRunsFlow_run
+
+	retval.Logs = v.Logs
+	retval.Id = v.SubmittableRun.Id
+	retval.Version = v.SubmittableRun.Version
+	retval.State = v.SubmittableRun.State
+	retval.Serialized_state = v.SubmittableRun.Serialized_state
+	retval.Parameters = v.SubmittableRun.Parameters
+	retval.Scheduled_start_time = v.SubmittableRun.Scheduled_start_time
+	retval.Run_config = v.SubmittableRun.Run_config
+	retval.Name = v.SubmittableRun.Name
+	retval.Flow = v.SubmittableRun.Flow
+	retval.Task_runs = v.SubmittableRun.Task_runs
+	return &retval, nil
+}
+
+// StrandedFlowRunsFlow_runLogsLog includes the requested fields of the GraphQL type log.
+type StrandedFlowRunsFlow_runLogsLog struct {
+	Message string `json:"message"`
+}
+
+// GetMessage returns StrandedFlowRunsFlow_runLogsLog.Message, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunsFlow_runLogsLog) GetMessage() string { return v.Message }
+
+// StrandedFlowRunsResponse is returned by StrandedFlowRuns on success.
+type StrandedFlowRunsResponse struct {
+	Flow_run []StrandedFlowRunsFlow_run `json:"flow_run"`
+}
+
+// GetFlow_run returns StrandedFlowRunsResponse.Flow_run, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunsResponse) GetFlow_run() []StrandedFlowRunsFlow_run { return v.Flow_run }
+
+// The columns the agent needs to turn a flow run into a Job, shared by the
+// poll's metadata query and the recovery of runs left Submitted without a Job.
+type SubmittableRun struct {
+	Id                   string                            `json:"id"`
+	Version              int                               `json:"version"`
+	State                string                            `json:"state"`
+	Serialized_state     json.RawMessage                   `json:"serialized_state"`
+	Parameters           json.RawMessage                   `json:"parameters"`
+	Scheduled_start_time time.Time                         `json:"scheduled_start_time"`
+	Run_config           json.RawMessage                   `json:"run_config"`
+	Name                 string                            `json:"name"`
+	Flow                 SubmittableRunFlow                `json:"flow"`
+	Task_runs            []SubmittableRunTask_runsTask_run `json:"task_runs"`
+}
+
+// GetId returns SubmittableRun.Id, and is useful for accessing the field via an interface.
+func (v *SubmittableRun) GetId() string { return v.Id }
+
+// GetVersion returns SubmittableRun.Version, and is useful for accessing the field via an interface.
+func (v *SubmittableRun) GetVersion() int { return v.Version }
+
+// GetState returns SubmittableRun.State, and is useful for accessing the field via an interface.
+func (v *SubmittableRun) GetState() string { return v.State }
+
+// GetSerialized_state returns SubmittableRun.Serialized_state, and is useful for accessing the field via an interface.
+func (v *SubmittableRun) GetSerialized_state() json.RawMessage { return v.Serialized_state }
+
+// GetParameters returns SubmittableRun.Parameters, and is useful for accessing the field via an interface.
+func (v *SubmittableRun) GetParameters() json.RawMessage { return v.Parameters }
+
+// GetScheduled_start_time returns SubmittableRun.Scheduled_start_time, and is useful for accessing the field via an interface.
+func (v *SubmittableRun) GetScheduled_start_time() time.Time { return v.Scheduled_start_time }
+
+// GetRun_config returns SubmittableRun.Run_config, and is useful for accessing the field via an interface.
+func (v *SubmittableRun) GetRun_config() json.RawMessage { return v.Run_config }
+
+// GetName returns SubmittableRun.Name, and is useful for accessing the field via an interface.
+func (v *SubmittableRun) GetName() string { return v.Name }
+
+// GetFlow returns SubmittableRun.Flow, and is useful for accessing the field via an interface.
+func (v *SubmittableRun) GetFlow() SubmittableRunFlow { return v.Flow }
+
+// GetTask_runs returns SubmittableRun.Task_runs, and is useful for accessing the field via an interface.
+func (v *SubmittableRun) GetTask_runs() []SubmittableRunTask_runsTask_run { return v.Task_runs }
+
+// SubmittableRunFlow includes the requested fields of the GraphQL type flow.
+type SubmittableRunFlow struct {
+	Id           string          `json:"id"`
+	Name         string          `json:"name"`
+	Environment  json.RawMessage `json:"environment"`
+	Storage      json.RawMessage `json:"storage"`
+	Version      int             `json:"version"`
+	Core_version string          `json:"core_version"`
+}
+
+// GetId returns SubmittableRunFlow.Id, and is useful for accessing the field via an interface.
+func (v *SubmittableRunFlow) GetId() string { return v.Id }
+
+// GetName returns SubmittableRunFlow.Name, and is useful for accessing the field via an interface.
+func (v *SubmittableRunFlow) GetName() string { return v.Name }
+
+// GetEnvironment returns SubmittableRunFlow.Environment, and is useful for accessing the field via an interface.
+func (v *SubmittableRunFlow) GetEnvironment() json.RawMessage { return v.Environment }
+
+// GetStorage returns SubmittableRunFlow.Storage, and is useful for accessing the field via an interface.
+func (v *SubmittableRunFlow) GetStorage() json.RawMessage { return v.Storage }
+
+// GetVersion returns SubmittableRunFlow.Version, and is useful for accessing the field via an interface.
+func (v *SubmittableRunFlow) GetVersion() int { return v.Version }
+
+// GetCore_version returns SubmittableRunFlow.Core_version, and is useful for accessing the field via an interface.
+func (v *SubmittableRunFlow) GetCore_version() string { return v.Core_version }
+
+// SubmittableRunTask_runsTask_run includes the requested fields of the GraphQL type task_run.
+type SubmittableRunTask_runsTask_run struct {
+	Id               string          `json:"id"`
+	Version          int             `json:"version"`
+	Task_id          string          `json:"task_id"`
+	Serialized_state json.RawMessage `json:"serialized_state"`
+}
+
+// GetId returns SubmittableRunTask_runsTask_run.Id, and is useful for accessing the field via an interface.
+func (v *SubmittableRunTask_runsTask_run) GetId() string { return v.Id }
+
+// GetVersion returns SubmittableRunTask_runsTask_run.Version, and is useful for accessing the field via an interface.
+func (v *SubmittableRunTask_runsTask_run) GetVersion() int { return v.Version }
+
+// GetTask_id returns SubmittableRunTask_runsTask_run.Task_id, and is useful for accessing the field via an interface.
+func (v *SubmittableRunTask_runsTask_run) GetTask_id() string { return v.Task_id }
+
+// GetSerialized_state returns SubmittableRunTask_runsTask_run.Serialized_state, and is useful for accessing the field via an interface.
+func (v *SubmittableRunTask_runsTask_run) GetSerialized_state() json.RawMessage {
+	return v.Serialized_state
+}
+
 // WriteRunLogsResponse is returned by WriteRunLogs on success.
 type WriteRunLogsResponse struct {
 	Write_run_logs WriteRunLogsWrite_run_logsSuccess_payload `json:"write_run_logs"`
@@ -532,6 +822,14 @@ type __FlowRunStatesInput struct {
 // GetFlowRunIds returns __FlowRunStatesInput.FlowRunIds, and is useful for accessing the field via an interface.
 func (v *__FlowRunStatesInput) GetFlowRunIds() []string { return v.FlowRunIds }
 
+// __FlowRunSubmissionInput is used internally by genqlient
+type __FlowRunSubmissionInput struct {
+	FlowRunId string `json:"flowRunId"`
+}
+
+// GetFlowRunId returns __FlowRunSubmissionInput.FlowRunId, and is useful for accessing the field via an interface.
+func (v *__FlowRunSubmissionInput) GetFlowRunId() string { return v.FlowRunId }
+
 // __FlowRunsToSubmitInput is used internally by genqlient
 type __FlowRunsToSubmitInput struct {
 	FlowRunIds           []string  `json:"flowRunIds"`
@@ -575,6 +873,26 @@ type __SetTaskRunStatesInput struct {
 
 // GetInput returns __SetTaskRunStatesInput.Input, and is useful for accessing the field via an interface.
 func (v *__SetTaskRunStatesInput) GetInput() Set_task_run_states_input { return v.Input }
+
+// __StrandedFlowRunsInput is used internally by genqlient
+type __StrandedFlowRunsInput struct {
+	AgentId              string    `json:"agentId"`
+	SubmittedAfter       time.Time `json:"submittedAfter"`
+	SubmittedBefore      time.Time `json:"submittedBefore"`
+	RetryStartTimeBuffer time.Time `json:"retryStartTimeBuffer"`
+}
+
+// GetAgentId returns __StrandedFlowRunsInput.AgentId, and is useful for accessing the field via an interface.
+func (v *__StrandedFlowRunsInput) GetAgentId() string { return v.AgentId }
+
+// GetSubmittedAfter returns __StrandedFlowRunsInput.SubmittedAfter, and is useful for accessing the field via an interface.
+func (v *__StrandedFlowRunsInput) GetSubmittedAfter() time.Time { return v.SubmittedAfter }
+
+// GetSubmittedBefore returns __StrandedFlowRunsInput.SubmittedBefore, and is useful for accessing the field via an interface.
+func (v *__StrandedFlowRunsInput) GetSubmittedBefore() time.Time { return v.SubmittedBefore }
+
+// GetRetryStartTimeBuffer returns __StrandedFlowRunsInput.RetryStartTimeBuffer, and is useful for accessing the field via an interface.
+func (v *__StrandedFlowRunsInput) GetRetryStartTimeBuffer() time.Time { return v.RetryStartTimeBuffer }
 
 // __WriteRunLogsInput is used internally by genqlient
 type __WriteRunLogsInput struct {
@@ -754,32 +1072,74 @@ func FlowRunStates(
 	return data_, err_
 }
 
+// The query executed by FlowRunSubmission.
+const FlowRunSubmission_Operation = `
+query FlowRunSubmission ($flowRunId: uuid!) {
+	flow_run_by_pk(id: $flowRunId) {
+		id
+		version
+		state
+		agent_id
+		serialized_state
+	}
+}
+`
+
+// Reads a run back after an ambiguous answer to its Submitted mark.
+func FlowRunSubmission(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	flowRunId string,
+) (data_ *FlowRunSubmissionResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "FlowRunSubmission",
+		Query:  FlowRunSubmission_Operation,
+		Variables: &__FlowRunSubmissionInput{
+			FlowRunId: flowRunId,
+		},
+	}
+
+	data_ = &FlowRunSubmissionResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
 // The query executed by FlowRunsToSubmit.
 const FlowRunsToSubmit_Operation = `
 query FlowRunsToSubmit ($flowRunIds: [uuid!]!, $retryStartTimeBuffer: timestamptz!) {
 	flow_run(where: {id:{_in:$flowRunIds},_or:[{state:{_eq:"Scheduled"}},{state:{_eq:"Running"},task_runs:{state_start_time:{_lte:$retryStartTimeBuffer}}}]}) {
+		... SubmittableRun
+	}
+}
+fragment SubmittableRun on flow_run {
+	id
+	version
+	state
+	serialized_state
+	parameters
+	scheduled_start_time
+	run_config
+	name
+	flow {
+		id
+		name
+		environment
+		storage
+		version
+		core_version
+	}
+	task_runs(where: {state_start_time:{_lte:$retryStartTimeBuffer}}) {
 		id
 		version
-		state
+		task_id
 		serialized_state
-		parameters
-		scheduled_start_time
-		run_config
-		name
-		flow {
-			id
-			name
-			environment
-			storage
-			version
-			core_version
-		}
-		task_runs(where: {state_start_time:{_lte:$retryStartTimeBuffer}}) {
-			id
-			version
-			task_id
-			serialized_state
-		}
 	}
 }
 `
@@ -974,6 +1334,78 @@ func SetTaskRunStates(
 	}
 
 	data_ = &SetTaskRunStatesResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The query executed by StrandedFlowRuns.
+const StrandedFlowRuns_Operation = `
+query StrandedFlowRuns ($agentId: uuid!, $submittedAfter: timestamptz!, $submittedBefore: timestamptz!, $retryStartTimeBuffer: timestamptz!) {
+	flow_run(where: {state:{_eq:"Submitted"},agent_id:{_eq:$agentId},state_timestamp:{_gte:$submittedAfter,_lte:$submittedBefore}}, limit: 200) {
+		... SubmittableRun
+		logs(where: {message:{_like:"%Submitted for execution: Job %"}}, limit: 50) {
+			message
+		}
+	}
+}
+fragment SubmittableRun on flow_run {
+	id
+	version
+	state
+	serialized_state
+	parameters
+	scheduled_start_time
+	run_config
+	name
+	flow {
+		id
+		name
+		environment
+		storage
+		version
+		core_version
+	}
+	task_runs(where: {state_start_time:{_lte:$retryStartTimeBuffer}}) {
+		id
+		version
+		task_id
+		serialized_state
+	}
+}
+`
+
+// Runs this agent marked Submitted (Server records the submitting agent from the
+// X-PREFECT-AGENT-ID header) inside a window ending a grace period ago: the
+// candidates for a Job the agent may have died before creating. Their
+// "Submitted for execution: Job ..." lines tell a Job that existed (and may
+// have finished and been deleted since) from one never created.
+func StrandedFlowRuns(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	agentId string,
+	submittedAfter time.Time,
+	submittedBefore time.Time,
+	retryStartTimeBuffer time.Time,
+) (data_ *StrandedFlowRunsResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "StrandedFlowRuns",
+		Query:  StrandedFlowRuns_Operation,
+		Variables: &__StrandedFlowRunsInput{
+			AgentId:              agentId,
+			SubmittedAfter:       submittedAfter,
+			SubmittedBefore:      submittedBefore,
+			RetryStartTimeBuffer: retryStartTimeBuffer,
+		},
+	}
+
+	data_ = &StrandedFlowRunsResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(

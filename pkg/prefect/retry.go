@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,16 +22,18 @@ type retryingClient struct {
 func (c retryingClient) MakeRequest(ctx context.Context, req *graphql.Request, resp *graphql.Response) error {
 	cfg := &c.client.cfg
 	delay := cfg.Backoff
+	once := ctx.Value(onceKey{}) != nil
 	for attempt := 1; ; attempt++ {
-		err := c.inner.MakeRequest(ctx, req, resp)
+		var told retryAfter
+		err := c.inner.MakeRequest(context.WithValue(ctx, retryAfterKey{}, &told), req, resp)
 		if err == nil {
 			return nil
 		}
-		retry, wait, classified := classify(req.OpName, err)
+		retry, rateLimited, classified := classify(req.OpName, err, ctx.Err() == nil)
 		if cfg.OnError != nil {
 			cfg.OnError(req.OpName, classified)
 		}
-		if !retry || attempt >= cfg.MaxAttempts || ctx.Err() != nil {
+		if !retry || once || attempt >= cfg.MaxAttempts || ctx.Err() != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -39,10 +42,11 @@ func (c retryingClient) MakeRequest(ctx context.Context, req *graphql.Request, r
 		if cfg.OnRetry != nil {
 			cfg.OnRetry(req.OpName, attempt, classified)
 		}
-		if wait == rateLimitWait {
-			wait = 4 * delay // back off harder when told to slow down
-		} else {
-			wait = delay
+		wait := delay
+		if rateLimited {
+			// Told to slow down: wait what the server asked, and never less
+			// than a long floor.
+			wait = min(max(told.d, 4*delay, rateLimitFloor), max(cfg.MaxBackoff, told.d))
 		}
 		select {
 		case <-ctx.Done():
@@ -53,26 +57,56 @@ func (c retryingClient) MakeRequest(ctx context.Context, req *graphql.Request, r
 	}
 }
 
-// rateLimitWait marks a rate-limited answer in classify's result.
-const rateLimitWait = time.Duration(-1)
+// rateLimitFloor is the shortest wait after an HTTP 429.
+const rateLimitFloor = time.Second
+
+// onceKey marks a context whose requests must not be repeated by the client.
+type onceKey struct{}
+
+// Once returns a context whose requests the client sends only once: for
+// mutations that are not idempotent (the Submitted mark), whose caller
+// resolves a failure by reading the result back instead.
+func Once(ctx context.Context) context.Context { return context.WithValue(ctx, onceKey{}, true) }
+
+// retryAfterKey carries a *retryAfter to the HTTP doer, which fills it from a
+// 429 answer's Retry-After header (genqlient's HTTPError drops the headers).
+type retryAfterKey struct{}
+
+type retryAfter struct{ d time.Duration }
+
+// parseRetryAfter reads a Retry-After header: seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
 
 // classify turns a genqlient error into one of this package's errors and says
-// whether to try again, and after at least how long.
-func classify(op string, err error) (retry bool, wait time.Duration, classified error) {
+// whether to try again and whether the server asked to slow down. callerAlive
+// tells a timeout of the HTTP client (worth another try; for a mutation the
+// change may have been applied) from the caller's own deadline (final).
+func classify(op string, err error, callerAlive bool) (retry, rateLimited bool, classified error) {
 	var httpErr *graphql.HTTPError
 	if errors.As(err, &httpErr) {
 		msg := firstMessage(httpErr.Response.Errors)
 		switch {
 		case httpErr.StatusCode == http.StatusTooManyRequests:
-			return true, rateLimitWait, &APIError{Op: op, Status: httpErr.StatusCode, Message: "rate limited"}
+			return true, true, &APIError{Op: op, Status: httpErr.StatusCode, Message: "rate limited"}
 		case httpErr.StatusCode >= 500:
-			return true, 0, &APIError{Op: op, Status: httpErr.StatusCode, Message: msg}
+			return true, false, &APIError{Op: op, Status: httpErr.StatusCode, Message: msg}
 		case httpErr.StatusCode == http.StatusBadRequest:
-			return false, 0, &RequestError{Op: op, Message: msg}
+			return false, false, &RequestError{Op: op, Message: msg}
 		case httpErr.StatusCode == http.StatusUnauthorized || httpErr.StatusCode == http.StatusForbidden:
-			return false, 0, ErrUnauthenticated
+			return false, false, ErrUnauthenticated
 		}
-		return false, 0, &APIError{Op: op, Status: httpErr.StatusCode, Message: msg}
+		return false, false, &APIError{Op: op, Status: httpErr.StatusCode, Message: msg}
 	}
 	var list gqlerror.List
 	if errors.As(err, &list) {
@@ -81,22 +115,27 @@ func classify(op string, err error) (retry bool, wait time.Duration, classified 
 			code, _ := e.Extensions["code"].(string)
 			switch {
 			case code == "UNAUTHENTICATED" || strings.Contains(e.Message, "Malformed Authorization header"):
-				return false, 0, ErrUnauthenticated
+				return false, false, ErrUnauthenticated
 			case code == "VERSION_LOCKING_ERROR":
-				return false, 0, errors.Join(ErrVersionLocked, &APIError{Op: op, Message: e.Message})
+				return false, false, errors.Join(ErrVersionLocked, &APIError{Op: op, Message: e.Message})
 			case strings.Contains(e.Message, "State update failed"):
-				return false, 0, errors.Join(ErrAlreadySubmitted, &APIError{Op: op, Message: e.Message})
+				return false, false, errors.Join(ErrAlreadySubmitted, &APIError{Op: op, Message: e.Message})
 			case code == "API_ERROR":
-				return true, 0, &APIError{Op: op, Message: e.Message}
+				return true, false, &APIError{Op: op, Message: e.Message}
 			}
 		}
-		return false, 0, &APIError{Op: op, Message: msg}
+		return false, false, &APIError{Op: op, Message: msg}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false, 0, err
+		if !callerAlive || errors.Is(err, context.Canceled) {
+			return false, false, err
+		}
+		// net/http's client timeout wraps DeadlineExceeded although the
+		// caller's context is alive: the answer did not come in time.
+		return true, false, &APIError{Op: op, Message: "no answer in time (the change may have been applied): " + err.Error()}
 	}
 	// Transport errors: connection refused, resets, timeouts, bad JSON from a proxy.
-	return true, 0, &APIError{Op: op, Message: err.Error()}
+	return true, false, &APIError{Op: op, Message: err.Error()}
 }
 
 func firstMessage(list gqlerror.List) string {

@@ -50,7 +50,7 @@ func TestOperationsValidateAgainstFullSchema(t *testing.T) {
 		for _, op := range doc.Operations {
 			names = append(names, op.Name)
 		}
-		want := "Hello DefaultServerTenant AuthInfoTenant RegisterAgent GetRunsInQueue FlowRunsToSubmit SetFlowRunStates SetTaskRunStates WriteRunLogs FlowRunState FlowRunStates"
+		want := "Hello DefaultServerTenant AuthInfoTenant RegisterAgent GetRunsInQueue FlowRunsToSubmit StrandedFlowRuns FlowRunSubmission SetFlowRunStates SetTaskRunStates WriteRunLogs FlowRunState FlowRunStates"
 		if got := strings.Join(names, " "); got != want {
 			t.Fatalf("operations.graphql holds %q, want %q", got, want)
 		}

@@ -18,13 +18,67 @@ func baseState(stateType, message string) map[string]any {
 	}
 }
 
-// SubmittedState wraps the state it replaces, as the original agent does.
-func SubmittedState(message string, previous json.RawMessage) json.RawMessage {
+// Submission identifies one submission attempt. It goes into the Submitted
+// state's context under "submitted_by", so the agent can tell, after an
+// answer it did not get, whether the run's Submitted state is its own: Server
+// records the agent id on the run, and the token also tells apart two
+// replicas sharing one registration.
+type Submission struct {
+	AgentID string `json:"agent_id,omitempty"`
+	Agent   string `json:"agent,omitempty"`
+	Token   string `json:"token"`
+}
+
+// submittedByKey is the Submitted state's context key holding the Submission.
+const submittedByKey = "submitted_by"
+
+// SubmittedState wraps the state it replaces, as the original agent does, and
+// records the submission in its context.
+func SubmittedState(message string, previous json.RawMessage, by Submission) json.RawMessage {
 	s := baseState("Submitted", message)
+	if by.Token != "" {
+		s["context"] = map[string]any{submittedByKey: by}
+	}
 	if len(previous) > 0 && string(previous) != "null" {
 		s["state"] = previous
 	}
 	raw, _ := json.Marshal(s)
+	return raw
+}
+
+// SubmittedBy returns the submission recorded in a serialized Submitted state.
+func SubmittedBy(state json.RawMessage) (Submission, bool) {
+	var s struct {
+		Context map[string]json.RawMessage `json:"context"`
+	}
+	var by Submission
+	if json.Unmarshal(state, &s) != nil || s.Context[submittedByKey] == nil || json.Unmarshal(s.Context[submittedByKey], &by) != nil {
+		return Submission{}, false
+	}
+	return by, by.Token != ""
+}
+
+// PreviousState returns the state a Submitted state wrapped (null when none).
+func PreviousState(state json.RawMessage) json.RawMessage {
+	var s struct {
+		State json.RawMessage `json:"state"`
+	}
+	_ = json.Unmarshal(state, &s)
+	return s.State
+}
+
+// ScheduledState is a Scheduled state starting at start, for a run handed back
+// to the queue.
+func ScheduledState(message string, start time.Time) json.RawMessage {
+	s := baseState("Scheduled", message)
+	s["start_time"] = start.UTC().Format(time.RFC3339Nano)
+	raw, _ := json.Marshal(s)
+	return raw
+}
+
+// CancelledState is a Cancelled state with a message.
+func CancelledState(message string) json.RawMessage {
+	raw, _ := json.Marshal(baseState("Cancelled", message))
 	return raw
 }
 

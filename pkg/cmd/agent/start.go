@@ -173,7 +173,11 @@ func (o *StartOptions) Run(cmd *cobra.Command) error {
 	if err := checkPermissions(ctx, kube, ns, o.WatchAllNamespaces, o.LeaderElect); err != nil {
 		return err
 	}
-	client := prefect.NewClient(prefect.Config{API: o.Settings.API, APIKey: o.Settings.Key, TenantID: o.Settings.TenantID})
+	retryLog := klog.FromContext(ctx).V(1)
+	client := prefect.NewClient(prefect.Config{API: o.Settings.API, APIKey: o.Settings.Key, TenantID: o.Settings.TenantID,
+		OnRetry: func(op string, attempt int, err error) {
+			retryLog.Info("Prefect API request failed; retrying", "operation", op, "attempt", attempt, "err", err.Error())
+		}})
 	manage := agentpkg.ManageConfig{AllNamespaces: o.WatchAllNamespaces, DeleteFinishedJobs: o.DeleteFinishedJobs, KeepFailedJobs: o.KeepFailedJobs}
 	o.Pending.apply(&manage)
 	a, err := agentpkg.New(agentpkg.Config{

@@ -70,7 +70,7 @@ func (e *Emulator) AddFlowRun(spec FlowRunSpec) (FlowRun, error) {
 		ID: spec.ID, TenantID: spec.TenantID, Name: spec.Name, Flow: spec.Flow,
 		Labels: sortedCopy(spec.Labels), RunConfig: spec.RunConfig, Parameters: spec.Parameters,
 		ScheduledStartTime: spec.ScheduledStartTime, Version: 1, State: spec.State,
-		StateMessage: "Flow run scheduled.", SerializedState: state, StateStartTime: spec.ScheduledStartTime,
+		StateMessage: "Flow run scheduled.", SerializedState: state, StateStartTime: spec.ScheduledStartTime, StateTimestamp: now,
 		States: []StateRecord{{Type: spec.State, Message: "Flow run scheduled.", Version: 1, Timestamp: now, State: state}},
 	}
 	for _, ts := range spec.TaskRuns {
@@ -127,9 +127,34 @@ func (e *Emulator) SetFlowRunState(id, stateType, message string) (FlowRun, erro
 	}
 	state := serializedState(stateType, message, nil)
 	r.Version++
-	r.State, r.StateMessage, r.SerializedState, r.StateStartTime = stateType, message, state, e.now()
+	r.State, r.StateMessage, r.SerializedState, r.StateStartTime, r.StateTimestamp = stateType, message, state, e.now(), e.now()
 	r.States = append(r.States, StateRecord{Type: stateType, Message: message, Version: r.Version, Timestamp: e.now(), State: state})
 	return r.snapshot(), nil
+}
+
+// SetTaskRunState moves a task run to a state as its flow runner would, for
+// example Retrying with the start time of the retry, bumping its version.
+func (e *Emulator) SetTaskRunState(id, stateType, message string, start time.Time) (TaskRun, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	tr, ok := e.taskRuns[id]
+	if !ok {
+		return TaskRun{}, fmt.Errorf("no task run %s", id)
+	}
+	var startPtr *time.Time
+	if !start.IsZero() {
+		startPtr = &start
+	}
+	state := serializedState(stateType, message, startPtr)
+	tr.Version++
+	tr.State, tr.SerializedState, tr.StateStartTime = stateType, state, e.now()
+	if startPtr != nil {
+		tr.StateStartTime = start
+	}
+	tr.States = append(tr.States, StateRecord{Type: stateType, Message: message, Version: tr.Version, Timestamp: e.now(), State: state})
+	c := *tr
+	c.States = append([]StateRecord{}, tr.States...)
+	return c, nil
 }
 
 // Agents returns the registered agents.
@@ -221,6 +246,36 @@ func (e *Emulator) registerControl(mux *http.ServeMux) {
 			return
 		}
 		writeJSON(w, http.StatusOK, run)
+	})
+	mux.HandleFunc("POST /emulator/task-runs/{id}/state", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Type, Message string
+			StartTime     time.Time `json:"start_time"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Type == "" {
+			http.Error(w, `body must be {"type": "<state>", "message": "...", "start_time": "<RFC 3339, optional>"}`, http.StatusBadRequest)
+			return
+		}
+		tr, err := e.SetTaskRunState(r.PathValue("id"), body.Type, body.Message, body.StartTime)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		writeJSON(w, http.StatusOK, tr)
+	})
+	mux.HandleFunc("POST /emulator/refuse-connections", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Seconds float64 `json:"seconds"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Seconds <= 0 {
+			http.Error(w, `body must be {"seconds": <how long>}`, http.StatusBadRequest)
+			return
+		}
+		e.RefuseConnections(time.Duration(body.Seconds * float64(time.Second)))
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /emulator/faults", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, e.InjectedFaults())
 	})
 	mux.HandleFunc("GET /emulator/agents", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, e.Agents())

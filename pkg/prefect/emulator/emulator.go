@@ -41,6 +41,8 @@ type Config struct {
 	Tenants []Tenant
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Faults, when set, are injected from the start (see SetFaults).
+	Faults *Faults
 }
 
 // Emulator is an in-memory Prefect 1 API.
@@ -88,6 +90,9 @@ func New(cfg Config) (*Emulator, error) {
 	}
 	if len(e.tenants) == 0 {
 		e.tenants = []Tenant{{ID: newID(), Name: "default", Slug: "default"}}
+	}
+	if cfg.Faults != nil {
+		e.SetFaults(*cfg.Faults)
 	}
 	for key, tenant := range e.apiKeys {
 		if !e.hasTenant(tenant) {

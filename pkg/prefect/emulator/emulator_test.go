@@ -98,10 +98,10 @@ func TestSecondSubmittedIsRefused(t *testing.T) {
 	c := fastClient(srv, "")
 	ctx := context.Background()
 	v := run.Version
-	if err := c.SetFlowRunState(ctx, run.ID, &v, prefect.SubmittedState("Submitted for execution", run.SerializedState)); err != nil {
+	if err := c.SetFlowRunState(ctx, run.ID, &v, prefect.SubmittedState("Submitted for execution", run.SerializedState, prefect.Submission{Token: "t"})); err != nil {
 		t.Fatalf("first Submitted: %v", err)
 	}
-	err := c.SetFlowRunState(ctx, run.ID, &v, prefect.SubmittedState("Submitted for execution", run.SerializedState))
+	err := c.SetFlowRunState(ctx, run.ID, &v, prefect.SubmittedState("Submitted for execution", run.SerializedState, prefect.Submission{Token: "t"}))
 	if !errors.Is(err, prefect.ErrAlreadySubmitted) || !strings.Contains(err.Error(), "State update failed: this run has already been submitted.") {
 		t.Fatalf("second Submitted: err = %v", err)
 	}

@@ -2,6 +2,8 @@ package emulator
 
 import (
 	"fmt"
+	"regexp"
+	"strings"
 	"time"
 )
 
@@ -20,7 +22,9 @@ func matchFlowRun(r *FlowRun, where map[string]any) (bool, error) {
 		case "state_start_time":
 			return compareTime(r.StateStartTime, cond)
 		case "state_timestamp":
-			return compareTime(r.stateTimestamp(), cond)
+			return compareTime(r.StateTimestamp, cond)
+		case "agent_id":
+			return compareString(r.AgentID, r.AgentID == "", cond)
 		case "task_runs":
 			for _, tr := range r.TaskRuns {
 				ok, err := matchTaskRun(tr, cond)
@@ -45,6 +49,20 @@ func matchTaskRun(tr *TaskRun, where map[string]any) (bool, error) {
 			return compareTime(tr.StateStartTime, cond)
 		}
 		return false, fmt.Errorf("emulator: filtering task_run on %s is not implemented", column)
+	})
+}
+
+func matchLog(l Log, where map[string]any) (bool, error) {
+	return matchBoolExp(where, func(column string, cond map[string]any) (bool, error) {
+		switch column {
+		case "level":
+			return compareString(l.Level, false, cond)
+		case "message":
+			return compareString(l.Message, false, cond)
+		case "name":
+			return compareString(l.Name, false, cond)
+		}
+		return false, fmt.Errorf("emulator: filtering log on %s is not implemented", column)
 	})
 }
 
@@ -99,6 +117,8 @@ func compareString(v string, isNull bool, cond map[string]any) (bool, error) {
 		case "_is_null":
 			want, _ := arg.(bool)
 			ok = isNull == want
+		case "_like":
+			ok = !isNull && like(v, asString(arg))
 		default:
 			return false, fmt.Errorf("emulator: comparison %s is not implemented", op)
 		}
@@ -145,6 +165,25 @@ func compareTime(v time.Time, cond map[string]any) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// like is SQL LIKE: % matches any run of characters, _ any one character.
+func like(v, pattern string) bool {
+	var re strings.Builder
+	re.WriteString("^")
+	for _, r := range pattern {
+		switch r {
+		case '%':
+			re.WriteString("(?s:.*)")
+		case '_':
+			re.WriteString("(?s:.)")
+		default:
+			re.WriteString(regexp.QuoteMeta(string(r)))
+		}
+	}
+	re.WriteString("$")
+	ok, _ := regexp.MatchString(re.String(), v)
+	return ok
 }
 
 func contains(list []string, v string) bool {

@@ -26,7 +26,13 @@ type requestInfo struct {
 }
 
 func (e *Emulator) serveGraphQL(w http.ResponseWriter, r *http.Request) {
-	if e.faults.inject(w, r) {
+	if e.faults.refusing() {
+		e.faults.count(faultRefused)
+		dropConnection(w)
+		return
+	}
+	fault, hold, delay := e.faults.draw()
+	if e.faults.before(w, r, fault, hold, delay) {
 		return
 	}
 	var req graphQLRequest
@@ -80,6 +86,7 @@ func (e *Emulator) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 
 	// Each operation runs whole under the lock, so it sees and leaves one
 	// consistent state, as a database transaction would.
+	// The answer is encoded under the lock too: it may hold the store's values.
 	ex := &executor{schema: e.schema, doc: doc, vars: coerced}
 	var data orderedObject
 	e.mu.Lock()
@@ -88,12 +95,22 @@ func (e *Emulator) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 	} else {
 		data = ex.run(op, e.queryRoot(info))
 	}
-	e.mu.Unlock()
 	resp := map[string]any{"data": data}
 	if len(ex.errors) > 0 {
 		resp["errors"] = ex.errors
 	}
-	writeJSON(w, http.StatusOK, resp)
+	body, err := json.Marshal(resp)
+	e.mu.Unlock()
+	if err != nil {
+		writeErrors(w, http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "encoding the answer: "+err.Error(), nil)
+		return
+	}
+	if e.faults.after(w, r, fault, hold) {
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(body, '\n'))
 }
 
 // authenticate checks the bearer key; it returns the key's tenant.

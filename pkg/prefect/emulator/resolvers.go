@@ -68,7 +68,7 @@ func (e *Emulator) mutationRoot(info requestInfo) object {
 		case "get_runs_in_queue":
 			return e.getRunsInQueue(info, input)
 		case "set_flow_run_states":
-			return e.setFlowRunStates(input)
+			return e.setFlowRunStates(info, input)
 		case "set_task_run_states":
 			return e.setTaskRunStates(input)
 		case "write_run_logs":
@@ -153,7 +153,7 @@ func (e *Emulator) getRunsInQueue(info requestInfo, input map[string]any) (any, 
 	return mapObject(map[string]any{"flow_run_ids": ids}), nil
 }
 
-func (e *Emulator) setFlowRunStates(input map[string]any) (any, error) {
+func (e *Emulator) setFlowRunStates(info requestInfo, input map[string]any) (any, error) {
 	var out []any
 	for _, item := range asList(input["states"]) {
 		in, _ := item.(map[string]any)
@@ -179,6 +179,10 @@ func (e *Emulator) setFlowRunStates(input map[string]any) (any, error) {
 		}
 		r.Version++
 		r.State, r.StateMessage, r.SerializedState = typ, msg, raw
+		r.StateTimestamp = e.now()
+		if typ == "Submitted" && info.agentID != "" {
+			r.AgentID = info.agentID
+		}
 		r.StateStartTime = e.now()
 		if start != nil {
 			r.StateStartTime = *start
@@ -280,9 +284,31 @@ func (e *Emulator) flowRunObject(r *FlowRun) object {
 		case "state_start_time":
 			return r.StateStartTime, nil
 		case "state_timestamp":
-			return r.stateTimestamp(), nil
+			return r.StateTimestamp, nil
+		case "agent_id":
+			if r.AgentID == "" {
+				return nil, nil
+			}
+			return r.AgentID, nil
 		case "flow":
 			return flowObject(r.Flow), nil
+		case "logs":
+			where, _ := args["where"].(map[string]any)
+			limit, hasLimit := asInt(args["limit"])
+			var out []any
+			for _, l := range r.Logs {
+				if hasLimit && len(out) >= limit {
+					break
+				}
+				ok, err := matchLog(l, where)
+				if err != nil {
+					return nil, err
+				}
+				if ok {
+					out = append(out, mapObject(map[string]any{"level": l.Level, "message": l.Message, "name": l.Name}))
+				}
+			}
+			return out, nil
 		case "task_runs":
 			where, _ := args["where"].(map[string]any)
 			var out []any

@@ -83,9 +83,14 @@ type FlowRun struct {
 	StateMessage       string          `json:"state_message"`
 	SerializedState    json.RawMessage `json:"serialized_state"`
 	StateStartTime     time.Time       `json:"state_start_time"`
-	States             []StateRecord   `json:"states"`
-	Logs               []Log           `json:"logs"`
-	TaskRuns           []*TaskRun      `json:"task_runs"`
+	// StateTimestamp is when the current state was set.
+	StateTimestamp time.Time `json:"state_timestamp"`
+	// AgentID is the agent that marked the run Submitted last, from its
+	// X-PREFECT-AGENT-ID header, as Server records it.
+	AgentID  string        `json:"agent_id,omitempty"`
+	States   []StateRecord `json:"states"`
+	Logs     []Log         `json:"logs"`
+	TaskRuns []*TaskRun    `json:"task_runs"`
 }
 
 // labelsMatch is the server's rule: every run label is an agent label, and an

@@ -1,0 +1,153 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
+)
+
+// refusedError is a Job Kubernetes answered with a 4xx refusal: trying again
+// cannot help, so the run fails.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
+
+// createAttemptTimeout bounds one create request.
+const createAttemptTimeout = 20 * time.Second
+
+// createJob creates the Job and reports whether this call created it. Only a
+// 4xx answer is a refusal; transport errors, 5xx and 429 are retried with
+// back-off for CreateRetryFor (the deterministic name makes that safe), or
+// until the agent is told to hurry its shutdown. A Job of the same name made
+// for the same submission means an earlier try got through.
+func (a *Agent) createJob(ctx context.Context, job *batchv1.Job) (bool, error) {
+	log := klog.FromContext(ctx).WithValues("job", klog.KObj(job))
+	jobs := a.cfg.Kube.BatchV1().Jobs(job.Namespace)
+	deadline := time.Now().Add(a.cfg.CreateRetryFor)
+	delay := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		created, err := a.createOnce(ctx, jobs, job)
+		if err == nil {
+			return created, nil
+		}
+		var refused *refusedError
+		if errors.As(err, &refused) || ctx.Err() != nil {
+			return false, err
+		}
+		if time.Now().After(deadline) || a.hurried() {
+			return false, fmt.Errorf("gave up after %d tries: %w", attempt, err)
+		}
+		log.V(1).Info("Creating the Job failed; trying again", "attempt", attempt, "err", err.Error())
+		select {
+		case <-ctx.Done():
+			return false, err
+		case <-a.hurry:
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
+}
+
+type jobClient interface {
+	Create(context.Context, *batchv1.Job, metav1.CreateOptions) (*batchv1.Job, error)
+	Get(context.Context, string, metav1.GetOptions) (*batchv1.Job, error)
+}
+
+// createOnce makes one try; refusals come back as *refusedError.
+func (a *Agent) createOnce(ctx context.Context, jobs jobClient, job *batchv1.Job) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, createAttemptTimeout)
+	defer cancel()
+	_, err := jobs.Create(ctx, job, metav1.CreateOptions{FieldManager: FieldManager})
+	if err == nil {
+		return true, nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		if refusal(err) {
+			return false, &refusedError{err}
+		}
+		return false, err
+	}
+	existing, err := jobs.Get(ctx, job.Name, metav1.GetOptions{})
+	if err != nil {
+		return false, err // gone again, or unreachable: try again
+	}
+	if !sameSubmission(existing, job) {
+		return false, &refusedError{fmt.Errorf("a Job named %s already exists for another submission (flow run %s, version %s)",
+			job.Name, existing.Labels[manifest.LabelFlowRunID], existing.Annotations[manifest.AnnotationFlowRunVersion])}
+	}
+	return false, nil
+}
+
+// sameSubmission tells whether an existing Job is the one this submission makes.
+func sameSubmission(existing, job *batchv1.Job) bool {
+	return existing.Labels[manifest.LabelFlowRunID] == job.Labels[manifest.LabelFlowRunID] &&
+		existing.Labels[manifest.LabelIdentifier] == job.Labels[manifest.LabelIdentifier] &&
+		existing.Annotations[manifest.AnnotationFlowRunVersion] == job.Annotations[manifest.AnnotationFlowRunVersion]
+}
+
+// refusal tells a 4xx answer (other than timeouts and rate limits) from
+// errors worth another try.
+func refusal(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	code := int(status.Status().Code)
+	return code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests
+}
+
+// retireOlderJobs deletes the run's Jobs made for an older version that have
+// not finished: when Lazarus or a user reschedules a run whose Job is still
+// pending, only the new Job may run. Each deletion gets a line in the run log.
+func (a *Agent) retireOlderJobs(ctx context.Context, runID string, job *batchv1.Job) {
+	log := klog.FromContext(ctx).WithValues("flowRun", runID)
+	version, err := strconv.Atoi(job.Annotations[manifest.AnnotationFlowRunVersion])
+	if err != nil {
+		return
+	}
+	jobs := a.cfg.Kube.BatchV1().Jobs(job.Namespace)
+	list, err := jobs.List(ctx, metav1.ListOptions{LabelSelector: manifest.LabelFlowRunID + "=" + runID})
+	if err != nil {
+		log.Error(err, "Could not list the flow run's Jobs to retire older ones")
+		return
+	}
+	for i := range list.Items {
+		old := &list.Items[i]
+		v, err := strconv.Atoi(old.Annotations[manifest.AnnotationFlowRunVersion])
+		if old.Name == job.Name || err != nil || v >= version || jobFinished(old) || old.DeletionTimestamp != nil {
+			continue
+		}
+		background := metav1.DeletePropagationBackground
+		err = jobs.Delete(ctx, old.Name, metav1.DeleteOptions{PropagationPolicy: &background, Preconditions: &metav1.Preconditions{UID: &old.UID}})
+		if err != nil && !apierrors.IsNotFound(err) {
+			log.Error(err, "Could not delete the flow run's older Job", "job", klog.KObj(old))
+			continue
+		}
+		a.metrics.jobsDeleted.WithLabelValues("superseded").Inc()
+		log.Info("Deleted the flow run's older unfinished Job", "job", klog.KObj(old), "version", v)
+		a.runLog(ctx, runID, prefect.LevelInfo, fmt.Sprintf("Deleted Job %s of an earlier submission (version %d), which had not finished: the run was submitted again and only Job %s may run it", old.Name, v, job.Name))
+	}
+}
+
+// jobFinished tells whether a Job completed or failed.
+func jobFinished(job *batchv1.Job) bool {
+	for _, c := range job.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,103 @@
+package agent
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
+)
+
+// Recovery of stranded runs: a run this agent marked Submitted whose Job it
+// never created (the process was killed, the node lost, or the answer to the
+// mark lost) would wait for Lazarus. At start and then every RecoverInterval
+// the agent asks for its Submitted runs marked between RecoverWindow and
+// RecoverGrace ago (one filtered query; Server records the submitting agent on
+// the run). For each whose log does not name its Job, it lists the run's Jobs
+// through the API and creates a missing one under the name the lost attempt
+// would have used: the Submitted version minus one. A late original
+// and the recovery then meet AlreadyExists, and only one Job exists.
+
+// recoverLoop runs recovery passes until ctx ends; the Jobs go through
+// workers on workCtx like submissions.
+func (a *Agent) recoverLoop(ctx, workCtx context.Context) {
+	log := klog.FromContext(ctx)
+	for {
+		if err := a.recoverPass(ctx, workCtx); err != nil && ctx.Err() == nil {
+			log.Error(err, "Looking for flow runs Submitted without a Job failed; trying again later")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(a.cfg.RecoverInterval):
+		}
+	}
+}
+
+// recoverPass hands every stranded candidate to a worker.
+func (a *Agent) recoverPass(ctx, workCtx context.Context) error {
+	now := a.cfg.Now()
+	runs, err := a.cfg.Prefect.StrandedRuns(ctx, a.agentID, now.Add(-a.cfg.RecoverWindow), now.Add(-a.cfg.RecoverGrace), now.Add(-3*time.Second))
+	if err != nil {
+		return err
+	}
+	for _, run := range runs {
+		if _, busy := a.inFlight.LoadOrStore(run.Id, struct{}{}); busy {
+			continue
+		}
+		select {
+		case a.slots <- struct{}{}:
+		case <-ctx.Done():
+			a.inFlight.Delete(run.Id)
+			return nil
+		}
+		a.workers.Add(1)
+		go func(run prefect.StrandedRun) {
+			defer func() {
+				<-a.slots
+				a.inFlight.Delete(run.Id)
+				a.workers.Done()
+			}()
+			a.recoverRun(workCtx, run)
+		}(run)
+	}
+	return nil
+}
+
+// recoverRun creates the Job of a Submitted run that has none and never had:
+// a Job the run's log names was created, and may have finished and been
+// deleted since.
+func (a *Agent) recoverRun(ctx context.Context, stranded prefect.StrandedRun) {
+	run := stranded.FlowRun
+	log := klog.FromContext(ctx).WithValues("flowRun", run.Id)
+	if by, ok := prefect.SubmittedBy(run.Serialized_state); ok && by.AgentID != "" && by.AgentID != a.agentID {
+		return // Server's agent_id is ours, but another agent wrote this state
+	}
+	job, _, err := a.buildJob(ctx, run, run.Version-1, "")
+	if err != nil {
+		a.fail(ctx, run.Id, &run.Version, "Cannot build a Kubernetes Job for this flow run: "+err.Error())
+		return
+	}
+	for _, line := range stranded.JobLines {
+		if strings.HasSuffix(line, "Submitted for execution: Job "+job.Name) {
+			return // created once; finished and deleted since, or still there
+		}
+	}
+	list, err := a.cfg.Kube.BatchV1().Jobs(job.Namespace).List(ctx, metav1.ListOptions{LabelSelector: manifest.LabelFlowRunID + "=" + run.Id})
+	if err != nil {
+		log.Error(err, "Could not list the Jobs of a flow run Submitted by this agent; trying again later")
+		return
+	}
+	for _, j := range list.Items {
+		if v, err := strconv.Atoi(j.Annotations[manifest.AnnotationFlowRunVersion]); err == nil && v >= run.Version-1 {
+			return // it has its Job
+		}
+	}
+	log.Info("Recovering flow run: it was marked Submitted by this agent but has no Job", "submitted", run.Version)
+	a.launch(ctx, run, job, run.Version, true, "Recovered after the agent stopped between marking the run Submitted and creating its Job. ")
+}

@@ -1,0 +1,105 @@
+package agent
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+)
+
+func quickRecovery(c *Config) {
+	c.RecoverInterval, c.RecoverGrace = 200*time.Millisecond, 500*time.Millisecond
+}
+
+func TestRecoveryCreatesTheJobOfARunStrandedInSubmitted(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	ra := e.start("", quickRecovery)
+	eventually(t, "the agent to register", func() bool { return len(e.em.Agents()) == 1 })
+	// Another process of this agent marked the run Submitted and died before
+	// creating the Job.
+	run := e.schedule(emulator.FlowRunSpec{State: "Paused"}) // not in the queue's metadata query
+	dead := newClient(e.api, "")
+	dead.SetAgentID(e.em.Agents()[0].ID)
+	v := run.Version
+	if err := dead.SetFlowRunState(context.Background(), run.ID, &v, prefect.SubmittedState("Submitted for execution", run.SerializedState,
+		prefect.Submission{AgentID: e.em.Agents()[0].ID, Agent: "test-agent", Token: "from-the-dead-process"})); err != nil {
+		t.Fatal(err)
+	}
+	got := e.waitSubmitted(run.ID)
+	jobs := e.jobsFor(run.ID)
+	want, _, _ := manifest.JobName("", run.ID, run.Version, "")
+	if len(jobs) != 1 || jobs[0].Name != want {
+		t.Fatalf("Jobs %v, want one named %s (the name the lost attempt would have used)", jobs, want)
+	}
+	if lines := logsAt(got, "INFO"); len(lines) != 1 || !strings.HasPrefix(lines[0], "Recovered after the agent stopped between marking the run Submitted and creating its Job.") {
+		t.Fatalf("run log %q", lines)
+	}
+	if !strings.Contains(ra.logs.String(), "Recovering flow run") {
+		t.Fatalf("agent log lacks the recovery")
+	}
+}
+
+func TestRecoveryLeavesAFinishedAndDeletedJobAlone(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	run := e.schedule(emulator.FlowRunSpec{})
+	e.start("", quickRecovery)
+	e.waitSubmitted(run.ID)
+	job := e.jobsFor(run.ID)[0]
+	// The Job finished without the run reporting, and was deleted.
+	background := metav1.DeletePropagationBackground
+	if err := cluster.Client.BatchV1().Jobs(e.ns).Delete(context.Background(), job.Name, metav1.DeleteOptions{PropagationPolicy: &background}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // several recovery passes
+	if jobs := e.jobsFor(run.ID); len(jobs) != 0 {
+		t.Fatalf("the recovery made the Job again: %s", jobs[0].Name)
+	}
+}
+
+func TestRecoveryLeavesOtherAgentsRunsAlone(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	run := e.schedule(emulator.FlowRunSpec{State: "Paused"})
+	other := newClient(e.api, "")
+	if _, err := other.RegisterAgent(context.Background(), e.em.DefaultTenant().ID, "other-agent", AgentType, nil); err != nil {
+		t.Fatal(err)
+	}
+	v := run.Version
+	if err := other.SetFlowRunState(context.Background(), run.ID, &v, prefect.SubmittedState("Submitted for execution", run.SerializedState, prefect.Submission{Token: "other"})); err != nil {
+		t.Fatal(err)
+	}
+	e.start("", quickRecovery)
+	time.Sleep(2 * time.Second)
+	if jobs := e.jobsFor(run.ID); len(jobs) != 0 {
+		t.Fatalf("an agent recovered another agent's run: Job %s", jobs[0].Name)
+	}
+}
+
+func TestDroppedRunsAreNotAskedAboutOnEveryPoll(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	// A Queued run is in the queue but not in the metadata query's answer.
+	e.schedule(emulator.FlowRunSpec{State: "Queued"})
+	e.start("", func(c *Config) { c.Intervals = DefaultIntervals })
+	time.Sleep(4 * time.Second) // polls at 0, 0.5, 1.5 and 3.5 s
+	req := e.em.Requests()
+	if req["GetRunsInQueue"] < 3 || req["FlowRunsToSubmit"] != 1 {
+		t.Fatalf("%d polls, %d metadata queries: a dropped run should be asked about once per long interval", req["GetRunsInQueue"], req["FlowRunsToSubmit"])
+	}
+}
+
+func TestAgentWaitsForAnUnreachableAPIAtStart(t *testing.T) {
+	e := newFaultEnv(t, emulator.Config{})
+	run := e.schedule(emulator.FlowRunSpec{})
+	e.em.RefuseConnections(3 * time.Second)
+	ra := e.start("", nil)
+	e.waitSubmitted(run.ID)
+	ra.alive(t)
+	if !strings.Contains(ra.logs.String(), "Cannot reach the Prefect API yet; trying again") {
+		t.Fatalf("the agent did not meet the refusal at start")
+	}
+}
