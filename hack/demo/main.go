@@ -76,10 +76,10 @@ func run() error {
 		fmt.Printf("    %-14s %s\n", r.name, r.about)
 	}
 
-	step("kubectl prefect agent start -n flows --backend server --api %s -l k8s --delete-finished-jobs=false", api)
+	step("kubectl prefect agent start -n flows --backend server --api %s -l k8s --delete-finished-jobs=false --image-pull-grace 10s", api)
 	kubectl, _ := testbed.Tool("kubectl")
 	agent := exec.Command(kubectl, "prefect", "agent", "start", "-n", "flows", "--backend", "server", "--api", api, "-l", "k8s",
-		"--agent-name", "demo-agent", "--delete-finished-jobs=false")
+		"--agent-name", "demo-agent", "--delete-finished-jobs=false", "--image-pull-grace", "10s")
 	agent.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "KUBECONFIG="+cluster.Kubeconfig)
 	logs, _ := agent.StderrPipe()
 	if err := agent.Start(); err != nil {
@@ -147,7 +147,8 @@ func demoRuns() []demoRun {
 	}
 }
 
-// settled reports whether every k8s run has failed or had its Job finish.
+// settled reports whether every k8s run has failed or had its Job finish; an
+// image that cannot be pulled gets a WARNING at once and fails after its grace.
 func settled(em *emulator.Emulator) bool {
 	for _, r := range em.FlowRuns() {
 		if len(r.Labels) == 1 && r.Labels[0] == "gpu" {
@@ -155,7 +156,7 @@ func settled(em *emulator.Emulator) bool {
 		}
 		finished := r.State == "Failed"
 		for _, l := range r.Logs {
-			finished = finished || l.Level == prefect.LevelWarning
+			finished = finished || (l.Level == prefect.LevelWarning && strings.Contains(l.Message, "completed"))
 		}
 		if !finished {
 			return false
