@@ -1,6 +1,7 @@
 package memlimit
 
 import (
+	"runtime/debug"
 	"testing"
 	"testing/fstest"
 )
@@ -54,5 +55,24 @@ func TestGOMEMLIMITWins(t *testing.T) {
 	// source is checked here: Set must not replace a limit the user chose.
 	if _, from := Set(); from != "GOMEMLIMIT" {
 		t.Fatalf("limit taken from %q with GOMEMLIMIT set", from)
+	}
+}
+
+func TestGOGCWins(t *testing.T) {
+	t.Setenv("GOGC", "100")
+	if SetGCPercent() {
+		t.Fatal("SetGCPercent replaced the GOGC the user set")
+	}
+}
+
+func TestGCPercentWithoutGOGC(t *testing.T) {
+	t.Setenv("GOGC", "")
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+	if !SetGCPercent() {
+		t.Fatal("SetGCPercent did nothing with GOGC unset")
+	}
+	if got := debug.SetGCPercent(100); got != GCPercent {
+		t.Fatalf("GC percent %d, want %d", got, GCPercent)
 	}
 }

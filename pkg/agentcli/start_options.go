@@ -178,11 +178,15 @@ func (o *StartOptions) AgentConfig(ctx context.Context, conn Connection) (agentp
 	}, nil
 }
 
-// Run tells the Go runtime the container's memory limit, then runs the agent
-// until ctx ends (the signal handler's context) or --max-polls is reached.
+// Run tells the Go runtime the container's memory limit and the agent's GC
+// target, then runs the agent until ctx ends (the signal handler's context)
+// or --max-polls is reached.
 func (o *StartOptions) Run(ctx context.Context, conn Connection) error {
 	if limit, source := memlimit.Set(); limit > 0 {
 		klog.FromContext(ctx).V(1).Info("Go memory limit", "bytes", limit, "from", source)
+	}
+	if memlimit.SetGCPercent() {
+		klog.FromContext(ctx).V(1).Info("Go GC target", "GOGC", memlimit.GCPercent)
 	}
 	cfg, err := o.AgentConfig(ctx, conn)
 	if err != nil {
