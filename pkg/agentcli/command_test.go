@@ -22,6 +22,7 @@ func clearEnv(t *testing.T) {
 	}
 	t.Setenv("NAMESPACE", "")
 	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("KUBERNETES_SERVICE_HOST", "") // not in-cluster, even when CI runs in a pod
 }
 
 func runAgent(t *testing.T, args ...string) (string, error) {
