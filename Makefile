@@ -1,5 +1,9 @@
 # kubectl-prefect: build, test, demo.
+#   make build   bin/kubectl-prefect (the plugin) and bin/prefect-agent (the image's agent)
+#   make unit    unit tests only (go test -short): seconds, no test binaries needed
 #   make test    unit and integration tests (builds the test binaries first if needed)
+#   make bench   size, idle memory and a 1000-run burst, built as released (about 3 minutes)
+#   make bench-manage  steady state with 100 and 10,000 managed Jobs (about 15 minutes)
 #   make demo    a throwaway cluster, the Prefect emulator and the agent, end to end
 #   make tools   the test binaries: etcd, kube-apiserver, kube-controller-manager,
 #                kube-scheduler, kubectl, kwok, kwokctl, built from source into .cache/bin
@@ -12,12 +16,13 @@ STAMP := $(TOOLS)/.stamp
 # The tools are rebuilt only when a pinned version changes.
 TOOL_PINS := hack/tools/go.mod hack/tools/go.sum hack/kwok/go.mod hack/kwok/go.sum
 
-.PHONY: all build test unit tools lint demo bench clean release-tools release-check release-snapshot
+.PHONY: all build test unit tools lint demo bench bench-manage clean release-tools release-check release-snapshot
 
 all: build
 
 build:
 	$(GO) build -o bin/kubectl-prefect ./cmd/kubectl-prefect
+	$(GO) build -o bin/prefect-agent ./cmd/prefect-agent
 
 tools: $(STAMP)
 
@@ -46,8 +51,13 @@ demo: tools
 	$(GO) build -o bin/kubectl-prefect ./cmd/kubectl-prefect
 	$(GO) run ./hack/demo
 
+# Benchmarks build both binaries as goreleaser does (CGO_ENABLED=0 -trimpath
+# -s -w) and print markdown tables for the README; they are not part of `make test`.
 bench: tools
 	$(GO) run ./bench/submit -runs 1000
+
+bench-manage: tools
+	$(GO) run ./bench/manage -jobs 100,10000
 
 # Release tools (goreleaser, krew, validate-krew-manifest), pinned in hack/release.
 RELEASE_STAMP := $(TOOLS)/.release-stamp

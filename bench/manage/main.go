@@ -1,12 +1,14 @@
-// Command manage measures the agent at steady state while it manages many
-// Jobs: its memory and its requests per minute to the Kubernetes and Prefect
-// APIs, on the test bed's real control plane.
+// Command manage measures prefect-agent, built as released, at steady state
+// while it manages many Jobs with running pods (100 and 10,000 by default,
+// side by side in one run): its memory and its requests per minute to the
+// Kubernetes and Prefect APIs, on the test bed's real control plane. Then it
+// times `kubectl prefect jobs` against `kubectl get jobs`. `make bench-manage`
+// runs it.
 //
-//	go run ./bench/manage -jobs 10000
+//	go run ./bench/manage -jobs 100,10000
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -38,86 +40,79 @@ func main() {
 	}
 }
 
+// The targets of issue 12, printed next to the measurements.
+const (
+	targetPeakMiB        = 60.0 // at 10,000 Jobs
+	targetPrefectPerMin  = 15.0 // at any Job count
+	largeJobs            = 10000
+	settleBeforeMeasured = 30 * time.Second
+)
+
+type result struct {
+	jobs                   int
+	mem                    benchutil.Mem
+	heap                   float64
+	kubePerMin, prefPerMin float64
+	kubeSinceStart         int
+}
+
 func run() error {
-	jobs := flag.Int("jobs", 10000, "Jobs for the agent to manage")
+	jobCounts := flag.String("jobs", "100,10000", "comma-separated Job counts, each measured with its own agent")
 	nodes := flag.Int("nodes", 100, "simulated nodes (110 pods each)")
 	window := flag.Duration("window", time.Minute, "steady-state measuring window")
 	flag.Parse()
 	ctx := context.Background()
+	began := time.Now()
+	var counts []int
+	for _, f := range strings.Split(*jobCounts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-jobs %q: expected counts such as 100,10000", *jobCounts)
+		}
+		counts = append(counts, n)
+	}
 
+	logf("building kubectl-prefect and prefect-agent as released...")
+	bins, err := benchutil.Build()
+	if err != nil {
+		return err
+	}
+	defer bins.Close()
 	logf("starting the test bed cluster with %d nodes...", *nodes)
 	cluster, err := testbed.Start(ctx, *nodes)
 	if err != nil {
 		return err
 	}
 	defer cluster.Stop()
-	const ns = "bench-manage"
-	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		return err
+
+	var results []result
+	for _, n := range counts {
+		r, err := measure(ctx, cluster, bins.Agent, n, *window)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
 	}
 
-	em, err := emulator.New(emulator.Config{})
-	if err != nil {
-		return err
+	fmt.Printf("prefect-agent built as released, managing Jobs whose pods keep running; %s after a %s settle, one cluster, one run:\n\n", *window, settleBeforeMeasured)
+	fmt.Printf("| Jobs managed | RSS (VmRSS) | peak RSS (VmHWM) | RssAnon | Go heap in use | Prefect requests/min | Kubernetes requests/min | Kubernetes requests since start |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		fmt.Printf("| %d | %s | %s | %s | %.1f MiB | %.1f | %.1f | %d |\n", r.jobs, benchutil.MiB(r.mem.RSS), benchutil.MiB(r.mem.HWM),
+			benchutil.MiB(r.mem.Anon), r.heap, r.prefPerMin, r.kubePerMin, r.kubeSinceStart)
 	}
-	logf("creating %d running flow runs and their Jobs (pods that keep running)...", *jobs)
-	began := time.Now()
-	if err := createJobs(ctx, cluster, em, ns, *jobs); err != nil {
-		return err
-	}
-	logf("  Jobs created in %s; waiting for their pods to run...", time.Since(began).Round(time.Second))
-	if err := waitPodsRunning(ctx, cluster, ns, *jobs); err != nil {
-		return err
-	}
-	logf("  all pods running after %s", time.Since(began).Round(time.Second))
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	go (&http.Server{Handler: em.Handler(), ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
-	metricsLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	metricsAddr := metricsLn.Addr().String()
-	metricsLn.Close()
-
-	bin, err := benchutil.BuildAgent()
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(filepath.Dir(bin))
-	cmd := exec.Command(bin, "agent", "start", "--kubeconfig", cluster.Kubeconfig, "-n", ns, "--backend", "server",
-		"--api", "http://"+ln.Addr().String(), "--agent-address", metricsAddr, "--unschedulable-grace", "1h", "--profiling")
-	cmd.Stderr, _ = os.Create(filepath.Join(os.TempDir(), "bench-manage-agent.log"))
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-
-	logf("agent started; letting it settle for 30 s...")
-	time.Sleep(30 * time.Second)
-	kube0, prefect0 := kubeRequests(metricsAddr), prefectRequests(em)
-	logf("measuring for %s...", *window)
-	time.Sleep(*window)
-	kube1, prefect1 := kubeRequests(metricsAddr), prefectRequests(em)
-	perMinute := func(a, b int) float64 { return float64(b-a) / window.Minutes() }
-	rss, hwm := benchutil.Memory(cmd.Process.Pid)
-	if resp, err := http.Get("http://" + metricsAddr + "/debug/pprof/heap"); err == nil {
-		f, _ := os.Create(filepath.Join(os.TempDir(), "bench-manage-heap.pprof"))
-		_, _ = io.Copy(f, resp.Body)
-		f.Close()
-		resp.Body.Close()
+	fmt.Printf("\n| target | measured | |\n|---|---|---|\n")
+	for _, r := range results {
+		fmt.Printf("| ≤ %.0f Prefect requests/min with %d Jobs | %.1f | %s |\n", targetPrefectPerMin, r.jobs, r.prefPerMin, mark(r.prefPerMin <= targetPrefectPerMin))
+		if r.jobs == largeJobs {
+			peak := float64(r.mem.HWM) / 1024
+			fmt.Printf("| ≤ %.0f MiB peak RSS with %d Jobs | %.1f MiB | %s |\n", targetPeakMiB, r.jobs, peak, mark(peak <= targetPeakMiB))
+		}
 	}
 
-	fmt.Printf("| measure | value |\n|---|---|\n")
-	fmt.Printf("| Jobs managed (pods running) | %d |\n", *jobs)
-	fmt.Printf("| agent RSS at steady state | %.1f MiB |\n", float64(rss)/1024)
-	fmt.Printf("| agent peak RSS | %.1f MiB |\n", float64(hwm)/1024)
-	fmt.Printf("| Kubernetes API requests per minute | %.0f |\n", perMinute(kube0, kube1))
-	fmt.Printf("| Prefect API requests per minute | %.0f |\n", perMinute(prefect0, prefect1))
-	fmt.Printf("| Kubernetes API requests since start (list + watch) | %d |\n", kube1)
-
-	logf("timing `kubectl prefect jobs` against `kubectl get jobs`...")
-	ours, err := median(5, bin, "jobs", "--kubeconfig", cluster.Kubeconfig, "-n", ns)
+	largest := counts[len(counts)-1]
+	ns := namespaceFor(largest)
+	logf("timing `kubectl prefect jobs` against `kubectl get jobs` on %d Jobs...", largest)
+	ours, err := median(5, bins.Plugin, "jobs", "--kubeconfig", cluster.Kubeconfig, "-n", ns)
 	if err != nil {
 		return err
 	}
@@ -126,11 +121,84 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\n| listing %d Jobs (median of 5) | seconds |\n|---|---|\n", *jobs)
+	fmt.Printf("\n| listing %d Jobs (median of 5) | seconds |\n|---|---|\n", largest)
 	fmt.Printf("| kubectl prefect jobs | %.2f |\n", ours.Seconds())
 	fmt.Printf("| kubectl get jobs -l prefect.io/identifier | %.2f |\n", theirs.Seconds())
 	fmt.Printf("| ratio | %.2f |\n", ours.Seconds()/theirs.Seconds())
+	logf("bench/manage took %s", time.Since(began).Round(time.Second))
 	return nil
+}
+
+func namespaceFor(n int) string { return fmt.Sprintf("bench-manage-%d", n) }
+
+func mark(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+// measure makes n running Jobs, starts prefect-agent on them and measures it
+// at steady state.
+func measure(ctx context.Context, cluster *testbed.Cluster, agentBin string, n int, window time.Duration) (result, error) {
+	r := result{jobs: n}
+	ns := namespaceFor(n)
+	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return r, err
+	}
+	em, err := emulator.New(emulator.Config{})
+	if err != nil {
+		return r, err
+	}
+	logf("%d Jobs: creating running flow runs and their Jobs (pods that keep running)...", n)
+	began := time.Now()
+	if err := createJobs(ctx, cluster, em, ns, n); err != nil {
+		return r, err
+	}
+	logf("  Jobs created in %s; waiting for their pods to run...", time.Since(began).Round(time.Second))
+	if err := waitPodsRunning(ctx, cluster, ns, n); err != nil {
+		return r, err
+	}
+	logf("  all pods running after %s", time.Since(began).Round(time.Second))
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return r, err
+	}
+	srv := &http.Server{Handler: em.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	metricsAddr, err := benchutil.FreeAddr()
+	if err != nil {
+		return r, err
+	}
+	cmd := exec.Command(agentBin, "--kubeconfig", cluster.Kubeconfig, "-n", ns, "--backend", "server",
+		"--api", "http://"+ln.Addr().String(), "--agent-address", metricsAddr, "--unschedulable-timeout", "1h", "--profiling")
+	cmd.Stderr, _ = os.Create(filepath.Join(os.TempDir(), fmt.Sprintf("bench-manage-agent-%d.log", n)))
+	if err := cmd.Start(); err != nil {
+		return r, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if err := benchutil.WaitHealthy(metricsAddr, 2*time.Minute); err != nil {
+		return r, err
+	}
+	logf("  agent started; letting it settle for %s, then measuring for %s...", settleBeforeMeasured, window)
+	time.Sleep(settleBeforeMeasured)
+	kube0, prefect0 := kubeRequests(metricsAddr), prefectRequests(em)
+	time.Sleep(window)
+	kube1, prefect1 := kubeRequests(metricsAddr), prefectRequests(em)
+	r.kubePerMin = float64(kube1-kube0) / window.Minutes()
+	r.prefPerMin = float64(prefect1-prefect0) / window.Minutes()
+	r.kubeSinceStart = kube1
+	r.mem = benchutil.Memory(cmd.Process.Pid)
+	r.heap = benchutil.HeapInuse(metricsAddr)
+	if resp, err := http.Get("http://" + metricsAddr + "/debug/pprof/heap"); err == nil {
+		f, _ := os.Create(filepath.Join(os.TempDir(), fmt.Sprintf("bench-manage-heap-%d.pprof", n)))
+		_, _ = io.Copy(f, resp.Body)
+		f.Close()
+		resp.Body.Close()
+	}
+	return r, nil
 }
 
 // median runs a command n times and returns its median wall time.
@@ -225,22 +293,8 @@ func waitPodsRunning(ctx context.Context, c *testbed.Cluster, ns string, n int) 
 
 // kubeRequests sums the agent's prefect_agent_kube_api_requests_total.
 func kubeRequests(addr string) int {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	total := 0
-	s := bufio.NewScanner(resp.Body)
-	for s.Scan() {
-		line := s.Text()
-		if strings.HasPrefix(line, "prefect_agent_kube_api_requests_total{") {
-			f := strings.Fields(line)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			total += int(v)
-		}
-	}
-	return total
+	v, _ := benchutil.Metric(addr, "prefect_agent_kube_api_requests_total")
+	return int(v)
 }
 
 func prefectRequests(em *emulator.Emulator) int {

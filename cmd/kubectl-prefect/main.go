@@ -6,17 +6,18 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	_ "k8s.io/client-go/plugin/pkg/client/auth" // cloud providers' kubeconfig auth
 
+	"github.com/kubectl-prefect/kubectl-prefect/internal/signals"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/cmd"
 )
 
+// main runs the command on the signal handler's context: a first SIGINT or
+// SIGTERM stops it gracefully, a second one exits at once.
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signals.Context(context.Background(), os.Stderr)
 	root := cmd.NewCmdPrefect(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
 	err := root.ExecuteContext(ctx)
 	stop()

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -97,15 +98,31 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		for _, f := range []string{"LICENSE", "README.md", "kubectl_complete-prefect"} {
-			if !strings.Contains(out, f) {
-				return fmt.Errorf("archive %s lacks %s", name, f)
-			}
+		binary := "kubectl-prefect"
+		if p.Selector.MatchLabels["os"] == "windows" {
+			binary += ".exe"
+		}
+		// The krew archive carries the plugin alone; the agent binary is for the image.
+		got := strings.Fields(out)
+		sort.Strings(got)
+		if want := []string{"LICENSE", "README.md", binary, "kubectl_complete-prefect"}; strings.Join(got, " ") != strings.Join(want, " ") {
+			return fmt.Errorf("archive %s holds %v, want %v", name, got, want)
 		}
 		if p.Selector.MatchLabels["os"] == runtime.GOOS && p.Selector.MatchLabels["arch"] == runtime.GOARCH {
 			hostArchive = filepath.Join(dist, name)
 		}
 		fmt.Printf("    %s  %s\n", p.Sha256, name)
+	}
+
+	step("the agent image's binary")
+	agents, _ := filepath.Glob(filepath.Join(dist, "prefect-agent_linux_*", "prefect-agent"))
+	if runtime.GOOS == "linux" && len(agents) == 0 {
+		return fmt.Errorf("goreleaser built no prefect-agent binary for the image")
+	}
+	for _, a := range agents {
+		if fi, err := os.Stat(a); err == nil {
+			fmt.Printf("    %s  %.1f MB\n", strings.TrimPrefix(a, dist+"/"), float64(fi.Size())/1e6)
+		}
 	}
 
 	step("validate-krew-manifest")

@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -13,7 +14,18 @@ import (
 // Run is for TestMain: it starts one cluster for the whole test binary, runs
 // the tests, and tears the cluster down, also when the run is interrupted.
 // Missing binaries fail the run with the command that builds them.
+//
+// Under -short no cluster starts and *cluster stays nil: the tests that need
+// one skip through Cluster's methods (Namespace, Require), so unit tests run
+// in seconds without the test binaries.
 func Run(m *testing.M, cluster **Cluster) int {
+	if !flag.Parsed() {
+		flag.Parse() // testing.Short needs the flags parsed
+	}
+	if testing.Short() {
+		*cluster = nil
+		return m.Run()
+	}
 	start := time.Now()
 	c, err := Start(context.Background(), 2)
 	if err != nil {

@@ -9,9 +9,23 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Namespace creates a namespace for one test and deletes it when the test ends.
+// SkipMessage is why a test that needs the control plane was skipped.
+const SkipMessage = "needs the test bed's control plane, which does not start under -short (run `make test` or go test without -short)"
+
+// Require skips the test when there is no cluster (under -short). It is
+// safe to call on a nil *Cluster.
+func (c *Cluster) Require(t testing.TB) {
+	t.Helper()
+	if c == nil {
+		t.Skip(SkipMessage)
+	}
+}
+
+// Namespace creates a namespace for one test and deletes it when the test
+// ends. Without a cluster (under -short) it skips the test.
 func (c *Cluster) Namespace(t testing.TB, labels ...string) string {
 	t.Helper()
+	c.Require(t)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-" + slug(t.Name()) + "-", Labels: map[string]string{}}}
 	for i := 0; i+1 < len(labels); i += 2 {
 		ns.Labels[labels[i]] = labels[i+1]

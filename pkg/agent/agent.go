@@ -74,6 +74,15 @@ type Config struct {
 	Now func() time.Time
 }
 
+// The stop's time limits with the defaults, and the longest a stop can then
+// take: the two windows, a last report on a fresh context (20 s) and the
+// Lease's release. An installed pod's grace period must exceed MaxStop.
+const (
+	DefaultShutdownTimeout = 30 * time.Second
+	DefaultShutdownGrace   = 45 * time.Second
+	MaxStop                = DefaultShutdownTimeout + DefaultShutdownGrace + 20*time.Second + 5*time.Second
+)
+
 // DefaultIntervals are the original agent's poll intervals.
 var DefaultIntervals = []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second}
 
@@ -106,10 +115,10 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Concurrency = 32
 	}
 	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = 30 * time.Second
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if cfg.ShutdownGrace <= 0 {
-		cfg.ShutdownGrace = 45 * time.Second
+		cfg.ShutdownGrace = DefaultShutdownGrace
 	}
 	if cfg.CreateRetryFor <= 0 {
 		cfg.CreateRetryFor = 3 * time.Minute

@@ -315,14 +315,14 @@ func TestMissingWatchVerbIsNamed(t *testing.T) {
 	}
 	var checkErr error
 	eventually(t, "the start-up check to name the missing verb", func() bool {
-		checkErr = CheckPermissions(ctx, kube, e.ns, false, false)
+		checkErr = CheckPermissions(ctx, kube, e.ns, false, "")
 		return checkErr != nil && strings.Contains(checkErr.Error(), "may not watch pods")
 	})
 	if !strings.Contains(checkErr.Error(), "agent install --rbac") || strings.Contains(checkErr.Error(), "list pods") {
 		t.Fatalf("start-up check: %v", checkErr)
 	}
 	// A namespaced Role does not cover --watch-all-namespaces.
-	if err := CheckPermissions(ctx, kube, e.ns, true, false); err == nil || !strings.Contains(err.Error(), "list jobs.batch in all namespaces") {
+	if err := CheckPermissions(ctx, kube, e.ns, true, ""); err == nil || !strings.Contains(err.Error(), "list jobs.batch in all namespaces") {
 		t.Fatalf("--watch-all-namespaces under a Role: %v", err)
 	}
 	// At run time (a Role changed after the start), /api/health fails with the same words.

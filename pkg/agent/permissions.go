@@ -21,22 +21,28 @@ type Permission struct {
 	Group    string
 	Resource string
 	Verbs    []string
+	// ResourceName limits the permission to one object (the agent's Lease).
+	ResourceName string
 	// Watched marks what the agent needs in every namespace it watches; the
 	// rest it needs in its own namespace only.
 	Watched bool
 }
 
 // RequiredPermissions lists every verb the agent uses, so that the install
-// Role and the start-up check come from one list.
-func RequiredPermissions(allNamespaces, leaderElection bool) []Permission {
+// Role and the start-up check come from one list. lease names the leader
+// election Lease ("" without leader election): the agent creates it, then
+// reads and renews only that one.
+func RequiredPermissions(lease string) []Permission {
 	perms := []Permission{
 		{Group: "batch", Resource: "jobs", Verbs: []string{"create", "get"}},
 		{Group: "batch", Resource: "jobs", Verbs: []string{"list", "watch", "patch", "delete"}, Watched: true},
 		{Resource: "pods", Verbs: []string{"list", "watch"}, Watched: true},
 		{Resource: "events", Verbs: []string{"list", "watch"}, Watched: true},
 	}
-	if leaderElection {
-		perms = append(perms, Permission{Group: "coordination.k8s.io", Resource: "leases", Verbs: []string{"get", "create", "update"}})
+	if lease != "" {
+		perms = append(perms,
+			Permission{Group: "coordination.k8s.io", Resource: "leases", Verbs: []string{"create"}},
+			Permission{Group: "coordination.k8s.io", Resource: "leases", Verbs: []string{"get", "update"}, ResourceName: lease})
 	}
 	return perms
 }
@@ -44,16 +50,16 @@ func RequiredPermissions(allNamespaces, leaderElection bool) []Permission {
 // CheckPermissions asks the API server (SelfSubjectAccessReview) whether the
 // agent's identity holds every permission it needs, and names what is
 // missing and how to grant it.
-func CheckPermissions(ctx context.Context, kube kubernetes.Interface, namespace string, allNamespaces, leaderElection bool) error {
+func CheckPermissions(ctx context.Context, kube kubernetes.Interface, namespace string, allNamespaces bool, lease string) error {
 	var missing []string
-	for _, p := range RequiredPermissions(allNamespaces, leaderElection) {
+	for _, p := range RequiredPermissions(lease) {
 		ns, where := namespace, fmt.Sprintf("in namespace %q", namespace)
 		if p.Watched && allNamespaces {
 			ns, where = metav1.NamespaceAll, "in all namespaces (--watch-all-namespaces)"
 		}
 		for _, verb := range p.Verbs {
 			review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: p.Group, Resource: p.Resource},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: p.Group, Resource: p.Resource, Name: p.ResourceName},
 			}}
 			got, err := kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
 			if err != nil {

@@ -80,6 +80,7 @@ func TestAgentStartAsKubectlPlugin(t *testing.T) {
 }
 
 func TestAgentStartBadFlagExitsNonZero(t *testing.T) {
+	cluster.Require(t)
 	var stderr bytes.Buffer
 	cmd := kubectl(context.Background(), nil, "prefect", "agent", "start", "--backend", "hosted")
 	cmd.Stderr = &stderr

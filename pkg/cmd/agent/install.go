@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -17,6 +18,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/version"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agentcli"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/install"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 )
 
@@ -26,9 +29,10 @@ const InstallFieldManager = "kubectl-prefect"
 // InstallOptions are the options of `kubectl prefect agent install`.
 type InstallOptions struct {
 	configFlags *genericclioptions.ConfigFlags
-	Settings    SettingsFlags
+	Settings    agentcli.SettingsFlags
 	PrintFlags  *genericclioptions.PrintFlags
 
+	KeyFile        string
 	Name           string
 	Image          string
 	Replicas       int32
@@ -36,7 +40,7 @@ type InstallOptions struct {
 	DryRun         string
 	ForceConflicts bool
 
-	objects manifest.InstallObjects
+	objects install.Objects
 	client  kubernetes.Interface
 	genericiooptions.IOStreams
 }
@@ -48,7 +52,10 @@ func NewCmdInstall(configFlags *genericclioptions.ConfigFlags, streams genericio
 		Use:   "install",
 		Short: "Install the agent in the cluster with server-side apply (the API key goes into a Secret)",
 		Example: `  # Install with its Role, against Prefect Cloud 1
-  kubectl prefect agent install -n prefect --rbac -k "$PREFECT_API_KEY" -l k8s
+  kubectl prefect agent install -n prefect --rbac --key-file ./prefect-api-key -l k8s
+
+  # The key from a password manager, through stdin
+  pass show prefect/api-key | kubectl prefect agent install -n prefect -k - -l k8s
 
   # Print the manifest instead, for review or for kubectl apply
   kubectl prefect agent install -n prefect --rbac --backend server --api http://prefect-server:4200 --dry-run=client -o yaml | kubectl apply -f -`,
@@ -65,6 +72,8 @@ func NewCmdInstall(configFlags *genericclioptions.ConfigFlags, streams genericio
 	}
 	o.Settings.AddFlags(cmd.Flags())
 	_ = cmd.Flags().MarkHidden("key-secret-name") // install manages the Secret itself
+	cmd.Flags().Lookup("key").Usage = `Prefect API key; "-" reads it from stdin [PREFECT__CLOUD__API_KEY]`
+	cmd.Flags().StringVar(&o.KeyFile, "key-file", "", "File holding the Prefect API key, so the key stays out of shell history")
 	o.PrintFlags.AddFlags(cmd)
 	cmd.Flags().StringVar(&o.Name, "name", "prefect-agent", "Name of the Deployment and of every other object installed")
 	cmd.Flags().StringVar(&o.Image, "image", version.AgentImage(), "The agent's own image")
@@ -80,11 +89,14 @@ func (o *InstallOptions) Complete(cmd *cobra.Command) error {
 	if err := o.Settings.Complete(cmd.Flags()); err != nil {
 		return err
 	}
+	if err := o.readKey(cmd); err != nil {
+		return err
+	}
 	ns, err := namespace(o.configFlags)
 	if err != nil {
 		return err
 	}
-	in := manifest.Install{
+	in := install.Spec{
 		Name: o.Name, Namespace: ns, Image: o.Image, Replicas: o.Replicas, APIKey: o.Settings.Key,
 		ImagePullSecrets: o.Settings.ImagePullSecrets, RBAC: o.RBAC,
 	}
@@ -98,8 +110,8 @@ func (o *InstallOptions) Complete(cmd *cobra.Command) error {
 		}
 		in.JobTemplate = data
 	}
-	in.Args = o.agentArgs(in.JobTemplate != nil)
-	o.objects = manifest.BuildInstall(in)
+	in.Args = o.Settings.Args(in.JobTemplate != nil)
+	o.objects = install.Build(in)
 	if o.DryRun == "client" {
 		return nil
 	}
@@ -111,38 +123,38 @@ func (o *InstallOptions) Complete(cmd *cobra.Command) error {
 	return err
 }
 
-// agentArgs passes the settings to `agent start`; the key travels in the Secret.
-func (o *InstallOptions) agentArgs(templateInConfigMap bool) []string {
-	s := o.Settings
-	args := []string{"--backend", s.Backend, "--api", s.API, "--agent-name", s.AgentName}
-	add := func(flag, value string) {
-		if value != "" {
-			args = append(args, flag, value)
-		}
+// readKey reads the key from --key-file, or from stdin with -k -. Neither
+// the key nor any part of it appears in an error.
+func (o *InstallOptions) readKey(cmd *cobra.Command) error {
+	var (
+		raw  []byte
+		err  error
+		from string
+	)
+	switch {
+	case o.KeyFile != "" && cmd.Flags().Changed("key"):
+		return fmt.Errorf("--key and --key-file both give the API key: use one")
+	case o.KeyFile != "":
+		from = "--key-file " + o.KeyFile
+		raw, err = os.ReadFile(o.KeyFile)
+	case o.Settings.Key == "-":
+		from = "-k - (stdin)"
+		raw, err = io.ReadAll(io.LimitReader(o.In, 64<<10))
+	default:
+		return nil
 	}
-	add("--tenant-id", s.TenantID)
-	for _, l := range uniqueSorted(s.Labels) {
-		add("--label", l)
+	if err != nil {
+		return fmt.Errorf("reading the API key from %s: %w", from, err)
 	}
-	for _, e := range s.env {
-		add("--env", e.Name+"="+e.Value)
+	key := strings.TrimSpace(string(raw))
+	if key == "" {
+		return fmt.Errorf("%s: no API key in it", from)
 	}
-	if len(s.ImagePullSecrets) > 0 {
-		add("--image-pull-secrets", strings.Join(s.ImagePullSecrets, ","))
+	if strings.ContainsAny(key, "\r\n") {
+		return fmt.Errorf("%s: expected the API key alone on one line", from)
 	}
-	add("--service-account-name", s.ServiceAccount)
-	if !templateInConfigMap {
-		add("--job-template", s.JobTemplate)
-	}
-	add("--mem-request", s.MemRequest)
-	add("--mem-limit", s.MemLimit)
-	add("--cpu-request", s.CPURequest)
-	add("--cpu-limit", s.CPULimit)
-	add("--image-pull-policy", s.ImagePullPolicy)
-	if s.NoCloudLogs {
-		args = append(args, "--no-cloud-logs")
-	}
-	return args
+	o.Settings.Key = key
+	return nil
 }
 
 // Validate checks the flags.

@@ -3,6 +3,8 @@ package agent
 import (
 	"strings"
 	"testing"
+
+	agentpkg "github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
 )
 
 // TestStartRejectsBadInputBeforeStarting checks that each bad flag or
@@ -77,5 +79,18 @@ func TestEnvironmentFallbacks(t *testing.T) {
 	}
 	if !strings.Contains(stdout, `value: '[''only'']'`) || !strings.Contains(stdout, "namespace: flag-ns") {
 		t.Errorf("flags did not win over the environment:\n%s", stdout)
+	}
+}
+
+func TestStartHelpShowsThePendingPolicy(t *testing.T) {
+	clearAgentEnv(t)
+	stdout, _, err := runCommand(t, "start", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range agentpkg.PendingPolicyTable() {
+		if !strings.Contains(stdout, row.Reason) {
+			t.Errorf("--help lacks the policy row %q", row.Reason)
+		}
 	}
 }

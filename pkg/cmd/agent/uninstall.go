@@ -11,7 +11,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/install"
 )
 
 // UninstallOptions are the options of `kubectl prefect agent uninstall`.
@@ -70,7 +70,7 @@ func (o *UninstallOptions) Validate() error {
 
 // Run deletes the installation's objects that carry its labels.
 func (o *UninstallOptions) Run(ctx context.Context) error {
-	sel := metav1.ListOptions{LabelSelector: metav1.FormatLabelSelector(&metav1.LabelSelector{MatchLabels: manifest.InstallLabels(o.Name)})}
+	sel := metav1.ListOptions{LabelSelector: metav1.FormatLabelSelector(&metav1.LabelSelector{MatchLabels: install.Labels(o.Name)})}
 	ns := o.namespace
 	type deleter struct {
 		kind  string

@@ -1,4 +1,4 @@
-package agent
+package agentcli
 
 import (
 	"fmt"
@@ -42,8 +42,9 @@ type SettingsFlags struct {
 	labelsFromEnv bool
 }
 
-// envFallbacks maps flags to the environment variables read when the flag is not given.
-var envFallbacks = map[string][]string{
+// SettingsEnvFallbacks maps the settings' flags to the environment variables
+// read when the flag is not given, first set one wins.
+var SettingsEnvFallbacks = map[string][]string{
 	"api":                  {"PREFECT__CLOUD__API"},
 	"key":                  {"PREFECT__CLOUD__API_KEY", "PREFECT__CLOUD__AGENT__AUTH_TOKEN"},
 	"key-secret-name":      {"API_KEY_SECRET_NAME"},
@@ -87,7 +88,7 @@ func (f *SettingsFlags) AddFlags(fs *pflag.FlagSet) {
 // Complete fills the settings not given as flags from the environment.
 func (f *SettingsFlags) Complete(fs *pflag.FlagSet) error {
 	f.labelsFromEnv = !fs.Changed("label") && os.Getenv("PREFECT__CLOUD__AGENT__LABELS") != ""
-	if err := applyEnvFallbacks(fs, envFallbacks); err != nil {
+	if err := applyEnvFallbacks(fs, SettingsEnvFallbacks); err != nil {
 		return err
 	}
 	f.ImagePullSecrets = stripItems(f.ImagePullSecrets)
@@ -183,4 +184,39 @@ func (f *SettingsFlags) ToSettings(namespace string) manifest.AgentSettings {
 		ImagePullSecrets: f.ImagePullSecrets, ImagePullPolicy: f.ImagePullPolicy,
 		CPURequest: f.CPURequest, CPULimit: f.CPULimit, MemRequest: f.MemRequest, MemLimit: f.MemLimit,
 	}
+}
+
+// Args are the `agent start` flags that give an agent these settings, for an
+// installed agent. The key is left out (it travels in a Secret), and so is
+// --job-template when the installer ships the template itself.
+func (f *SettingsFlags) Args(templateShipped bool) []string {
+	args := []string{"--backend", f.Backend, "--api", f.API, "--agent-name", f.AgentName}
+	add := func(flag, value string) {
+		if value != "" {
+			args = append(args, flag, value)
+		}
+	}
+	add("--tenant-id", f.TenantID)
+	for _, l := range uniqueSorted(f.Labels) {
+		add("--label", l)
+	}
+	for _, e := range f.env {
+		add("--env", e.Name+"="+e.Value)
+	}
+	if len(f.ImagePullSecrets) > 0 {
+		add("--image-pull-secrets", strings.Join(f.ImagePullSecrets, ","))
+	}
+	add("--service-account-name", f.ServiceAccount)
+	if !templateShipped {
+		add("--job-template", f.JobTemplate)
+	}
+	add("--mem-request", f.MemRequest)
+	add("--mem-limit", f.MemLimit)
+	add("--cpu-request", f.CPURequest)
+	add("--cpu-limit", f.CPULimit)
+	add("--image-pull-policy", f.ImagePullPolicy)
+	if f.NoCloudLogs {
+		args = append(args, "--no-cloud-logs")
+	}
+	return args
 }

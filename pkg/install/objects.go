@@ -1,6 +1,12 @@
-package manifest
+// Package install builds the objects `kubectl prefect agent install` applies:
+// the agent's ServiceAccount, Secret, template ConfigMap, Role, RoleBinding
+// and Deployment. The agent itself never links it.
+package install
 
 import (
+	"fmt"
+	"time"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -9,17 +15,20 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
+
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 )
 
-// Install describes an agent installation.
-type Install struct {
+// Spec describes an agent installation.
+type Spec struct {
 	// Name names every object (default prefect-agent); Namespace holds them.
 	Name, Namespace string
 	// Image is the agent's own image.
 	Image string
 	// Replicas above 1 turn leader election on.
 	Replicas int32
-	// Args are the `kubectl-prefect agent start` flags (without the key).
+	// Args are the agent's flags (without the key), as `agent start` takes them.
 	Args []string
 	// APIKey, when set, goes into a Secret that the agent and its Jobs read.
 	APIKey string
@@ -36,10 +45,29 @@ const (
 	HealthPort          = 8080
 	JobTemplateKey      = "job-template.yaml"
 	JobTemplateMountDir = "/etc/kubectl-prefect"
+	// AgentBinary is the lean agent binary in the agent's image (cmd/prefect-agent).
+	AgentBinary = "/usr/local/bin/prefect-agent"
 )
 
-// InstallLabels mark every object of an installation, so it can be found and removed.
-func InstallLabels(name string) map[string]string {
+// TerminationGracePeriodSeconds is the agent pod's grace period: the
+// longest stop of the agent (agent.MaxStop: in-flight submissions, then a
+// hurried end, a last report, the Lease's release) and a margin. The
+// kubelet's default of 30 s would SIGKILL it in the middle.
+const TerminationGracePeriodSeconds = int64((agent.MaxStop + 20*time.Second) / time.Second)
+
+// The agent container's resources. The request covers the working set
+// measured with `make bench` (README, Benchmarks); the limit leaves room for
+// tens of thousands of managed Jobs. The limit also reaches the Go runtime as
+// GOMEMLIMIT, so its garbage collector works harder before the OOM killer acts.
+var (
+	MemoryRequest = resource.MustParse("128Mi")
+	MemoryLimit   = resource.MustParse("512Mi")
+	CPURequest    = resource.MustParse("50m")
+	CPULimit      = resource.MustParse("1")
+)
+
+// Labels mark every object of an installation, so it can be found and removed.
+func Labels(name string) map[string]string {
 	return map[string]string{
 		"app.kubernetes.io/name":       "prefect-agent",
 		"app.kubernetes.io/instance":   name,
@@ -47,9 +75,9 @@ func InstallLabels(name string) map[string]string {
 	}
 }
 
-// InstallObjects are the apply configurations of an installation, in the
-// order they are applied.
-type InstallObjects struct {
+// Objects are the apply configurations of an installation, in the order
+// they are applied.
+type Objects struct {
 	ServiceAccount *corev1ac.ServiceAccountApplyConfiguration
 	Secret         *corev1ac.SecretApplyConfiguration
 	ConfigMap      *corev1ac.ConfigMapApplyConfiguration
@@ -58,32 +86,36 @@ type InstallObjects struct {
 	Deployment     *appsv1ac.DeploymentApplyConfiguration
 }
 
-// BuildInstall makes the objects of an installation.
-func BuildInstall(in Install) InstallObjects {
-	labels := InstallLabels(in.Name)
-	var out InstallObjects
+// Build makes the objects of an installation.
+func Build(in Spec) Objects {
+	labels := Labels(in.Name)
+	var out Objects
 	out.ServiceAccount = corev1ac.ServiceAccount(in.Name, in.Namespace).WithLabels(labels)
-	args := append([]string{"agent", "start", "--agent-address", ":8080"}, in.Args...)
-	container := corev1ac.Container().WithName("agent").WithImage(in.Image).WithArgs().
+	args := append([]string{"--agent-address", fmt.Sprintf(":%d", HealthPort)}, in.Args...)
+	container := corev1ac.Container().WithName(containerName).WithImage(in.Image).WithCommand(AgentBinary).
 		WithPorts(corev1ac.ContainerPort().WithName("http").WithContainerPort(HealthPort)).
-		WithEnv(corev1ac.EnvVar().WithName("NAMESPACE").WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.namespace")))).
+		WithEnv(
+			corev1ac.EnvVar().WithName("NAMESPACE").WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.namespace"))),
+			corev1ac.EnvVar().WithName("GOMEMLIMIT").WithValueFrom(corev1ac.EnvVarSource().WithResourceFieldRef(corev1ac.ResourceFieldSelector().WithContainerName(containerName).WithResource("limits.memory"))),
+		).
 		WithLivenessProbe(probe(40, 20, 3)).
 		WithReadinessProbe(probe(5, 10, 3)).
 		WithResources(corev1ac.ResourceRequirements().
-			WithRequests(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")}).
-			WithLimits(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("512Mi")})).
+			WithRequests(corev1.ResourceList{corev1.ResourceCPU: CPURequest, corev1.ResourceMemory: MemoryRequest}).
+			WithLimits(corev1.ResourceList{corev1.ResourceCPU: CPULimit, corev1.ResourceMemory: MemoryLimit})).
 		WithSecurityContext(corev1ac.SecurityContext().
 			WithRunAsNonRoot(true).WithReadOnlyRootFilesystem(true).WithAllowPrivilegeEscalation(false).
 			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")).
 			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault)))
 	if in.APIKey != "" {
 		out.Secret = corev1ac.Secret(in.Name, in.Namespace).WithLabels(labels).WithType(corev1.SecretTypeOpaque).
-			WithData(map[string][]byte{APIKeySecretKey: []byte(in.APIKey)})
+			WithData(map[string][]byte{manifest.APIKeySecretKey: []byte(in.APIKey)})
 		container.WithEnv(corev1ac.EnvVar().WithName("PREFECT__CLOUD__API_KEY").WithValueFrom(corev1ac.EnvVarSource().
-			WithSecretKeyRef(corev1ac.SecretKeySelector().WithName(in.Name).WithKey(APIKeySecretKey))))
+			WithSecretKeyRef(corev1ac.SecretKeySelector().WithName(in.Name).WithKey(manifest.APIKeySecretKey))))
 		args = append(args, "--key-secret-name", in.Name)
 	}
 	pod := corev1ac.PodSpec().WithServiceAccountName(in.Name).
+		WithTerminationGracePeriodSeconds(TerminationGracePeriodSeconds).
 		WithSecurityContext(corev1ac.PodSecurityContext().WithRunAsNonRoot(true).WithRunAsUser(65532).WithRunAsGroup(65532).
 			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault)))
 	if len(in.JobTemplate) > 0 {
@@ -93,7 +125,7 @@ func BuildInstall(in Install) InstallObjects {
 		pod.WithVolumes(corev1ac.Volume().WithName("job-template").WithConfigMap(corev1ac.ConfigMapVolumeSource().WithName(in.Name + "-job-template")))
 		args = append(args, "--job-template", JobTemplateMountDir+"/"+JobTemplateKey)
 	}
-	if in.Replicas > 1 {
+	if leaderElection(in) {
 		args = append(args, "--leader-elect", "--lease-name", in.Name)
 	}
 	container.Args = args
@@ -107,17 +139,32 @@ func BuildInstall(in Install) InstallObjects {
 			WithStrategy(appsv1ac.DeploymentStrategy().WithType(appsv1.RollingUpdateDeploymentStrategyType)).
 			WithTemplate(corev1ac.PodTemplateSpec().WithLabels(labels).WithSpec(pod)))
 	if in.RBAC {
-		out.Role = rbacv1ac.Role(in.Name, in.Namespace).WithLabels(labels).WithRules(
-			rbacv1ac.PolicyRule().WithAPIGroups("batch").WithResources("jobs").WithVerbs("create", "get", "list", "watch", "delete", "patch"),
-			rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("pods", "events").WithVerbs("get", "list", "watch"),
-			rbacv1ac.PolicyRule().WithAPIGroups("coordination.k8s.io").WithResources("leases").WithVerbs("get", "create", "update"),
-		)
+		// Exactly what the agent checks for at start (pkg/agent's list): with
+		// leader election, its own Lease only (create cannot name one).
+		lease := ""
+		if leaderElection(in) {
+			lease = in.Name
+		}
+		out.Role = rbacv1ac.Role(in.Name, in.Namespace).WithLabels(labels)
+		for _, p := range agent.RequiredPermissions(lease) {
+			rule := rbacv1ac.PolicyRule().WithAPIGroups(p.Group).WithResources(p.Resource).WithVerbs(p.Verbs...)
+			if p.ResourceName != "" {
+				rule.WithResourceNames(p.ResourceName)
+			}
+			out.Role.WithRules(rule)
+		}
 		out.RoleBinding = rbacv1ac.RoleBinding(in.Name, in.Namespace).WithLabels(labels).
 			WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup("rbac.authorization.k8s.io").WithKind("Role").WithName(in.Name)).
 			WithSubjects(rbacv1ac.Subject().WithKind("ServiceAccount").WithName(in.Name).WithNamespace(in.Namespace))
 	}
 	return out
 }
+
+// containerName names the agent's container.
+const containerName = "agent"
+
+// leaderElection: replicas above 1 elect a leader with a Lease named like the installation.
+func leaderElection(in Spec) bool { return in.Replicas > 1 }
 
 func probe(initialDelay, period, failures int32) *corev1ac.ProbeApplyConfiguration {
 	return corev1ac.Probe().WithHTTPGet(corev1ac.HTTPGetAction().WithPath("/api/health").WithPort(intstr.FromString("http"))).

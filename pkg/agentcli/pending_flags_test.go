@@ -1,4 +1,4 @@
-package agent
+package agentcli
 
 import (
 	"strings"
@@ -35,18 +35,5 @@ func TestPendingFlags(t *testing.T) {
 	}
 	if _, err := parse("--scale-up-timeout=-1m"); err == nil || !strings.Contains(err.Error(), "--scale-up-timeout -1m0s: expected 0 or a positive duration") {
 		t.Fatalf("negative timeout: %v", err)
-	}
-}
-
-func TestStartHelpShowsThePendingPolicy(t *testing.T) {
-	clearAgentEnv(t)
-	stdout, _, err := runCommand(t, "start", "--help")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, row := range agentpkg.PendingPolicyTable() {
-		if !strings.Contains(stdout, row.Reason) {
-			t.Errorf("--help lacks the policy row %q", row.Reason)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package agentcli
 
 import (
 	"context"
@@ -56,6 +56,6 @@ func (f *PendingFlags) apply(cfg *agentpkg.ManageConfig) {
 
 // checkPermissions stops the start with a message naming any verb the
 // agent's identity lacks.
-func checkPermissions(ctx context.Context, kube kubernetes.Interface, namespace string, allNamespaces, leaderElection bool) error {
-	return agentpkg.CheckPermissions(ctx, kube, namespace, allNamespaces, leaderElection)
+func checkPermissions(ctx context.Context, kube kubernetes.Interface, namespace string, allNamespaces bool, lease string) error {
+	return agentpkg.CheckPermissions(ctx, kube, namespace, allNamespaces, lease)
 }
