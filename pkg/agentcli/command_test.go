@@ -50,7 +50,7 @@ func TestPrefectAgentRejectsBadInputBeforeStarting(t *testing.T) {
 		{"concurrency", []string{"--concurrency", "0"}, nil, `--concurrency 0: expected 1 or more`},
 		{"lease", []string{"--lease-name", "Not_A_Name"}, nil, `--lease-name "Not_A_Name"`},
 		{"qps", []string{"--kube-api-qps", "0"}, nil, `--kube-api-qps and --kube-api-burst must be positive`},
-		{"template", []string{"--job-template", "/no/such/template.yaml"}, nil, `--job-template: reading job template`},
+		{"template", []string{"--job-template", "/no/such/template.yaml"}, nil, `--job-template: job template /no/such/template.yaml doesn't exist`},
 		{"labels env", nil, map[string]string{"PREFECT__CLOUD__AGENT__LABELS": "a,b"}, `PREFECT__CLOUD__AGENT__LABELS="a,b": expected a list such as ["k8s", "prod"]`},
 		{"delete env", nil, map[string]string{"DELETE_FINISHED_JOBS": "maybe"}, `DELETE_FINISHED_JOBS="maybe": expected true or false`},
 		{"address env", nil, map[string]string{"PREFECT__CLOUD__AGENT__AGENT_ADDRESS": "http://:x"}, `--agent-address "http://:x"`},
