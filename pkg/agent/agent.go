@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
@@ -104,6 +105,9 @@ type Agent struct {
 	workers  sync.WaitGroup
 	metrics  *metrics
 	access   accessProblems // watches refused for lack of a verb (permissions.go)
+	// jobCache is the job manager's synced Job cache, nil until it syncs:
+	// a submission finds the run's earlier Jobs there without a request.
+	jobCache atomic.Pointer[cache.Indexer]
 }
 
 // New checks the configuration and returns an agent.

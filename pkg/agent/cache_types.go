@@ -51,8 +51,9 @@ type cachedEvent struct {
 	last            metav1.Time
 }
 
-// Kept annotations of a Job: what the agent recorded on it.
-var keptJobAnnotations = []string{AnnotationReported, AnnotationWaitingReason, AnnotationWaitingSince}
+// Kept annotations of a Job: what the agent recorded on it, and the run
+// version it was made for (to retire an older submission's Job).
+var keptJobAnnotations = []string{AnnotationReported, AnnotationWaitingReason, AnnotationWaitingSince, manifest.AnnotationFlowRunVersion}
 
 // leanMeta keeps name, namespace, uid, resource version, times and, given
 // keys, those labels and annotations.

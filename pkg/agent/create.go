@@ -9,7 +9,6 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
@@ -119,15 +118,14 @@ func (a *Agent) retireOlderJobs(ctx context.Context, runID string, job *batchv1.
 		return
 	}
 	jobs := a.cfg.Kube.BatchV1().Jobs(job.Namespace)
-	list, err := jobs.List(ctx, metav1.ListOptions{LabelSelector: manifest.LabelFlowRunID + "=" + runID})
+	runJobs, err := a.runJobs(ctx, job.Namespace, runID)
 	if err != nil {
 		log.Error(err, "Could not list the flow run's Jobs to retire older ones")
 		return
 	}
-	for i := range list.Items {
-		old := &list.Items[i]
+	for _, old := range runJobs {
 		v, err := strconv.Atoi(old.Annotations[manifest.AnnotationFlowRunVersion])
-		if old.Name == job.Name || err != nil || v >= version || jobFinished(old) || old.DeletionTimestamp != nil {
+		if old.Name == job.Name || err != nil || v >= version || manifest.JobFinished(old) || old.DeletionTimestamp != nil {
 			continue
 		}
 		background := metav1.DeletePropagationBackground
@@ -142,12 +140,30 @@ func (a *Agent) retireOlderJobs(ctx context.Context, runID string, job *batchv1.
 	}
 }
 
-// jobFinished tells whether a Job completed or failed.
-func jobFinished(job *batchv1.Job) bool {
-	for _, c := range job.Status.Conditions {
-		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
-			return true
+// runJobs returns the run's Jobs in namespace: from the job manager's cache
+// once it has synced, so a submission costs no extra request, else (before
+// the first sync) from the API.
+func (a *Agent) runJobs(ctx context.Context, namespace, runID string) ([]*batchv1.Job, error) {
+	if jobs := a.jobCache.Load(); jobs != nil {
+		objs, err := (*jobs).ByIndex(byFlowRun, runID)
+		if err != nil {
+			return nil, err
 		}
+		var out []*batchv1.Job
+		for _, o := range objs {
+			if j, ok := o.(*cachedJob); ok && j.Namespace == namespace {
+				out = append(out, j.job())
+			}
+		}
+		return out, nil
 	}
-	return false
+	list, err := a.cfg.Kube.BatchV1().Jobs(namespace).List(ctx, metav1.ListOptions{LabelSelector: manifest.LabelFlowRunID + "=" + runID})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*batchv1.Job, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, &list.Items[i])
+	}
+	return out, nil
 }

@@ -286,6 +286,7 @@ func (m *manager) run(ctx context.Context) error {
 	for _, inf := range informers {
 		synced = append(synced, inf.HasSynced)
 	}
+	defer m.a.jobCache.Store(nil)
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		m.queue.ShutDown()
 		if ctx.Err() != nil {
@@ -295,6 +296,8 @@ func (m *manager) run(ctx context.Context) error {
 	}
 	// The first lists can be large and are garbage now; give that memory back.
 	debug.FreeOSMemory()
+	jobs := m.jobs.GetIndexer()
+	m.a.jobCache.Store(&jobs)
 	klog.FromContext(ctx).Info("Managing the agent's Jobs", "namespace", m.a.cfg.Job.Namespace, "allNamespaces", m.cfg.AllNamespaces)
 	var workers sync.WaitGroup
 	for i := 0; i < m.cfg.Workers; i++ {
