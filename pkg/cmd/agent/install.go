@@ -30,6 +30,8 @@ const InstallFieldManager = "kubectl-prefect"
 type InstallOptions struct {
 	configFlags *genericclioptions.ConfigFlags
 	Settings    agentcli.SettingsFlags
+	Templates   agentcli.TemplateFlags
+	Pending     agentcli.PendingFlags
 	PrintFlags  *genericclioptions.PrintFlags
 
 	KeyFile        string
@@ -71,6 +73,8 @@ func NewCmdInstall(configFlags *genericclioptions.ConfigFlags, streams genericio
 		},
 	}
 	o.Settings.AddFlags(cmd.Flags())
+	o.Templates.AddFlags(cmd.Flags())
+	o.Pending.AddFlags(cmd.Flags())
 	_ = cmd.Flags().MarkHidden("key-secret-name") // install manages the Secret itself
 	cmd.Flags().Lookup("key").Usage = `Prefect API key; "-" reads it from stdin [PREFECT__CLOUD__API_KEY]`
 	cmd.Flags().StringVar(&o.KeyFile, "key-file", "", "File holding the Prefect API key, so the key stays out of shell history")
@@ -89,6 +93,9 @@ func (o *InstallOptions) Complete(cmd *cobra.Command) error {
 	if err := o.Settings.Complete(cmd.Flags()); err != nil {
 		return err
 	}
+	if err := o.Templates.Complete(cmd.Flags()); err != nil {
+		return err
+	}
 	if err := o.readKey(cmd); err != nil {
 		return err
 	}
@@ -105,12 +112,19 @@ func (o *InstallOptions) Complete(cmd *cobra.Command) error {
 		if err != nil {
 			return fmt.Errorf("--job-template: %w", err)
 		}
-		if _, err := manifest.ParseTemplate(data, t); err != nil {
+		// Read as the agent will: strictly only with --strict-templates.
+		tmpl, err := manifest.DecodeTemplate(data, t, o.Templates.StrictTemplates)
+		if err != nil {
 			return fmt.Errorf("--job-template: %w", err)
+		}
+		for _, w := range tmpl.Warnings {
+			fmt.Fprintf(o.ErrOut, "Warning: --job-template: %s\n", w)
 		}
 		in.JobTemplate = data
 	}
 	in.Args = o.Settings.Args(in.JobTemplate != nil)
+	in.Args = append(in.Args, agentcli.ChangedArgs(cmd.Flags(), agentcli.TemplateFlagNames...)...)
+	in.Args = append(in.Args, agentcli.ChangedArgs(cmd.Flags(), agentcli.PendingFlagNames...)...)
 	o.objects = install.Build(in)
 	if o.DryRun == "client" {
 		return nil
@@ -160,6 +174,12 @@ func (o *InstallOptions) readKey(cmd *cobra.Command) error {
 // Validate checks the flags.
 func (o *InstallOptions) Validate() error {
 	if err := o.Settings.Validate(); err != nil {
+		return err
+	}
+	if err := o.Pending.Validate(); err != nil {
+		return err
+	}
+	if err := o.Templates.Validate(o.Settings.JobTemplate); err != nil {
 		return err
 	}
 	if errs := validation.IsDNS1123Label(o.Name); len(errs) > 0 {
