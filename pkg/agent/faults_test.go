@@ -218,15 +218,21 @@ func TestExactlyOnceWithTwoAgents(t *testing.T) {
 		t.Logf("two agents, one namespace: %s; faults %v; marks found applied by the read back: %d by the replica that sent them",
 			got, e.em.InjectedFaults(), strings.Count(a.logs.String()+b.logs.String(), "The Submitted mark was applied although its answer was lost"))
 	})
-	t.Run("two namespaces", func(t *testing.T) {
+	t.Run("two namespaces, one registration", func(t *testing.T) {
+		// The same name and labels in two namespaces (two installs left at
+		// the default name) share one agent id too: the namespace in the
+		// Submitted state keeps each agent's recovery to its own marks.
 		e := newFaultEnv(t, emulator.Config{Faults: &emulator.Faults{ApplyThenFailRate: 0.1, Seed: 6}})
 		other := cluster.Namespace(t)
 		ids := e.scheduleMany(faultRuns, func() emulator.FlowRunSpec { return suspendedRun(t) })
-		a := e.start("", func(c *Config) { faultAgent(c); c.Name = "agent-a" })
-		b := e.start("", func(c *Config) { faultAgent(c); c.Name = "agent-b"; c.Job.Namespace = other })
+		a := e.start("", faultAgent)
+		b := e.start("", func(c *Config) { faultAgent(c); c.Job.Namespace = other })
 		got := e.waitExactlyOnce(ids, 2*time.Minute, e.ns, other)
 		a.alive(t)
 		b.alive(t)
+		if agents := e.em.Agents(); len(agents) != 1 {
+			t.Fatalf("%d registrations, want one shared", len(agents))
+		}
 		t.Logf("two agents, two namespaces: %s; faults %v", got, e.em.InjectedFaults())
 	})
 }

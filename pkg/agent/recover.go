@@ -71,24 +71,27 @@ func (a *Agent) recoverPass(ctx, workCtx context.Context) error {
 
 // recoverRun creates the Job of a Submitted run that has none and never had:
 // a Job the run's log names was created, and may have finished and been
-// deleted since.
+// deleted since. Everything that can tell the run has its Job is checked
+// before the Job is built (which may read a template over the network), and
+// a build that fails now leaves the run to the next pass, never Failed: its
+// Job was built once, and may be running.
 func (a *Agent) recoverRun(ctx context.Context, stranded prefect.StrandedRun) {
 	run := stranded.FlowRun
 	log := klog.FromContext(ctx).WithValues("flowRun", run.Id)
-	if by, ok := prefect.SubmittedBy(run.Serialized_state); ok && by.AgentID != "" && by.AgentID != a.agentID {
-		return // Server's agent_id is ours, but another agent wrote this state
+	by, ok := prefect.SubmittedBy(run.Serialized_state)
+	if !ok || by.AgentID != a.agentID || by.Namespace != a.cfg.Job.Namespace {
+		return // another agent's mark, or one sharing this registration elsewhere
 	}
-	job, _, err := a.buildJob(ctx, run, run.Version-1, "")
+	_, identifier, err := manifest.JobName(manifest.DefaultJobPrefix, run.Id, run.Version-1, "")
 	if err != nil {
-		a.fail(ctx, run.Id, &run.Version, "Cannot build a Kubernetes Job for this flow run: "+err.Error())
 		return
 	}
 	for _, line := range stranded.JobLines {
-		if strings.HasSuffix(line, "Submitted for execution: Job "+job.Name) {
+		if strings.Contains(line, "Submitted for execution: Job ") && strings.HasSuffix(line, "-"+identifier) {
 			return // created once; finished and deleted since, or still there
 		}
 	}
-	list, err := a.cfg.Kube.BatchV1().Jobs(job.Namespace).List(ctx, metav1.ListOptions{LabelSelector: manifest.LabelFlowRunID + "=" + run.Id})
+	list, err := a.cfg.Kube.BatchV1().Jobs(a.cfg.Job.Namespace).List(ctx, metav1.ListOptions{LabelSelector: manifest.LabelFlowRunID + "=" + run.Id})
 	if err != nil {
 		log.Error(err, "Could not list the Jobs of a flow run Submitted by this agent; trying again later")
 		return
@@ -97,6 +100,11 @@ func (a *Agent) recoverRun(ctx context.Context, stranded prefect.StrandedRun) {
 		if v, err := strconv.Atoi(j.Annotations[manifest.AnnotationFlowRunVersion]); err == nil && v >= run.Version-1 {
 			return // it has its Job
 		}
+	}
+	job, _, err := a.buildJob(ctx, run, run.Version-1, "")
+	if err != nil {
+		log.Error(err, "Could not build the Job of a flow run left Submitted by this agent; trying again at the next pass")
+		return
 	}
 	log.Info("Recovering flow run: it was marked Submitted by this agent but has no Job", "submitted", run.Version)
 	a.launch(ctx, run, job, run.Version, true, "Recovered after the agent stopped between marking the run Submitted and creating its Job. ")

@@ -28,7 +28,7 @@ func TestRecoveryCreatesTheJobOfARunStrandedInSubmitted(t *testing.T) {
 	dead.SetAgentID(e.em.Agents()[0].ID)
 	v := run.Version
 	if err := dead.SetFlowRunState(context.Background(), run.ID, &v, prefect.SubmittedState("Submitted for execution", run.SerializedState,
-		prefect.Submission{AgentID: e.em.Agents()[0].ID, Agent: "test-agent", Token: "from-the-dead-process"})); err != nil {
+		prefect.Submission{AgentID: e.em.Agents()[0].ID, Agent: "test-agent", Namespace: e.ns, Token: "from-the-dead-process"})); err != nil {
 		t.Fatal(err)
 	}
 	got := e.waitSubmitted(run.ID)
@@ -63,20 +63,34 @@ func TestRecoveryLeavesAFinishedAndDeletedJobAlone(t *testing.T) {
 }
 
 func TestRecoveryLeavesOtherAgentsRunsAlone(t *testing.T) {
-	e := newEnv(t, emulator.Config{})
-	run := e.schedule(emulator.FlowRunSpec{State: "Paused"})
-	other := newClient(e.api, "")
-	if _, err := other.RegisterAgent(context.Background(), e.em.DefaultTenant().ID, "other-agent", AgentType, nil); err != nil {
-		t.Fatal(err)
-	}
-	v := run.Version
-	if err := other.SetFlowRunState(context.Background(), run.ID, &v, prefect.SubmittedState("Submitted for execution", run.SerializedState, prefect.Submission{Token: "other"})); err != nil {
-		t.Fatal(err)
-	}
-	e.start("", quickRecovery)
-	time.Sleep(2 * time.Second)
-	if jobs := e.jobsFor(run.ID); len(jobs) != 0 {
-		t.Fatalf("an agent recovered another agent's run: Job %s", jobs[0].Name)
+	for _, tc := range []struct{ name, agent, namespace string }{
+		{"another registration", "other-agent", "flows"},
+		// Same name and labels, so the same agent id: another namespace.
+		{"the same registration in another namespace", "test-agent", "elsewhere"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, emulator.Config{})
+			run := e.schedule(emulator.FlowRunSpec{State: "Paused"})
+			other := newClient(e.api, "")
+			id, err := other.RegisterAgent(context.Background(), e.em.DefaultTenant().ID, tc.agent, AgentType, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := run.Version
+			by := prefect.Submission{AgentID: id, Agent: tc.agent, Namespace: tc.namespace, Token: "other"}
+			if err := other.SetFlowRunState(context.Background(), run.ID, &v, prefect.SubmittedState("Submitted for execution", run.SerializedState, by)); err != nil {
+				t.Fatal(err)
+			}
+			e.start("", quickRecovery)
+			eventually(t, "the agent to register", func() bool { return e.em.Requests()["RegisterAgent"] >= 2 })
+			if want := map[string]int{"other-agent": 2, "test-agent": 1}[tc.agent]; len(e.em.Agents()) != want {
+				t.Fatalf("%d registrations, want %d", len(e.em.Agents()), want)
+			}
+			time.Sleep(2 * time.Second) // several recovery passes
+			if jobs := e.jobsFor(run.ID); len(jobs) != 0 {
+				t.Fatalf("an agent recovered another agent's run: Job %s", jobs[0].Name)
+			}
+		})
 	}
 }
 

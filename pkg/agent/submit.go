@@ -58,7 +58,7 @@ func (a *Agent) submit(ctx, stop context.Context, run prefect.FlowRun) {
 		a.fail(ctx, run.Id, &run.Version, fmt.Sprintf("Cannot build a Kubernetes Job for this flow run: %v", err))
 		return
 	}
-	by := prefect.Submission{AgentID: a.agentID, Agent: a.cfg.Name, Token: newToken()}
+	by := prefect.Submission{AgentID: a.agentID, Agent: a.cfg.Name, Namespace: a.cfg.Job.Namespace, Token: newToken()}
 	version := run.Version
 	if scheduled {
 		v, ours := a.markSubmitted(ctx, log, run, by)

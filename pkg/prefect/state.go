@@ -26,7 +26,11 @@ func baseState(stateType, message string) map[string]any {
 type Submission struct {
 	AgentID string `json:"agent_id,omitempty"`
 	Agent   string `json:"agent,omitempty"`
-	Token   string `json:"token"`
+	// Namespace is where the submitting agent creates Jobs: agents sharing
+	// one registration (same name and labels) in other namespaces are told
+	// apart by it.
+	Namespace string `json:"namespace,omitempty"`
+	Token     string `json:"token"`
 }
 
 // submittedByKey is the Submitted state's context key holding the Submission.
