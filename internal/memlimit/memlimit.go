@@ -34,13 +34,22 @@ func SetGCPercent() bool {
 	return true
 }
 
-// Set applies a memory limit of Fraction of the cgroup's limit unless the
-// GOMEMLIMIT variable is set (the runtime has then applied it already, as
-// `agent install` does from the container's limits.memory). It returns the
-// limit in effect, 0 when there is none, and where it came from.
+// ContainerLimitEnv holds the container's memory limit in bytes; `agent
+// install` sets it from limits.memory (a resourceFieldRef cannot take 90%).
+const ContainerLimitEnv = "PREFECT_AGENT_MEMORY_LIMIT"
+
+// Set applies a memory limit of Fraction of the container's limit (from
+// ContainerLimitEnv, else the cgroup's) unless the GOMEMLIMIT variable is set
+// (the runtime has then applied it already). It returns the limit in effect,
+// 0 when there is none, and where it came from.
 func Set() (int64, string) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return debug.SetMemoryLimit(-1), "GOMEMLIMIT"
+	}
+	if limit, err := strconv.ParseInt(os.Getenv(ContainerLimitEnv), 10, 64); err == nil && limit > 0 {
+		goLimit := int64(float64(limit) * Fraction)
+		debug.SetMemoryLimit(goLimit)
+		return goLimit, ContainerLimitEnv
 	}
 	limit, ok := CgroupLimit(os.DirFS("/"))
 	if !ok {

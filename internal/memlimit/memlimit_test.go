@@ -58,6 +58,17 @@ func TestGOMEMLIMITWins(t *testing.T) {
 	}
 }
 
+func TestContainerLimitFromTheEnvironment(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "")
+	t.Setenv(ContainerLimitEnv, "536870912") // 512Mi, as resourceFieldRef writes it
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	got, from := Set()
+	if from != ContainerLimitEnv || got != 536870912*9/10 || debug.SetMemoryLimit(-1) != got {
+		t.Fatalf("Set = %d from %q (runtime %d), want 90%% of 512Mi from %s", got, from, debug.SetMemoryLimit(-1), ContainerLimitEnv)
+	}
+}
+
 func TestGOGCWins(t *testing.T) {
 	t.Setenv("GOGC", "100")
 	if SetGCPercent() {

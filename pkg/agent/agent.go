@@ -57,7 +57,8 @@ type Config struct {
 	// 5xx or 429 is retried before the run goes back to Scheduled (default 3 min).
 	CreateRetryFor time.Duration
 	// RecoverInterval is the pause between looks for runs this agent marked
-	// Submitted without creating their Job (default 10 s); RecoverGrace is how
+	// Submitted without creating their Job (default 30 s; a mark whose
+	// outcome the agent could not learn brings the next look forward); RecoverGrace is how
 	// old such a mark must be (default 5 s) and RecoverWindow how old it may
 	// be (default 10 min: older ones are Lazarus's).
 	RecoverInterval, RecoverGrace, RecoverWindow time.Duration
@@ -93,18 +94,20 @@ type Agent struct {
 	tenantID string
 	agentID  string
 
-	wake     chan struct{}
-	inFlight sync.Map             // flow run id -> struct{}
-	waiting  sync.Map             // flow run id -> time.Time its worker waits for
-	dropped  map[string]time.Time // ids the metadata query dropped -> when to ask again
-	hurry    chan struct{}        // closed when in-flight work must wrap up
-	hurryNow sync.Once
-	lastLoop atomic.Int64
-	standby  atomic.Bool // waiting for the leader Lease; healthy without polling
-	slots    chan struct{}
-	workers  sync.WaitGroup
-	metrics  *metrics
-	access   accessProblems // watches refused for lack of a verb (permissions.go)
+	wake chan struct{}
+	// recoverSoon asks for a recovery pass once RecoverGrace has passed.
+	recoverSoon chan struct{}
+	inFlight    sync.Map             // flow run id -> struct{}
+	waiting     sync.Map             // flow run id -> time.Time its worker waits for
+	dropped     map[string]time.Time // ids the metadata query dropped -> when to ask again
+	hurry       chan struct{}        // closed when in-flight work must wrap up
+	hurryNow    sync.Once
+	lastLoop    atomic.Int64
+	standby     atomic.Bool // waiting for the leader Lease; healthy without polling
+	slots       chan struct{}
+	workers     sync.WaitGroup
+	metrics     *metrics
+	access      accessProblems // watches refused for lack of a verb (permissions.go)
 	// jobCache is the job manager's synced Job cache, nil until it syncs:
 	// a submission finds the run's earlier Jobs there without a request.
 	jobCache atomic.Pointer[cache.Indexer]
@@ -128,7 +131,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.CreateRetryFor = 3 * time.Minute
 	}
 	if cfg.RecoverInterval <= 0 {
-		cfg.RecoverInterval = 10 * time.Second
+		cfg.RecoverInterval = 30 * time.Second
 	}
 	if cfg.RecoverGrace <= 0 {
 		cfg.RecoverGrace = 5 * time.Second
@@ -145,7 +148,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Labels == nil {
 		cfg.Labels = []string{}
 	}
-	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), dropped: map[string]time.Time{}, hurry: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics()}
+	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, hurry: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics()}
 	if cfg.KubeRequests != nil {
 		a.metrics.registry.MustRegister(cfg.KubeRequests.vec)
 	}

@@ -27,6 +27,12 @@ import (
 // workers on workCtx like submissions.
 func (a *Agent) recoverLoop(ctx, workCtx context.Context) {
 	log := klog.FromContext(ctx)
+	// The first pass cannot see marks younger than RecoverGrace, which a
+	// stop just before this start may have left: look again once they are old.
+	select {
+	case a.recoverSoon <- struct{}{}:
+	default:
+	}
 	for {
 		if err := a.recoverPass(ctx, workCtx); err != nil && ctx.Err() == nil {
 			log.Error(err, "Looking for flow runs Submitted without a Job failed; trying again later")
@@ -35,6 +41,13 @@ func (a *Agent) recoverLoop(ctx, workCtx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(a.cfg.RecoverInterval):
+		case <-a.recoverSoon:
+			// A mark of unknown outcome: look once it is old enough.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(a.cfg.RecoverGrace + time.Second):
+			}
 		}
 	}
 }

@@ -92,6 +92,10 @@ func (a *Agent) markSubmitted(ctx context.Context, log klog.Logger, run prefect.
 	switch {
 	case readErr != nil:
 		log.Error(readErr, "Could not tell whether the Submitted mark was applied; if it was, the agent's recovery creates the Job", "markError", err.Error())
+		select {
+		case a.recoverSoon <- struct{}{}:
+		default:
+		}
 		return 0, false
 	case got.State == "Submitted" && got.By.Token == by.Token:
 		log.Info("The Submitted mark was applied although its answer was lost; creating the Job", "markError", err.Error())

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -61,6 +62,16 @@ func (m *manager) sync(ctx context.Context, key string) error {
 	runID := job.Labels[manifest.LabelFlowRunID]
 	if runID == "" || job.DeletionTimestamp != nil {
 		m.waits.forget(key)
+		return nil
+	}
+	if newer := m.newerSubmission(job, runID); newer != "" {
+		// The run was submitted again and the submission could not delete
+		// this Job: it must neither run nor report on the new submission.
+		deleted, err := m.removeJob(ctx, job, "superseded")
+		if err != nil || !deleted {
+			return err
+		}
+		m.a.runLog(ctx, runID, prefect.LevelInfo, fmt.Sprintf("Deleted Job %s of an earlier submission, which had not finished: the run was submitted again and only Job %s may run it", job.Name, newer))
 		return nil
 	}
 	facts := m.facts(job)
@@ -243,19 +254,26 @@ func nullIfEmpty(s string) any {
 
 // deleteJob removes a Job and, in the background, its pods.
 func (m *manager) deleteJob(ctx context.Context, job *batchv1.Job, why string) error {
+	_, err := m.removeJob(ctx, job, why)
+	return err
+}
+
+// removeJob is deleteJob that also says whether this call deleted the Job
+// (false when it was gone or replaced already).
+func (m *manager) removeJob(ctx context.Context, job *batchv1.Job, why string) (bool, error) {
 	policy := metav1.DeletePropagationBackground
 	err := m.a.cfg.Kube.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
 		PropagationPolicy: &policy, Preconditions: &metav1.Preconditions{UID: &job.UID},
 	})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("deleting Job %s/%s: %w", job.Namespace, job.Name, err)
+		return false, fmt.Errorf("deleting Job %s/%s: %w", job.Namespace, job.Name, err)
 	}
 	m.a.metrics.jobsDeleted.WithLabelValues(why).Inc()
 	klog.FromContext(ctx).V(1).Info("Deleted Job", "job", klog.KObj(job), "why", why)
-	return nil
+	return true, nil
 }
 
 // reportedSet remembers per Job what has been reported, seeded from the
@@ -373,4 +391,24 @@ func (r *reportedSet) forgetKey(key string) {
 		delete(r.first, uid)
 		delete(r.uids, key)
 	}
+}
+
+// newerSubmission names the run's Job made for a later submission when job
+// is an older one that has not finished, else "".
+func (m *manager) newerSubmission(job *batchv1.Job, runID string) string {
+	version, err := strconv.Atoi(job.Annotations[manifest.AnnotationFlowRunVersion])
+	if err != nil || manifest.JobFinished(job) {
+		return ""
+	}
+	objs, _ := m.jobs.GetIndexer().ByIndex(byFlowRun, runID)
+	for _, o := range objs {
+		other, ok := o.(*cachedJob)
+		if !ok || other.Namespace != job.Namespace || other.DeletionTimestamp != nil {
+			continue
+		}
+		if v, err := strconv.Atoi(other.Annotations[manifest.AnnotationFlowRunVersion]); err == nil && v > version {
+			return other.Name
+		}
+	}
+	return ""
 }

@@ -16,6 +16,7 @@ import (
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
 
+	"github.com/kubectl-prefect/kubectl-prefect/internal/memlimit"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 )
@@ -57,8 +58,9 @@ const TerminationGracePeriodSeconds = int64((agent.MaxStop + 20*time.Second) / t
 
 // The agent container's resources. The request covers the working set
 // measured with `make bench` (README, Benchmarks); the limit leaves room for
-// tens of thousands of managed Jobs. The limit also reaches the Go runtime as
-// GOMEMLIMIT, so its garbage collector works harder before the OOM killer acts.
+// tens of thousands of managed Jobs. The limit also reaches the agent, which
+// gives 90% of it to the Go runtime as its memory limit, so the garbage
+// collector works harder before the OOM killer acts.
 var (
 	MemoryRequest = resource.MustParse("128Mi")
 	MemoryLimit   = resource.MustParse("512Mi")
@@ -96,7 +98,7 @@ func Build(in Spec) Objects {
 		WithPorts(corev1ac.ContainerPort().WithName("http").WithContainerPort(HealthPort)).
 		WithEnv(
 			corev1ac.EnvVar().WithName("NAMESPACE").WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.namespace"))),
-			corev1ac.EnvVar().WithName("GOMEMLIMIT").WithValueFrom(corev1ac.EnvVarSource().WithResourceFieldRef(corev1ac.ResourceFieldSelector().WithContainerName(containerName).WithResource("limits.memory"))),
+			corev1ac.EnvVar().WithName(memlimit.ContainerLimitEnv).WithValueFrom(corev1ac.EnvVarSource().WithResourceFieldRef(corev1ac.ResourceFieldSelector().WithContainerName(containerName).WithResource("limits.memory"))),
 		).
 		WithLivenessProbe(probe(40, 20, 3)).
 		WithReadinessProbe(probe(5, 10, 3)).

@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/kubectl-prefect/kubectl-prefect/internal/memlimit"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
 )
 
@@ -38,8 +39,8 @@ func TestDeploymentRunsTheLeanAgentWithRoomToStop(t *testing.T) {
 			env[*e.Name] = "field:" + *e.ValueFrom.FieldRef.FieldPath
 		}
 	}
-	if env["GOMEMLIMIT"] != "resource:agent/limits.memory" || *c.Name != "agent" {
-		t.Fatalf("GOMEMLIMIT is not the agent container's memory limit: %v", env)
+	if env[memlimit.ContainerLimitEnv] != "resource:agent/limits.memory" || *c.Name != "agent" || env["GOMEMLIMIT"] != "" {
+		t.Fatalf("%s is not the agent container's memory limit: %v", memlimit.ContainerLimitEnv, env)
 	}
 	if env["PREFECT__CLOUD__API_KEY"] != "secret:prefect-agent" || env["NAMESPACE"] != "field:metadata.namespace" {
 		t.Fatalf("env %v", env)

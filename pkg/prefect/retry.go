@@ -46,7 +46,7 @@ func (c retryingClient) MakeRequest(ctx context.Context, req *graphql.Request, r
 		if rateLimited {
 			// Told to slow down: wait what the server asked, and never less
 			// than a long floor.
-			wait = min(max(told.d, 4*delay, rateLimitFloor), max(cfg.MaxBackoff, told.d))
+			wait = min(max(told.d, 4*delay, rateLimitFloor), max(cfg.MaxBackoff, min(told.d, maxRetryAfter)))
 		}
 		select {
 		case <-ctx.Done():
@@ -67,6 +67,10 @@ type onceKey struct{}
 // mutations that are not idempotent (the Submitted mark), whose caller
 // resolves a failure by reading the result back instead.
 func Once(ctx context.Context) context.Context { return context.WithValue(ctx, onceKey{}, true) }
+
+// maxRetryAfter bounds how long a Retry-After header can hold one call: a
+// day-long answer would otherwise stall the agent past its health check.
+const maxRetryAfter = 5 * time.Minute
 
 // retryAfterKey carries a *retryAfter to the HTTP doer, which fills it from a
 // 429 answer's Retry-After header (genqlient's HTTPError drops the headers).

@@ -17,6 +17,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 
+	"github.com/kubectl-prefect/kubectl-prefect/internal/memlimit"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 )
@@ -99,13 +100,13 @@ deployment.apps/prefect-agent serverside-applied
 	}
 	var memLimitEnv *corev1.EnvVar
 	for i, e := range c.Env {
-		if e.Name == "GOMEMLIMIT" {
+		if e.Name == memlimit.ContainerLimitEnv {
 			memLimitEnv = &c.Env[i]
 		}
 	}
 	if memLimitEnv == nil || memLimitEnv.ValueFrom == nil || memLimitEnv.ValueFrom.ResourceFieldRef == nil ||
 		memLimitEnv.ValueFrom.ResourceFieldRef.Resource != "limits.memory" || memLimitEnv.ValueFrom.ResourceFieldRef.ContainerName != c.Name {
-		t.Fatalf("GOMEMLIMIT does not come from the container's memory limit: %+v", memLimitEnv)
+		t.Fatalf("%s does not come from the container's memory limit: %+v", memlimit.ContainerLimitEnv, memLimitEnv)
 	}
 	for _, e := range c.Env {
 		if e.Name == "PREFECT__CLOUD__API_KEY" && (e.ValueFrom == nil || e.ValueFrom.SecretKeyRef.Name != "prefect-agent") {

@@ -1,0 +1,61 @@
+package agent
+
+import (
+	"context"
+	"strconv"
+	"testing"
+
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+)
+
+// TestJobOfAnEarlierSubmissionIsDeletedByJobManagement covers the Job a
+// re-submission could not delete (its delete failed, or the Job appeared
+// late): job management deletes it, with a line on the run, and leaves the
+// current submission's Job alone.
+func TestJobOfAnEarlierSubmissionIsDeletedByJobManagement(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	run := e.schedule(suspendedRun(t))
+	e.start("", nil)
+	e.waitSubmitted(run.ID)
+	current := e.jobsFor(run.ID)[0]
+	version, err := strconv.Atoi(current.Annotations[manifest.AnnotationFlowRunVersion])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Job an earlier submission (two versions before) left, not finished.
+	old := current.DeepCopy()
+	name, identifier, err := manifest.JobName("", run.ID, version-2, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.ObjectMeta = metav1.ObjectMeta{Name: name, Namespace: e.ns, Labels: map[string]string{}, Annotations: map[string]string{}}
+	for k, v := range current.Labels {
+		old.Labels[k] = v
+	}
+	old.Labels[manifest.LabelIdentifier] = identifier
+	old.Annotations[manifest.AnnotationFlowRunVersion] = strconv.Itoa(version - 2)
+	old.Spec.Selector, old.Spec.Template.Labels, old.Status = nil, old.Labels, batchv1.JobStatus{}
+	if _, err := cluster.Client.BatchV1().Jobs(e.ns).Create(context.Background(), old, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the earlier submission's Job to be deleted", func() bool {
+		for _, j := range e.jobsFor(run.ID) {
+			if j.Name == name && j.DeletionTimestamp == nil {
+				return false
+			}
+		}
+		return true
+	})
+	jobs := e.jobsFor(run.ID)
+	if len(jobs) != 1 || jobs[0].Name != current.Name || jobs[0].DeletionTimestamp != nil {
+		t.Fatalf("Jobs left %v, want only the current submission's %s", jobs, current.Name)
+	}
+	got, _ := e.em.FlowRun(run.ID)
+	if !contains(logsAt(got, "INFO"), "Deleted Job "+name+" of an earlier submission") || got.State != "Submitted" {
+		t.Fatalf("run %s, log %q", got.State, logsAt(got, "INFO"))
+	}
+}
