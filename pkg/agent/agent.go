@@ -405,25 +405,13 @@ func (a *Agent) poll(ctx, workCtx context.Context) (pollResult, error) {
 		}
 	}
 	for _, run := range runs {
-		if _, busy := a.inFlight.LoadOrStore(run.Id, struct{}{}); busy {
-			continue
-		}
-		select {
-		case a.slots <- struct{}{}:
-		case <-ctx.Done():
-			a.inFlight.Delete(run.Id)
+		started, stopped := a.startWorker(ctx, run.Id, func() { a.submit(workCtx, ctx, run) })
+		if stopped {
 			return result, nil
 		}
-		result.handed++
-		a.workers.Add(1)
-		go func(run prefect.FlowRun) {
-			defer func() {
-				<-a.slots
-				a.inFlight.Delete(run.Id)
-				a.workers.Done()
-			}()
-			a.submit(workCtx, ctx, run)
-		}(run)
+		if started {
+			result.handed++
+		}
 	}
 	return result, nil
 }

@@ -2,8 +2,6 @@ package agent
 
 import (
 	"errors"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,23 +16,8 @@ import (
 func TestHealthFailsWhileAWatchIsRefused(t *testing.T) {
 	a := &Agent{cfg: Config{Now: time.Now, Intervals: DefaultIntervals}, metrics: newMetrics()}
 	a.lastLoop.Store(time.Now().UnixNano())
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	a.cfg.HealthAddress = ln.Addr().String()
-	ln.Close()
-	stop, err := a.serveHealth(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	get := func() (int, string) {
-		resp, err := http.Get("http://" + a.cfg.HealthAddress + "/api/health")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
+	base := startHealthServer(t, a)
+	get := func() (int, string) { return httpAnswer(t, http.MethodGet, base+"/api/health") }
 	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", errors.New(`User "system:serviceaccount:flows:agent" cannot watch resource "pods"`))
 	a.access.observe("pods", "list", nil)
 	a.access.observe("pods", "watch", forbidden)

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -13,39 +12,18 @@ import (
 // /debug/pprof answers only requests from the pod itself.
 func TestPokeIsPostAndProfilingIsLoopbackOnly(t *testing.T) {
 	a := &Agent{cfg: Config{Now: time.Now, Intervals: DefaultIntervals, Profiling: true}, metrics: newMetrics(), wake: make(chan struct{}, 1)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.cfg.HealthAddress = ln.Addr().String()
-	ln.Close()
-	stop, err := a.serveHealth(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	base := "http://" + a.cfg.HealthAddress
+	base := startHealthServer(t, a)
 
-	resp, err := http.Get(base + "/api/poke")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Fatalf("GET /api/poke: %d, want 405", resp.StatusCode)
+	if code, _ := httpAnswer(t, http.MethodGet, base+"/api/poke"); code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /api/poke: %d, want 405", code)
 	}
 	select {
 	case <-a.wake:
 		t.Fatal("GET /api/poke woke the loop")
 	default:
 	}
-	resp, err = http.Post(base+"/api/poke", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST /api/poke: %d, want 200", resp.StatusCode)
+	if code, _ := httpAnswer(t, http.MethodPost, base+"/api/poke"); code != http.StatusOK {
+		t.Fatalf("POST /api/poke: %d, want 200", code)
 	}
 	select {
 	case <-a.wake:
@@ -53,13 +31,8 @@ func TestPokeIsPostAndProfilingIsLoopbackOnly(t *testing.T) {
 		t.Fatal("POST /api/poke did not wake the loop")
 	}
 
-	resp, err = http.Get(base + "/debug/pprof/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/debug/pprof/ from loopback: %d, want 200", resp.StatusCode)
+	if code, _ := httpAnswer(t, http.MethodGet, base+"/debug/pprof/"); code != http.StatusOK {
+		t.Fatalf("/debug/pprof/ from loopback: %d, want 200", code)
 	}
 	for _, remote := range []string{"10.1.2.3:40000", "[fd00::1]:40000", "192.0.2.7:1234"} {
 		rec := httptest.NewRecorder()

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"net"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -16,21 +15,10 @@ func TestHealthFailsOnlyWhenTheLoopStalls(t *testing.T) {
 	var clock atomic.Int64 // the handler reads the fake time on its own goroutine
 	clock.Store(start.UnixNano())
 	a := &Agent{cfg: Config{Now: func() time.Time { return time.Unix(0, clock.Load()) }, Intervals: DefaultIntervals}, metrics: newMetrics()}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	a.cfg.HealthAddress = ln.Addr().String()
-	ln.Close()
-	stop, err := a.serveHealth(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
+	base := startHealthServer(t, a)
 	status := func() int {
-		resp, err := http.Get("http://" + a.cfg.HealthAddress + "/api/health")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _ := httpAnswer(t, http.MethodGet, base+"/api/health")
+		return code
 	}
 	a.lastLoop.Store(start.UnixNano())
 	if got := status(); got != http.StatusOK {

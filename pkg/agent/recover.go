@@ -60,24 +60,9 @@ func (a *Agent) recoverPass(ctx, workCtx context.Context) error {
 		return err
 	}
 	for _, run := range runs {
-		if _, busy := a.inFlight.LoadOrStore(run.Id, struct{}{}); busy {
-			continue
-		}
-		select {
-		case a.slots <- struct{}{}:
-		case <-ctx.Done():
-			a.inFlight.Delete(run.Id)
+		if _, stopped := a.startWorker(ctx, run.Id, func() { a.recoverRun(workCtx, run) }); stopped {
 			return nil
 		}
-		a.workers.Add(1)
-		go func(run prefect.StrandedRun) {
-			defer func() {
-				<-a.slots
-				a.inFlight.Delete(run.Id)
-				a.workers.Done()
-			}()
-			a.recoverRun(workCtx, run)
-		}(run)
 	}
 	return nil
 }

@@ -2,14 +2,11 @@
 package cmd
 
 import (
-	goflag "flag"
-
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/klog/v2"
 
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agentcli"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/cmd/agent"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/cmd/jobs"
 )
@@ -30,19 +27,10 @@ keeps the API key in a Secret.`,
 		SilenceUsage:  true,
 	}
 	configFlags.AddFlags(root.PersistentFlags())
-	addKlogFlags(root.PersistentFlags())
+	agentcli.AddKlogFlags(root.PersistentFlags())
 	root.AddCommand(agent.NewCmdAgent(configFlags, streams))
 	root.AddCommand(jobs.NewCmdJobs(configFlags, streams))
 	root.AddCommand(NewCmdVersion(configFlags, streams))
 	registerCompletions(root, configFlags)
 	return root
-}
-
-// addKlogFlags exposes klog's verbosity (-v) and nothing else of it.
-func addKlogFlags(flags *pflag.FlagSet) {
-	fs := goflag.NewFlagSet("klog", goflag.ContinueOnError)
-	klog.InitFlags(fs)
-	for _, name := range []string{"v", "vmodule"} {
-		flags.AddGoFlag(fs.Lookup(name))
-	}
 }

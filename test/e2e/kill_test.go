@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,45 +15,16 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
 )
 
-// agentProcess is one `kubectl-prefect agent start` process.
-type agentProcess struct {
-	cmd      *exec.Cmd
-	deploys  chan struct{} // one per "Deploying flow run" line
-	exited   chan error
-	stderr   *testbed.SyncBuffer
-	finished chan struct{}
-}
-
-func startAgentProcess(t *testing.T, api, ns string) *agentProcess {
-	t.Helper()
+// killableAgent runs `kubectl-prefect agent start` straight from the binary.
+func killableAgent(api, ns string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(binDir, "kubectl-prefect"), "agent", "start", "-n", ns, "--api", api,
 		"--agent-name", "killed-agent", "--delete-finished-jobs=false")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+cluster.Kubeconfig, "PREFECT__BACKEND=server")
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &agentProcess{cmd: cmd, deploys: make(chan struct{}, 1000), exited: make(chan error, 1), stderr: &testbed.SyncBuffer{}, finished: make(chan struct{})}
-	go func() {
-		defer close(p.finished)
-		lines := bufio.NewScanner(io.TeeReader(pipe, p.stderr))
-		lines.Buffer(make([]byte, 1<<20), 1<<20)
-		for lines.Scan() {
-			if strings.Contains(lines.Text(), `"Deploying flow run"`) {
-				p.deploys <- struct{}{}
-			}
-		}
-	}()
-	go func() { <-p.finished; p.exited <- cmd.Wait() }()
-	return p
+	return cmd
 }
 
 // suspendedRunConfig makes the run's Job suspended: no pods for hundreds of runs.
@@ -118,12 +86,7 @@ func TestAgentProcessSIGKILLedMidSubmission(t *testing.T) {
 		t.Skip("fault test: skipped under -short")
 	}
 	const runs, kills = 300, 30
-	em, err := emulator.New(emulator.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(em.Handler())
-	defer srv.Close()
+	em, srv := startEmulator(t)
 	ns := cluster.Namespace(t)
 	ids := make([]string, 0, runs)
 	for range runs {
@@ -136,7 +99,7 @@ func TestAgentProcessSIGKILLedMidSubmission(t *testing.T) {
 	rng := rand.New(rand.NewPCG(42, 7))
 	strandedByKills, killed := 0, 0
 	for killed < kills {
-		p := startAgentProcess(t, srv.URL, ns)
+		p := startAgentProcess(t, killableAgent(srv.URL, ns))
 		n := 1 + rng.IntN(8)
 		for seen := 0; seen < n; {
 			select {
@@ -161,7 +124,7 @@ func TestAgentProcessSIGKILLedMidSubmission(t *testing.T) {
 		}
 	}
 	before := tallyRuns(t, em, ns, ids)
-	final := startAgentProcess(t, srv.URL, ns)
+	final := startAgentProcess(t, killableAgent(srv.URL, ns))
 	restarted := time.Now()
 	defer func() {
 		_ = final.cmd.Process.Signal(syscall.SIGTERM)

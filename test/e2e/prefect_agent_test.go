@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -15,10 +14,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
-
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
 )
 
@@ -33,42 +28,14 @@ func prefectAgent(ns string, args ...string) *exec.Cmd {
 
 func TestPrefectAgentBinaryRunsFlowRuns(t *testing.T) {
 	ns := cluster.Namespace(t)
-	em, err := emulator.New(emulator.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(em.Handler())
-	defer srv.Close()
+	em, srv := startEmulator(t)
 	run, _ := em.AddFlowRun(emulator.FlowRunSpec{Labels: []string{"e2e"}})
 
 	// The arguments an older `agent install` gave the image still work.
-	cmd := prefectAgent(ns, "agent", "start", "--api", srv.URL, "--agent-name", "lean-agent")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	err = wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		jobs, err := cluster.Client.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{LabelSelector: manifest.LabelFlowRunID + "=" + run.ID})
-		return err == nil && len(jobs.Items) == 1, nil
-	})
-	if err != nil {
-		_ = cmd.Process.Kill()
-		t.Fatalf("no Job from prefect-agent; its log:\n%s", stderr.String())
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("prefect-agent exited with %v after SIGTERM, want 0; log:\n%s", err, stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("prefect-agent did not stop after SIGTERM")
-	}
-	if log := stderr.String(); !strings.Contains(log, `"Agent registered" agent="lean-agent"`) || !strings.Contains(log, "namespace=\""+ns+"\"") {
+	p := startAgentProcess(t, prefectAgent(ns, "agent", "start", "--api", srv.URL, "--agent-name", "lean-agent"))
+	p.waitForJob(t, "prefect-agent", ns, run.ID)
+	p.stopWithSIGTERM(t, "prefect-agent")
+	if log := p.stderr.String(); !strings.Contains(log, `"Agent registered" agent="lean-agent"`) || !strings.Contains(log, "namespace=\""+ns+"\"") {
 		t.Errorf("prefect-agent log lacks the registration in namespace %s:\n%s", ns, log)
 	}
 }
@@ -120,38 +87,31 @@ func TestSecondSignalForcesTheExit(t *testing.T) {
 	defer srv.Close()
 	_, _ = em.AddFlowRun(emulator.FlowRunSpec{Labels: []string{"e2e"}})
 
-	cmd := prefectAgent(ns, "--api", srv.URL)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	p := startAgentProcess(t, prefectAgent(ns, "--api", srv.URL))
 	select {
 	case <-stuck:
 	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("the agent never tried to mark the run Submitted; log:\n%s", stderr.String())
+		_ = p.cmd.Process.Kill()
+		t.Fatalf("the agent never tried to mark the run Submitted; log:\n%s", p.stderr.String())
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-done:
+	case err := <-p.exited:
 		t.Fatalf("the first SIGTERM ended the agent at once (%v); it should wait for the submission in flight", err)
 	case <-time.After(time.Second):
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-done:
+	case err := <-p.exited:
 		var exit *exec.ExitError
 		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
 			t.Fatalf("after the second SIGTERM: %v, want exit status 1", err)
 		}
 	case <-time.After(5 * time.Second):
-		_ = cmd.Process.Kill()
+		_ = p.cmd.Process.Kill()
 		t.Fatal("a second SIGTERM did not force the exit")
 	}
-	if !strings.Contains(stderr.String(), "Received a second terminated: exiting without waiting for the graceful stop.") {
-		t.Errorf("the forced exit is not explained on stderr:\n%s", stderr.String())
+	if !strings.Contains(p.stderr.String(), "Received a second terminated: exiting without waiting for the graceful stop.") {
+		t.Errorf("the forced exit is not explained on stderr:\n%s", p.stderr.String())
 	}
 }
