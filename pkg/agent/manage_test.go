@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -177,6 +178,14 @@ func TestDeniedPodFailsAtOnce(t *testing.T) {
 	if _, err := cluster.Client.CoreV1().LimitRanges(e.ns).Create(context.Background(), limits, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The API server's admission sees a new LimitRange through its cache:
+	// wait until it refuses such a pod before the run's Job makes one.
+	probe := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x",
+		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}}}}}}
+	eventually(t, "the LimitRange to be enforced", func() bool {
+		_, err := cluster.Client.CoreV1().Pods(e.ns).Create(context.Background(), probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return apierrors.IsForbidden(err) || apierrors.IsInvalid(err)
+	})
 	run := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": "2"}))
 	e.start("", managed(false))
 	got := e.waitFailed(run.ID, "(FailedCreate)")

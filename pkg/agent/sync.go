@@ -393,8 +393,9 @@ func (r *reportedSet) forgetKey(key string) {
 	}
 }
 
-// newerSubmission names the run's Job made for a later submission when job
-// is an older one that has not finished, else "".
+// newerSubmission names the run's Job made for a later submission (not a
+// relaunch for task runs) when job is an older one that has not finished,
+// else "".
 func (m *manager) newerSubmission(job *batchv1.Job, runID string) string {
 	version, err := strconv.Atoi(job.Annotations[manifest.AnnotationFlowRunVersion])
 	if err != nil || manifest.JobFinished(job) {
@@ -406,7 +407,13 @@ func (m *manager) newerSubmission(job *batchv1.Job, runID string) string {
 		if !ok || other.Namespace != job.Namespace || other.DeletionTimestamp != nil {
 			continue
 		}
-		if v, err := strconv.Atoi(other.Annotations[manifest.AnnotationFlowRunVersion]); err == nil && v > version {
+		v, err := strconv.Atoi(other.Annotations[manifest.AnnotationFlowRunVersion])
+		if err != nil || v <= version {
+			continue
+		}
+		// A relaunch for due task runs leaves the run's earlier Job alone
+		// (as the submission does): only a new submission supersedes.
+		if _, id, err := manifest.JobName(manifest.DefaultJobPrefix, runID, v, ""); err == nil && strings.HasSuffix(other.Name, "-"+id) {
 			return other.Name
 		}
 	}
