@@ -168,7 +168,12 @@ func defaultRules(agentTemplate string) []rule {
 		return rules
 	}
 	if l, err := parseLocation(agentTemplate); err == nil && l.kind == kindFile {
-		rules = append(rules, fileRule(location{kind: kindFile, path: filepath.Dir(l.path)}))
+		// A template at the root would open every file: its directory is
+		// allowed only when it is not the root (name the root in the flag
+		// to allow it).
+		if dir, err := filepath.Abs(filepath.Dir(l.path)); err == nil && dir != filepath.Dir(dir) {
+			rules = append(rules, fileRule(location{kind: kindFile, path: dir}))
+		}
 	}
 	return rules
 }

@@ -181,6 +181,11 @@ func TestLocalFilesOnlyNextToTheAgentTemplate(t *testing.T) {
 	if data, err := none.LoadTrusted(ctx, filepath.Join(secretDir, "x.yaml")); err != nil || string(data) != jobYAML {
 		t.Fatalf("the agent's own template is trusted: %q, %v", data, err)
 	}
+
+	// An agent template at the root does not open every file.
+	atRoot := mustLoader(t, Options{AgentTemplate: "/job.yaml"})
+	_, err = atRoot.Load(ctx, filepath.Join(secretDir, "x.yaml"))
+	wantError(t, err, "is not in a location this agent allows run configs to use", FlagName)
 }
 
 func TestBadAllowedLocationsNameTheFlag(t *testing.T) {
