@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,11 +31,17 @@ func (c *Cluster) RestartAPIServer(ctx context.Context, down time.Duration) erro
 	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Hold the freed port while the server is down, so that a cluster another
+	// test binary starts meanwhile cannot be given it; connections are closed
+	// at once, as a dead server's would be.
+	release := holdPort(flagValue(args, "--bind-address"), flagValue(args, "--secure-port"))
 	select {
 	case <-ctx.Done():
+		release()
 		return ctx.Err()
 	case <-time.After(down):
 	}
+	release()
 	logFile, err := os.OpenFile(filepath.Join(c.dir(), "kube-apiserver-restarted.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -95,4 +102,44 @@ func (c *Cluster) replacePid(old, pid int) {
 		}
 		return nil
 	})
+}
+
+// flagValue returns a command line's --name=value or --name value, or "".
+func flagValue(args []string, name string) string {
+	for i, a := range args {
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v
+		}
+		if a == name && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// holdPort listens on host:port, closing every connection it accepts, until
+// the returned function is called. Without a port it holds nothing.
+func holdPort(host, port string) (release func()) {
+	if port == "" {
+		return func() {}
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = conn.Close()
+		}
+	}()
+	return func() {
+		_ = ln.Close()
+		<-done
+	}
 }
