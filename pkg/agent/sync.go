@@ -151,6 +151,11 @@ func (m *manager) report(ctx context.Context, job *batchv1.Job, runID string, fr
 			m.reported.add(job, []problem{p})
 			continue
 		}
+		if p.key == keyCompleted && state.State == "Running" {
+			// A flow whose task run retries later exits and leaves the run
+			// Running (Prefect 1): not necessarily a flow that failed to report.
+			p.message = fmt.Sprintf("Job %s completed while the flow run is Running: if a task run waits for a retry, the agent relaunches the run when the retry is due; otherwise the flow's process exited without reporting a final state", job.Name)
+		}
 		if !logged {
 			log.Info("Reporting to the flow run", "reason", p.reason, "level", p.level, "message", p.message)
 			if err := m.writeLog(ctx, runID, p.level, p.message); err != nil {

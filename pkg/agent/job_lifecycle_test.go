@@ -7,6 +7,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
@@ -57,5 +58,28 @@ func TestJobOfAnEarlierSubmissionIsDeletedByJobManagement(t *testing.T) {
 	got, _ := e.em.FlowRun(run.ID)
 	if !contains(logsAt(got, "INFO"), "Deleted Job "+name+" of an earlier submission") || got.State != "Submitted" {
 		t.Fatalf("run %s, log %q", got.State, logsAt(got, "INFO"))
+	}
+}
+
+// TestJobCompletedWhileTheRunIsRunning covers a flow whose task run retries
+// later: its process exits 0 and leaves the run Running, which is not a flow
+// that failed to report; the line on the run says both.
+func TestJobCompletedWhileTheRunIsRunning(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	run := e.schedule(suspendedRun(t))
+	e.start("", managed(false))
+	e.waitSubmitted(run.ID)
+	if _, err := e.em.SetFlowRunState(run.ID, "Running", "Running flow."); err != nil {
+		t.Fatal(err)
+	}
+	job := e.jobsFor(run.ID)[0]
+	resume := []byte(`{"spec":{"suspend":false}}`)
+	if _, err := cluster.Client.BatchV1().Jobs(e.ns).Patch(context.Background(), job.Name, types.MergePatchType, resume, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.warned(run.ID, "Job "+job.Name+" completed while the flow run is Running: if a task run waits for a retry")
+	got, _ := e.em.FlowRun(run.ID)
+	if contains(logsAt(got, "WARNING"), "never reported a final state") || got.State != "Running" {
+		t.Fatalf("run %s, warnings %q", got.State, logsAt(got, "WARNING"))
 	}
 }
