@@ -150,14 +150,7 @@ func (j *cachedJob) job() *batchv1.Job {
 }
 
 // finished tells whether the Job completed or failed.
-func (j *cachedJob) finished() bool {
-	for _, c := range j.conditions {
-		if c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed {
-			return true
-		}
-	}
-	return false
-}
+func (j *cachedJob) finished() bool { return manifest.ConditionsFinished(j.conditions) }
 
 // pod rebuilds the typed pod inspect reads.
 func (p *cachedPod) pod() *corev1.Pod {

@@ -283,13 +283,8 @@ func (in *inspection) wantRecheck(after time.Duration) {
 
 // flowContainerName is the container the flow runs in: "flow", else the first.
 func flowContainerName(pod *corev1.Pod) string {
-	for _, c := range pod.Spec.Containers {
-		if c.Name == manifest.FlowContainer {
-			return c.Name
-		}
-	}
-	if len(pod.Spec.Containers) > 0 {
-		return pod.Spec.Containers[0].Name
+	if i := manifest.FlowContainerIndex(pod.Spec.Containers); i >= 0 {
+		return pod.Spec.Containers[i].Name
 	}
 	return manifest.FlowContainer
 }

@@ -1,12 +1,10 @@
 package agentcli
 
 import (
-	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
 
 	agentpkg "github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
 )
@@ -52,10 +50,4 @@ func (f *PendingFlags) Validate() error {
 func (f *PendingFlags) apply(cfg *agentpkg.ManageConfig) {
 	policy := f.Policy
 	cfg.Pending = &policy
-}
-
-// checkPermissions stops the start with a message naming any verb the
-// agent's identity lacks.
-func checkPermissions(ctx context.Context, kube kubernetes.Interface, namespace string, allNamespaces bool, lease string) error {
-	return agentpkg.CheckPermissions(ctx, kube, namespace, allNamespaces, lease)
 }

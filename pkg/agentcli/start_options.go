@@ -209,7 +209,7 @@ func (o *StartOptions) Run(ctx context.Context, conn Connection) error {
 	if cfg.LeaderElection != nil {
 		lease = cfg.LeaderElection.LeaseName
 	}
-	if err := checkPermissions(ctx, cfg.Kube, cfg.Job.Namespace, o.WatchAllNamespaces, lease); err != nil {
+	if err := agentpkg.CheckPermissions(ctx, cfg.Kube, cfg.Job.Namespace, o.WatchAllNamespaces, lease); err != nil {
 		return err
 	}
 	a, err := agentpkg.New(cfg)

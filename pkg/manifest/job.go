@@ -146,21 +146,32 @@ func setPullSecrets(pod *corev1.PodSpec, s AgentSettings, rc RunConfig, keepTemp
 	}
 }
 
-// flowContainer returns the container named flow, else the first, creating
-// one when the template has none.
-func flowContainer(pod *corev1.PodSpec) *corev1.Container {
-	for i := range pod.Containers {
-		if pod.Containers[i].Name == FlowContainer {
-			return &pod.Containers[i]
+// FlowContainerIndex is the index of the container the flow runs in: the
+// one named flow, else the first; -1 when there is none. Building a Job and
+// inspecting its pods both choose by it.
+func FlowContainerIndex(containers []corev1.Container) int {
+	for i := range containers {
+		if containers[i].Name == FlowContainer {
+			return i
 		}
 	}
-	if len(pod.Containers) == 0 {
-		pod.Containers = []corev1.Container{{Name: FlowContainer}}
+	if len(containers) == 0 {
+		return -1
 	}
-	if pod.Containers[0].Name == "" {
-		pod.Containers[0].Name = FlowContainer
+	return 0
+}
+
+// flowContainer returns the flow container, creating one when the template
+// has none and naming an unnamed one.
+func flowContainer(pod *corev1.PodSpec) *corev1.Container {
+	i := FlowContainerIndex(pod.Containers)
+	if i < 0 {
+		pod.Containers, i = []corev1.Container{{Name: FlowContainer}}, 0
 	}
-	return &pod.Containers[0]
+	if pod.Containers[i].Name == "" {
+		pod.Containers[i].Name = FlowContainer
+	}
+	return &pod.Containers[i]
 }
 
 // flowImage picks the image: Docker storage, run config, template, then
@@ -337,7 +348,12 @@ func firstNonEmpty(values ...string) string {
 
 // JobFinished tells whether a Job has completed or failed.
 func JobFinished(job *batchv1.Job) bool {
-	for _, c := range job.Status.Conditions {
+	return ConditionsFinished(job.Status.Conditions)
+}
+
+// ConditionsFinished tells whether a Job's conditions say it completed or failed.
+func ConditionsFinished(conditions []batchv1.JobCondition) bool {
+	for _, c := range conditions {
 		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
 			return true
 		}

@@ -10,6 +10,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/cli-runtime/pkg/printers"
 
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agentcli"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
@@ -17,8 +18,8 @@ import (
 // RenderOptions are the options of `kubectl prefect agent render`.
 type RenderOptions struct {
 	configFlags *genericclioptions.ConfigFlags
-	Settings    SettingsFlags
-	Templates   TemplateFlags
+	Settings    agentcli.SettingsFlags
+	Templates   agentcli.TemplateFlags
 	PrintFlags  *genericclioptions.PrintFlags
 
 	RunConfigPath string

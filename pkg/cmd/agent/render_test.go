@@ -10,6 +10,8 @@ import (
 
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agentcli"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected outputs in testdata")
@@ -17,7 +19,7 @@ var update = flag.Bool("update", false, "rewrite the expected outputs in testdat
 // clearAgentEnv keeps the developer's environment out of the tests.
 func clearAgentEnv(t *testing.T) {
 	t.Helper()
-	for _, names := range envFallbacks {
+	for _, names := range agentcli.SettingsEnvFallbacks {
 		for _, n := range names {
 			t.Setenv(n, "")
 		}
