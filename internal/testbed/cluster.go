@@ -44,13 +44,27 @@ type Cluster struct {
 func clustersRoot() string { return filepath.Join(RepoRoot(), ".cache", "kwok") }
 
 // Start brings up a cluster with the given number of simulated nodes. It takes
-// a few seconds once the binaries are built.
+// a few seconds once the binaries are built. Clusters that other test binaries
+// start at the same moment can be handed the same free port; a start that
+// fails is torn down and tried again under a new name, three times at most.
 func Start(ctx context.Context, nodes int) (*Cluster, error) {
 	tools, err := checkTools()
 	if err != nil {
 		return nil, err
 	}
 	reapStale()
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		c, err := startOnce(ctx, tools, nodes)
+		if err == nil || attempt == attempts || ctx.Err() != nil {
+			return c, err
+		}
+		fmt.Fprintf(os.Stderr, "test bed: starting a cluster failed (%v); trying again\n", err)
+	}
+}
+
+// startOnce creates, connects and waits for one cluster.
+func startOnce(ctx context.Context, tools map[string]string, nodes int) (*Cluster, error) {
 	name := fmt.Sprintf("tb-%d-%d", os.Getpid(), time.Now().UnixNano()%100000)
 	c := &Cluster{Name: name, tools: tools, workdir: clustersRoot()}
 	if err := os.MkdirAll(c.dir(), 0o755); err != nil {
@@ -61,7 +75,7 @@ func Start(ctx context.Context, nodes int) (*Cluster, error) {
 		return nil, err
 	}
 	c.Kubeconfig = filepath.Join(c.dir(), "admin.kubeconfig")
-	_, err = c.kwokctl(ctx, "create", "cluster",
+	_, err := c.kwokctl(ctx, "create", "cluster",
 		"--runtime", "binary",
 		"--etcd-binary", tools["etcd"],
 		"--kube-apiserver-binary", tools["kube-apiserver"],

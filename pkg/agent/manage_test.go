@@ -188,6 +188,17 @@ func TestDeniedPodFailsAtOnce(t *testing.T) {
 	})
 	run := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": "2"}))
 	e.start("", managed(false))
+	// The denial reaches the agent as the Job controller's FailedCreate event,
+	// which a controller-manager busy with the suite's earlier namespaces can
+	// be slow to write: wait for the event itself first, and say so if it
+	// never comes, so that a slow cluster is told from an agent that missed it.
+	deadline := time.Now().Add(2 * time.Minute)
+	for !e.hasFailedCreate() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the Job controller wrote no FailedCreate event in 2 minutes")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	got := e.waitFailed(run.ID, "(FailedCreate)")
 	if len(logsAt(got, "WARNING")) > 0 {
 		t.Errorf("a denial is not a wait: %q", logsAt(got, "WARNING"))
@@ -302,4 +313,10 @@ func TestKeepFailedJobsKeepsOnlyFailedOnes(t *testing.T) {
 	if len(e.jobsFor(bad.ID)) != 1 {
 		t.Fatalf("the failed Job was deleted despite --keep-failed-jobs")
 	}
+}
+
+// hasFailedCreate tells whether a FailedCreate event exists in the env's namespace.
+func (e *env) hasFailedCreate() bool {
+	events, err := cluster.Client.CoreV1().Events(e.ns).List(context.Background(), metav1.ListOptions{FieldSelector: "reason=FailedCreate"})
+	return err == nil && len(events.Items) > 0
 }
