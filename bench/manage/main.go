@@ -30,7 +30,7 @@ import (
 	"github.com/kubectl-prefect/kubectl-prefect/bench/benchutil"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 )
 
 func main() {

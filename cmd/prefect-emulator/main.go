@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 )
 
 func main() {

@@ -14,7 +14,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 )
 
 // failingCreates is a clientset whose Job creates all fail with err.

@@ -14,7 +14,7 @@ import (
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 )
 
 // The fault tests: hundreds of runs against the real control plane while

@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 )
 
 // testPolicy fails image pulls at once (as 1.4.1), gives up on an

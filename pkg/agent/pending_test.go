@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 )
 
 // skipShort skips a test that waits out timeouts or back-offs under -short.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 )
 
 func quickRecovery(c *Config) {

@@ -16,7 +16,7 @@ import (
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 )
 
 func TestUniversalRunBecomesJobAndRunsToCompletion(t *testing.T) {

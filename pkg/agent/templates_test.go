@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/jobtemplate"
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 )
 
 // TestRunConfigTemplatesAreFencedAndLenient runs flow runs whose run configs

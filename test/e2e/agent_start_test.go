@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 )
 
 // kubectl runs the test bed's kubectl with the plugin on PATH.

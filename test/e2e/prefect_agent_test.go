@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 )
 
 // prefectAgent runs the lean binary as the image does: no kubectl, the
