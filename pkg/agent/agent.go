@@ -108,6 +108,8 @@ type Agent struct {
 	workers     sync.WaitGroup
 	metrics     *metrics
 	access      accessProblems // watches refused for lack of a verb (permissions.go)
+	events      *jobEvents     // Events on Jobs (events.go)
+	drift       *driftCounter  // disagreements between Prefect and the cluster (drift.go)
 	// jobCache is the job manager's synced Job cache, nil until it syncs:
 	// a submission finds the run's earlier Jobs there without a request.
 	jobCache atomic.Pointer[cache.Indexer]
@@ -148,7 +150,8 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Labels == nil {
 		cfg.Labels = []string{}
 	}
-	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, hurry: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics()}
+	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, hurry: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics(), events: newJobEvents()}
+	a.drift = newDriftCounter(a.metrics.registry)
 	if cfg.KubeRequests != nil {
 		a.metrics.registry.MustRegister(cfg.KubeRequests.vec)
 	}
@@ -165,6 +168,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	log.Info("Agent registered", "agent", a.cfg.Name, "id", a.agentID, "tenant", a.tenantID, "labels", a.cfg.Labels, "namespace", a.cfg.Job.Namespace)
+	stopEvents := a.events.start(ctx, a.cfg.Kube)
+	defer stopEvents()
 	a.lastLoop.Store(a.cfg.Now().UnixNano())
 	if a.cfg.HealthAddress != "" {
 		stop, err := a.serveHealth(ctx)

@@ -69,8 +69,9 @@ type jobClient interface {
 func (a *Agent) createOnce(ctx context.Context, jobs jobClient, job *batchv1.Job) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, createAttemptTimeout)
 	defer cancel()
-	_, err := jobs.Create(ctx, job, metav1.CreateOptions{FieldManager: FieldManager})
+	made, err := jobs.Create(ctx, job, metav1.CreateOptions{FieldManager: FieldManager})
 	if err == nil {
+		job.UID = made.UID // Events on the Job need it
 		return true, nil
 	}
 	if !apierrors.IsAlreadyExists(err) {
@@ -87,6 +88,7 @@ func (a *Agent) createOnce(ctx context.Context, jobs jobClient, job *batchv1.Job
 		return false, &refusedError{fmt.Errorf("a Job named %s already exists for another submission (flow run %s, version %s)",
 			job.Name, existing.Labels[manifest.LabelFlowRunID], existing.Annotations[manifest.AnnotationFlowRunVersion])}
 	}
+	job.UID = existing.UID
 	return false, nil
 }
 
