@@ -182,6 +182,7 @@ func (e *Emulator) setFlowRunStates(info requestInfo, input map[string]any) (any
 		r.StateTimestamp = e.now()
 		if typ == "Submitted" && info.agentID != "" {
 			r.AgentID = info.agentID
+			r.agentName = e.agentName(info.agentID)
 		}
 		r.StateStartTime = e.now()
 		if start != nil {
@@ -296,7 +297,7 @@ func (e *Emulator) flowRunObject(r *FlowRun) object {
 			where, _ := args["where"].(map[string]any)
 			limit, hasLimit := asInt(args["limit"])
 			var out []any
-			for _, l := range r.Logs {
+			for _, l := range orderLogs(r.Logs, args["order_by"]) {
 				if hasLimit && len(out) >= limit {
 					break
 				}
@@ -305,7 +306,7 @@ func (e *Emulator) flowRunObject(r *FlowRun) object {
 					return nil, err
 				}
 				if ok {
-					out = append(out, mapObject(map[string]any{"level": l.Level, "message": l.Message, "name": l.Name}))
+					out = append(out, logObject(l))
 				}
 			}
 			return out, nil
