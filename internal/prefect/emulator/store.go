@@ -88,12 +88,12 @@ type FlowRun struct {
 	// AgentID is the agent that marked the run Submitted last, from its
 	// X-PREFECT-AGENT-ID header, as Server records it.
 	AgentID  string        `json:"agent_id,omitempty"`
-	// agentName is the name of the agent AgentID names, for filters through
-	// the flow_run.agent relationship.
-	agentName string
 	States   []StateRecord `json:"states"`
 	Logs     []Log         `json:"logs"`
 	TaskRuns []*TaskRun    `json:"task_runs"`
+	// agentName is the name of the agent AgentID names, for filters through
+	// the flow_run.agent relationship.
+	agentName string
 }
 
 // labelsMatch is the server's rule: every run label is an agent label, and an
