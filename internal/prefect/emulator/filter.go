@@ -43,6 +43,10 @@ func matchFlowRun(r *FlowRun, where map[string]any) (bool, error) {
 			})
 		case "name":
 			return compareString(r.Name, r.Name == "", cond)
+		case "heartbeat":
+			return compareTime(r.Heartbeat, cond)
+		case "times_resurrected":
+			return compareInt(r.TimesResurrected, false, cond)
 		case "task_runs":
 			for _, tr := range r.TaskRuns {
 				ok, err := matchTaskRun(tr, cond)
