@@ -175,13 +175,13 @@ func TestRunsShowsEachDrift(t *testing.T) {
 		return strings.Contains(out, "lost-pod=[\"RunningWithoutPod\"]") && strings.Contains(out, "crashed=[\"JobFailedRunRunning\"]")
 	})
 
-	expect(t, "table", w.mustRun(), `NAME           FLOW     STATE       AGE   JOB           POD                NODE          ATTEMPTS   DRIFT
-crashed        etl      Running     10h   etl-dddd      Failed (exit 1)    node-000000   1          JobFailedRunRunning
-healthy-run    etl      Running     10h   etl-aaaa      Running            node-000000   1          <none>
-lost-pod       etl      Running     10h   etl-bbbb      Succeeded          node-000000   1          RunningWithoutPod
-no-job         report   Submitted   10h   <none>        <none>             <none>        0          SubmittedWithoutJob
-running-gone   report   Running     10h   <none>        <none>             <none>        0          RunningWithoutPod
-zombie-pod     report   Success     10h   report-cccc   Running            node-000000   1          FinishedPodRunning
+	expect(t, "table", w.mustRun(), `NAME           FLOW     STATE       AGE   JOB           POD               NODE          ATTEMPTS   DRIFT
+crashed        etl      Running     10h   etl-dddd      Failed (exit 1)   node-000000   1          JobFailedRunRunning
+healthy-run    etl      Running     10h   etl-aaaa      Running           node-000000   1          <none>
+lost-pod       etl      Running     10h   etl-bbbb      Succeeded         node-000000   1          RunningWithoutPod
+no-job         report   Submitted   10h   <none>        <none>            <none>        0          SubmittedWithoutJob
+running-gone   report   Running     10h   <none>        <none>            <none>        0          RunningWithoutPod
+zombie-pod     report   Success     10h   report-cccc   Running           node-000000   1          FinishedPodRunning
 `)
 	expect(t, "--state Running --flow etl --no-headers", w.mustRun("--state", "Running", "--flow", "etl", "--no-headers"), `crashed       etl   Running   10h   etl-dddd   Failed (exit 1)   node-000000   1     JobFailedRunRunning
 healthy-run   etl   Running   10h   etl-aaaa   Running           node-000000   1     <none>
