@@ -9,6 +9,7 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
@@ -138,7 +139,9 @@ func (a *Agent) retireOlderJobs(ctx context.Context, runID string, job *batchv1.
 		}
 		a.metrics.jobsDeleted.WithLabelValues("superseded").Inc()
 		log.Info("Deleted the flow run's older unfinished Job", "job", klog.KObj(old), "version", v)
-		a.runLog(ctx, runID, prefect.LevelInfo, fmt.Sprintf("Deleted Job %s of an earlier submission (version %d), which had not finished: the run was submitted again and only Job %s may run it", old.Name, v, job.Name))
+		msg := fmt.Sprintf("Deleted Job %s of an earlier submission (version %d), which had not finished: the run was submitted again and only Job %s may run it", old.Name, v, job.Name)
+		a.events.on(old, corev1.EventTypeNormal, EventSuperseded, msg)
+		a.runLog(ctx, runID, prefect.LevelInfo, msg)
 	}
 }
 
