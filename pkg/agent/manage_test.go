@@ -95,9 +95,11 @@ func TestUnschedulableRunWaitsThenGivesUp(t *testing.T) {
 	if got := gathered(t, ra, "prefect_agent_jobs_waiting", "unschedulable"); got != 1 {
 		t.Errorf("prefect_agent_jobs_waiting{reason=unschedulable} = %v, want 1", got)
 	}
-	if jobs := e.jobsFor(run.ID); len(jobs) != 1 || jobs[0].Annotations[AnnotationWaitingReason] != "unschedulable" {
-		t.Errorf("the Job does not record why it waits: %v", jobs)
-	}
+	// The annotation is patched right after the line is written.
+	eventually(t, "the Job to record why it waits", func() bool {
+		jobs := e.jobsFor(run.ID)
+		return len(jobs) == 1 && jobs[0].Annotations[AnnotationWaitingReason] == "unschedulable"
+	})
 	got := e.waitFailed(run.ID, "Insufficient cpu")
 	if msg := logsAt(got, "ERROR")[0]; !strings.Contains(msg, "Gave up after waiting") || !strings.Contains(msg, "s (unschedulable)") {
 		t.Fatalf("message %q does not say how long it waited", msg)

@@ -277,3 +277,34 @@ func TestRunsEmptyAndErrors(t *testing.T) {
 		t.Errorf("--state running: %v", err)
 	}
 }
+
+// TestRunsWatchPrintsChanges: -w prints a run again once its state changes.
+func TestRunsWatchPrintsChanges(t *testing.T) {
+	w := newWorld(t)
+	id := w.run("watched", "etl", "submitted")
+	streams, _, _, _ := genericiooptions.NewTestIOStreams()
+	out := &testbed.SyncBuffer{}
+	streams.Out = out
+	configFlags := genericclioptions.NewConfigFlags(false)
+	o := NewOptions(configFlags, streams)
+	o.Now = func() time.Time { return t0.Add(10 * time.Hour) }
+	cmd := newCmdRuns(o)
+	configFlags.AddFlags(cmd.PersistentFlags())
+	cmd.SetArgs([]string{"--kubeconfig", cluster.Kubeconfig, "-n", w.ns, "--api", w.api, "--backend", "server", "--agent-name", agentName,
+		"-w", "--watch-interval", "1s", "--no-headers", "-o", "custom-columns=RUN:.metadata.name,STATE:.status.state"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	testbed.Eventually(t, "the first listing", func() bool { return strings.Contains(out.String(), "Submitted") })
+	if _, err := w.em.SetFlowRunState(id, "Running", "the flow started"); err != nil {
+		t.Fatal(err)
+	}
+	testbed.Eventually(t, "the change to be printed", func() bool { return strings.Contains(out.String(), "watched   Running") })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "watched   Submitted\nwatched   Running\n" {
+		t.Fatalf("-w printed:\n%s", got)
+	}
+}
