@@ -65,14 +65,15 @@ func (e *Emulator) AddFlowRun(spec FlowRunSpec) (FlowRun, error) {
 	if spec.State == "" {
 		spec.State = "Scheduled"
 	}
-	state := serializedState(spec.State, "Flow run scheduled.", &spec.ScheduledStartTime)
+	start := initialStart(spec.State, spec.ScheduledStartTime)
+	state := serializedState(spec.State, "Flow run scheduled.", start)
 	r := &FlowRun{
 		ID: spec.ID, TenantID: spec.TenantID, Name: spec.Name, Flow: spec.Flow,
 		Labels: sortedCopy(spec.Labels), RunConfig: spec.RunConfig, Parameters: spec.Parameters,
 		ScheduledStartTime: spec.ScheduledStartTime, Version: 1, State: spec.State,
-		StateMessage: "Flow run scheduled.", SerializedState: state, StateStartTime: spec.ScheduledStartTime, StateTimestamp: now,
+		StateMessage: "Flow run scheduled.", SerializedState: state, StateStartTime: timeOrZero(start), StateTimestamp: now,
 		States: []StateRecord{{ID: newID(), Type: spec.State, Message: "Flow run scheduled.", Version: 1, Timestamp: now,
-			StartTime: &spec.ScheduledStartTime, State: state}},
+			StartTime: start, State: state}},
 	}
 	for _, ts := range spec.TaskRuns {
 		if ts.ID == "" {
@@ -84,11 +85,12 @@ func (e *Emulator) AddFlowRun(spec FlowRunSpec) (FlowRun, error) {
 		if ts.State == "" {
 			ts.State = "Scheduled"
 		}
-		tstate := serializedState(ts.State, "Task run scheduled.", &spec.ScheduledStartTime)
+		tstart := initialStart(ts.State, spec.ScheduledStartTime)
+		tstate := serializedState(ts.State, "Task run scheduled.", tstart)
 		tr := &TaskRun{ID: ts.ID, TaskID: ts.TaskID, FlowRunID: r.ID, Version: 1, State: ts.State,
-			SerializedState: tstate, StateStartTime: spec.ScheduledStartTime,
+			SerializedState: tstate, StateStartTime: timeOrZero(tstart),
 			States: []StateRecord{{ID: newID(), Type: ts.State, Message: "Task run scheduled.", Version: 1, Timestamp: now,
-				StartTime: &spec.ScheduledStartTime, State: tstate}}}
+				StartTime: tstart, State: tstate}}}
 		r.TaskRuns = append(r.TaskRuns, tr)
 		e.taskRuns[tr.ID] = tr
 	}
@@ -119,8 +121,11 @@ func (e *Emulator) FlowRuns() []FlowRun {
 	return out
 }
 
-// SetFlowRunState moves a run to a state as a user or the flow itself would
-// (for example Cancelled, Running or Success), bumping its version.
+// SetFlowRunState moves a run to a state as the flow runner or another
+// client would through set_flow_run_states (for example Running or Success),
+// with Server's rules for what follows (a Cancelled state cancels the
+// unfinished task runs) but without the Submitted lock. Scheduled-family
+// states start now. A user's cancellation is CancelFlowRun.
 func (e *Emulator) SetFlowRunState(id, stateType, message string) (FlowRun, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -128,8 +133,57 @@ func (e *Emulator) SetFlowRunState(id, stateType, message string) (FlowRun, erro
 	if !ok {
 		return FlowRun{}, fmt.Errorf("no flow run %s", id)
 	}
-	e.insertFlowRunState(r, newState{typ: stateType, message: message, raw: serializedState(stateType, message, nil)})
+	start := defaultStart(stateType, nil, e.now())
+	e.setFlowRunState(r, newState{typ: stateType, message: message, raw: serializedState(stateType, message, start), start: start}, "")
 	return r.snapshot(), nil
+}
+
+// CancelFlowRun cancels a run as the UI and the cancel_flow_run mutation do
+// (src/prefect_server/api/states.py cancel_flow_run, lines 220-250): nothing
+// for a finished run; Cancelling for a running one (Running or Cancelling);
+// Cancelled otherwise, which also cancels its unfinished task runs. An empty
+// message gets Server's default.
+func (e *Emulator) CancelFlowRun(id, message string) (FlowRun, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.runs[id]
+	if !ok {
+		return FlowRun{}, fmt.Errorf("no flow run %s", id)
+	}
+	if isFinished(r.State) {
+		return r.snapshot(), nil
+	}
+	typ, def := "Cancelled", "Flow run is cancelled"
+	if isRunning(r.State) {
+		typ, def = "Cancelling", "Flow run is cancelling"
+	}
+	if message == "" {
+		message = def
+	}
+	e.setFlowRunState(r, newState{typ: typ, message: message, raw: serializedState(typ, message, nil)}, "")
+	return r.snapshot(), nil
+}
+
+// DeleteAgent removes an agent as the UI's "remove agent" does
+// (src/prefect_server/api/agents.py delete_agent): the runs it submitted keep
+// no agent_id (the foreign key is ON DELETE SET NULL, migration
+// 2020-09-04T095858), and later marks under its id set none.
+func (e *Emulator) DeleteAgent(id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for key, a := range e.agents {
+		if a.ID != id {
+			continue
+		}
+		delete(e.agents, key)
+		for _, r := range e.runs {
+			if r.AgentID == id {
+				r.AgentID = ""
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("no agent %s", id)
 }
 
 // SetTaskRunState moves a task run to a state as its flow runner would, for
@@ -141,7 +195,7 @@ func (e *Emulator) SetTaskRunState(id, stateType, message string, start time.Tim
 	if !ok {
 		return TaskRun{}, fmt.Errorf("no task run %s", id)
 	}
-	var startPtr *time.Time
+	startPtr := defaultStart(stateType, nil, e.now())
 	if !start.IsZero() {
 		startPtr = &start
 	}
@@ -186,6 +240,22 @@ func (r *FlowRun) snapshot() FlowRun {
 		c.TaskRuns = append(c.TaskRuns, &t)
 	}
 	return c
+}
+
+// initialStart is the start time of a run's first state: its scheduled
+// start for a state that has one (a Paused run given one is a timed pause).
+func initialStart(typ string, scheduled time.Time) *time.Time {
+	if defaultStart(typ, nil, scheduled) != nil || typ == "Paused" {
+		return &scheduled
+	}
+	return nil
+}
+
+func timeOrZero(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
 }
 
 // serializedState builds a minimal state the server can load.
@@ -240,6 +310,32 @@ func (e *Emulator) registerControl(mux *http.ServeMux) {
 			return
 		}
 		writeJSON(w, http.StatusOK, run)
+	})
+	mux.HandleFunc("POST /emulator/flow-runs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
+		var body struct{ Message string }
+		if r.ContentLength != 0 {
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+				http.Error(w, `body must be empty or {"message": "..."}`, http.StatusBadRequest)
+				return
+			}
+		}
+		run, err := e.CancelFlowRun(r.PathValue("id"), body.Message)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		writeJSON(w, http.StatusOK, run)
+	})
+	mux.HandleFunc("DELETE /emulator/agents/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if err := e.DeleteAgent(r.PathValue("id")); err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /emulator/graphql/restart", func(w http.ResponseWriter, _ *http.Request) {
+		e.RestartGraphQL()
+		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("POST /emulator/task-runs/{id}/state", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {

@@ -43,6 +43,12 @@ type Config struct {
 	Now func() time.Time
 	// Faults, when set, are injected from the start (see SetFaults).
 	Faults *Faults
+	// Replicas is the number of GraphQL processes requests are spread over,
+	// each with its own Submitted lock; 1 when zero.
+	Replicas int
+	// SubmittedLock is how long a replica refuses a second Submitted state
+	// for a run; DefaultSubmittedLock (Server's 30 s) when zero.
+	SubmittedLock time.Duration
 }
 
 // Emulator is an in-memory Prefect 1 API.
@@ -53,13 +59,17 @@ type Emulator struct {
 	now     func() time.Time
 	faults  faultInjector
 
-	mu       sync.Mutex
-	tenants  []Tenant
-	agents   map[string]*Agent
-	runs     map[string]*FlowRun
-	order    []string
-	taskRuns map[string]*TaskRun
-	requests map[string]int
+	submittedLock time.Duration
+
+	mu          sync.Mutex
+	replicas    []*replica
+	nextReplica int
+	tenants     []Tenant
+	agents      map[string]*Agent
+	runs        map[string]*FlowRun
+	order       []string
+	taskRuns    map[string]*TaskRun
+	requests    map[string]int
 }
 
 // New returns an emulator with the given configuration.
@@ -77,6 +87,18 @@ func New(cfg Config) (*Emulator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Replicas < 0 {
+		return nil, fmt.Errorf("replicas must be at least 1, got %d", cfg.Replicas)
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.SubmittedLock < 0 {
+		return nil, fmt.Errorf("the Submitted lock must be a positive duration, got %s", cfg.SubmittedLock)
+	}
+	if cfg.SubmittedLock == 0 {
+		cfg.SubmittedLock = DefaultSubmittedLock
+	}
 	e := &Emulator{
 		schema:   schema,
 		backend:  cfg.Backend,
@@ -87,6 +109,11 @@ func New(cfg Config) (*Emulator, error) {
 		runs:     map[string]*FlowRun{},
 		taskRuns: map[string]*TaskRun{},
 		requests: map[string]int{},
+
+		submittedLock: cfg.SubmittedLock,
+	}
+	for range cfg.Replicas {
+		e.replicas = append(e.replicas, &replica{locks: map[string]time.Time{}})
 	}
 	if len(e.tenants) == 0 {
 		e.tenants = []Tenant{{ID: newID(), Name: "default", Slug: "default"}}

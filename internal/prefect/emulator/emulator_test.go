@@ -92,25 +92,6 @@ func TestClientReportsMalformedRequestAsBug(t *testing.T) {
 	}
 }
 
-func TestSecondSubmittedIsRefused(t *testing.T) {
-	em, srv := start(t, Config{})
-	run, _ := em.AddFlowRun(FlowRunSpec{})
-	c := fastClient(srv, "")
-	ctx := context.Background()
-	v := run.Version
-	if err := c.SetFlowRunState(ctx, run.ID, &v, prefect.SubmittedState("Submitted for execution", run.SerializedState, prefect.Submission{Token: "t"})); err != nil {
-		t.Fatalf("first Submitted: %v", err)
-	}
-	err := c.SetFlowRunState(ctx, run.ID, &v, prefect.SubmittedState("Submitted for execution", run.SerializedState, prefect.Submission{Token: "t"}))
-	if !errors.Is(err, prefect.ErrAlreadySubmitted) || !strings.Contains(err.Error(), "State update failed: this run has already been submitted.") {
-		t.Fatalf("second Submitted: err = %v", err)
-	}
-	got, _ := em.FlowRun(run.ID)
-	if got.State != "Submitted" || got.Version != 2 || len(got.States) != 2 {
-		t.Fatalf("run after one Submitted: state %s version %d states %d", got.State, got.Version, len(got.States))
-	}
-}
-
 func TestCloudRefusesRequestsWithoutKey(t *testing.T) {
 	tenant := Tenant{ID: "6f2a4a61-0f3c-4a77-9a7e-2b7f8f1f2e11", Name: "team", Slug: "team"}
 	_, srv := start(t, Config{Backend: Cloud, Tenants: []Tenant{tenant}, APIKeys: map[string]string{"pcu_secret": tenant.ID}})

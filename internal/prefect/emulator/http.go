@@ -23,6 +23,7 @@ type requestInfo struct {
 	tenantID    string // the API key's tenant (Cloud)
 	agentID     string
 	coreVersion string
+	replica     int // the GraphQL replica that serves the request
 }
 
 func (e *Emulator) serveGraphQL(w http.ResponseWriter, r *http.Request) {
@@ -90,6 +91,7 @@ func (e *Emulator) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 	ex := &executor{schema: e.schema, doc: doc, vars: coerced}
 	var data orderedObject
 	e.mu.Lock()
+	info.replica = e.pickReplica()
 	if op.Operation == ast.Mutation {
 		data = ex.run(op, e.mutationRoot(info))
 	} else {

@@ -124,20 +124,34 @@ func labelsMatch(runLabels, agentLabels []string) bool {
 	return true
 }
 
-// queued reports whether the run is due work for an agent before the given time.
+// agentByID returns the registered agent with this id, or nil.
+func (e *Emulator) agentByID(id string) *Agent {
+	for _, a := range e.agents {
+		if a.ID == id {
+			return a
+		}
+	}
+	return nil
+}
+
+// queued is the where clause of Server's get_runs_in_queue (api/runs.py
+// lines 460-480): a Scheduled-family state whose start time is at or before
+// before, or Running with such a task run. A NULL start time is never due.
 func (r *FlowRun) queued(before time.Time) bool {
-	if prefect.ScheduledFamily(r.State) && !r.StateStartTime.After(before) {
+	if prefect.ScheduledFamily(r.State) && due(r.StateStartTime, before) {
 		return true
 	}
 	if r.State == "Running" {
 		for _, tr := range r.TaskRuns {
-			if prefect.ScheduledFamily(tr.State) && !tr.StateStartTime.After(before) {
+			if prefect.ScheduledFamily(tr.State) && due(tr.StateStartTime, before) {
 				return true
 			}
 		}
 	}
 	return false
 }
+
+func due(start, before time.Time) bool { return !start.IsZero() && !start.After(before) }
 
 func sortedCopy(in []string) []string {
 	out := append([]string{}, in...)
