@@ -5,7 +5,10 @@
 //
 // GraphQL is served at / (as Prefect Server's gateway), the control API under
 // /emulator/: POST /emulator/flow-runs schedules runs (one spec or a list),
-// GET /emulator/flow-runs[/ID] reads them back with their states and logs.
+// GET /emulator/flow-runs[/ID] reads them back with their states and logs,
+// POST /emulator/flow-runs/ID/cancel cancels one as the UI does. It follows
+// Prefect Server: a 30 s Submitted lock per GraphQL replica (--replicas),
+// Lazarus and the zombie killer on Server's periods unless told otherwise.
 package main
 
 import (
@@ -36,9 +39,20 @@ func run() error {
 	backend := flag.String("backend", "server", "server or cloud")
 	apiKey := flag.String("api-key", "", "with --backend cloud: the API key to accept")
 	runsFile := flag.String("runs", "", "JSON file of flow runs to schedule at start (a list of specs)")
+	replicas := flag.Int("replicas", 1, "GraphQL replicas requests are spread over, each with its own 30 s Submitted lock")
+	lock := flag.Duration("submitted-lock", emulator.DefaultSubmittedLock, "how long a replica refuses a second Submitted state for a run")
+	var lazarus emulator.Lazarus
+	flag.BoolVar(&lazarus.Off, "lazarus-off", false, "do not run Lazarus")
+	flag.DurationVar(&lazarus.Period, "lazarus-period", emulator.DefaultLazarusPeriod, "how often Lazarus runs")
+	flag.DurationVar(&lazarus.Cutoff, "lazarus-cutoff", emulator.DefaultLazarusCutoff, "heartbeat age after which Lazarus reschedules a Submitted or Running run")
+	flag.IntVar(&lazarus.AttemptLimit, "lazarus-attempts", emulator.DefaultLazarusAttempts, "reschedules of one run before Lazarus sets it Failed")
+	var zombies emulator.ZombieKiller
+	flag.BoolVar(&zombies.Off, "zombie-killer-off", false, "do not run the zombie killer")
+	flag.DurationVar(&zombies.Period, "zombie-killer-period", emulator.DefaultZombieKillerPeriod, "how often the zombie killer runs")
+	flag.DurationVar(&zombies.Cutoff, "zombie-killer-cutoff", emulator.DefaultZombieKillerCutoff, "flow-run heartbeat age after which the zombie killer acts")
 	flag.Parse()
 
-	cfg := emulator.Config{Backend: emulator.Backend(*backend)}
+	cfg := emulator.Config{Backend: emulator.Backend(*backend), Replicas: *replicas, SubmittedLock: *lock, Lazarus: lazarus, ZombieKiller: zombies}
 	if cfg.Backend == emulator.Cloud {
 		if *apiKey == "" {
 			return errors.New("--backend cloud needs --api-key")
@@ -51,6 +65,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	defer em.Close()
 	if *runsFile != "" {
 		data, err := os.ReadFile(*runsFile)
 		if err != nil {

@@ -25,9 +25,12 @@ type FlowRunSpec struct {
 
 // TaskRunSpec describes a task run of a scheduled flow run.
 type TaskRunSpec struct {
-	ID     string `json:"id,omitempty"`
-	TaskID string `json:"task_id,omitempty"`
-	State  string `json:"state,omitempty"`
+	ID         string        `json:"id,omitempty"`
+	TaskID     string        `json:"task_id,omitempty"`
+	Name       string        `json:"name,omitempty"`
+	State      string        `json:"state,omitempty"`
+	MaxRetries int           `json:"max_retries,omitempty"`
+	RetryDelay time.Duration `json:"retry_delay,omitempty"`
 }
 
 // AddFlowRun schedules a flow run and returns it as stored.
@@ -87,7 +90,7 @@ func (e *Emulator) AddFlowRun(spec FlowRunSpec) (FlowRun, error) {
 		}
 		tstart := initialStart(ts.State, spec.ScheduledStartTime)
 		tstate := serializedState(ts.State, "Task run scheduled.", tstart)
-		tr := &TaskRun{ID: ts.ID, TaskID: ts.TaskID, FlowRunID: r.ID, Version: 1, State: ts.State,
+		tr := &TaskRun{ID: ts.ID, TaskID: ts.TaskID, FlowRunID: r.ID, Name: ts.Name, MaxRetries: ts.MaxRetries, RetryDelay: ts.RetryDelay, Version: 1, State: ts.State,
 			SerializedState: tstate, StateStartTime: timeOrZero(tstart),
 			States: []StateRecord{{ID: newID(), Type: ts.State, Message: "Task run scheduled.", Version: 1, Timestamp: now,
 				StartTime: tstart, State: tstate}}}
@@ -396,4 +399,77 @@ func decodeOneOrMany(r *http.Request, out *[]FlowRunSpec) error {
 	}
 	*out = []FlowRunSpec{one}
 	return nil
+}
+
+// towelJSON is Lazarus's and the zombie killer's configuration in the control
+// API, with durations as Go duration text ("60s", "10m").
+type towelJSON struct {
+	Off          bool   `json:"off"`
+	Period       string `json:"period,omitempty"`
+	Cutoff       string `json:"cutoff,omitempty"`
+	AttemptLimit int    `json:"attempt_limit,omitempty"`
+}
+
+func (t towelJSON) durations() (period, cutoff time.Duration, err error) {
+	for _, f := range []struct {
+		text string
+		into *time.Duration
+	}{{t.Period, &period}, {t.Cutoff, &cutoff}} {
+		if f.text == "" {
+			continue
+		}
+		if *f.into, err = time.ParseDuration(f.text); err != nil {
+			return 0, 0, fmt.Errorf(`period and cutoff are durations such as "60s" or "10m": %w`, err)
+		}
+	}
+	return period, cutoff, nil
+}
+
+// registerTowelControl adds the control API of Lazarus and the zombie killer.
+func (e *Emulator) registerTowelControl(mux *http.ServeMux) {
+	mux.HandleFunc("GET /emulator/towel", func(w http.ResponseWriter, _ *http.Request) {
+		l, z := e.Towel()
+		writeJSON(w, http.StatusOK, map[string]towelJSON{
+			"lazarus":       {Off: l.Off, Period: l.Period.String(), Cutoff: l.Cutoff.String(), AttemptLimit: l.AttemptLimit},
+			"zombie_killer": {Off: z.Off, Period: z.Period.String(), Cutoff: z.Cutoff.String()},
+		})
+	})
+	mux.HandleFunc("PUT /emulator/towel/lazarus", func(w http.ResponseWriter, r *http.Request) {
+		var body towelJSON
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, `body must be {"period": "10m", "cutoff": "10m", "attempt_limit": 3, "off": false} (omitted fields take Server's defaults)`, http.StatusBadRequest)
+			return
+		}
+		period, cutoff, err := body.durations()
+		if err == nil {
+			err = e.SetLazarus(Lazarus{Off: body.Off, Period: period, Cutoff: cutoff, AttemptLimit: body.AttemptLimit})
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("PUT /emulator/towel/zombie-killer", func(w http.ResponseWriter, r *http.Request) {
+		var body towelJSON
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, `body must be {"period": "2m", "cutoff": "10m", "off": false} (omitted fields take Server's defaults)`, http.StatusBadRequest)
+			return
+		}
+		period, cutoff, err := body.durations()
+		if err == nil {
+			err = e.SetZombieKiller(ZombieKiller{Off: body.Off, Period: period, Cutoff: cutoff})
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /emulator/towel/lazarus/run", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]int{"rescheduled": e.RunLazarus()})
+	})
+	mux.HandleFunc("POST /emulator/towel/zombie-killer/run", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]int{"handled": e.RunZombieKiller()})
+	})
 }

@@ -21,6 +21,7 @@ func start(t *testing.T, cfg Config) (*Emulator, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(em.Close)
 	srv := httptest.NewServer(em.Handler())
 	t.Cleanup(srv.Close)
 	return em, srv

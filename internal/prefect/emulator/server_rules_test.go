@@ -72,7 +72,7 @@ func TestSubmittedLockIsThirtySecondsPerReplicaWhateverTheState(t *testing.T) {
 	if _, err := em.CancelFlowRun(run.ID, ""); err != nil {
 		t.Fatal(err)
 	}
-	clock.Add(10 * time.Second) // 30 s after replica 0's lock, 10 s after the refused marks
+	clock.Add(10 * time.Second)                                         // 30 s after replica 0's lock, 10 s after the refused marks
 	if msg := setState(t, srv.URL, run.ID, 1, "Submitted"); msg != "" { // replica 0: a refusal did not extend the lock
 		t.Fatalf("a mark 30 s after the first was refused: %s", msg)
 	}

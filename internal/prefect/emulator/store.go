@@ -35,6 +35,11 @@ type Flow struct {
 	CoreVersion string          `json:"core_version"`
 	Storage     json.RawMessage `json:"storage,omitempty"`
 	Environment json.RawMessage `json:"environment,omitempty"`
+	// HeartbeatDisabled and LazarusDisabled are the flow group's settings
+	// heartbeat_enabled: false and lazarus_enabled: false, which keep
+	// Lazarus (and, for heartbeats, the zombie killer) away from its runs.
+	HeartbeatDisabled bool `json:"heartbeat_disabled,omitempty"`
+	LazarusDisabled   bool `json:"lazarus_disabled,omitempty"`
 }
 
 // StateRecord is one state a run went through, in order: a flow_run_state
@@ -63,9 +68,14 @@ type Log struct {
 
 // TaskRun is a task run of a flow run.
 type TaskRun struct {
-	ID              string          `json:"id"`
-	TaskID          string          `json:"task_id"`
-	FlowRunID       string          `json:"flow_run_id"`
+	ID        string `json:"id"`
+	TaskID    string `json:"task_id"`
+	FlowRunID string `json:"flow_run_id"`
+	Name      string `json:"name,omitempty"`
+	// MaxRetries and RetryDelay are the task's retry settings, which the
+	// zombie killer reads.
+	MaxRetries      int             `json:"max_retries,omitempty"`
+	RetryDelay      time.Duration   `json:"retry_delay,omitempty"`
 	Version         int             `json:"version"`
 	State           string          `json:"state"`
 	SerializedState json.RawMessage `json:"serialized_state"`
