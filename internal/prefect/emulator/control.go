@@ -167,6 +167,19 @@ func (e *Emulator) CancelFlowRun(id, message string) (FlowRun, error) {
 	return r.snapshot(), nil
 }
 
+// SetFlowRunLabels replaces a run's labels as a user does in the UI
+// (src/prefect_server/api/runs.py set_flow_run_labels: stored sorted).
+func (e *Emulator) SetFlowRunLabels(id string, labels []string) (FlowRun, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.runs[id]
+	if !ok {
+		return FlowRun{}, fmt.Errorf("no flow run %s", id)
+	}
+	r.Labels = sortedCopy(labels)
+	return r.snapshot(), nil
+}
+
 // DeleteAgent removes an agent as the UI's "remove agent" does
 // (src/prefect_server/api/agents.py delete_agent): the runs it submitted keep
 // no agent_id (the foreign key is ON DELETE SET NULL, migration
@@ -323,6 +336,19 @@ func (e *Emulator) registerControl(mux *http.ServeMux) {
 			}
 		}
 		run, err := e.CancelFlowRun(r.PathValue("id"), body.Message)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		writeJSON(w, http.StatusOK, run)
+	})
+	mux.HandleFunc("PUT /emulator/flow-runs/{id}/labels", func(w http.ResponseWriter, r *http.Request) {
+		var labels []string
+		if err := json.NewDecoder(r.Body).Decode(&labels); err != nil {
+			http.Error(w, `body must be a JSON list of labels, such as ["k8s"]`, http.StatusBadRequest)
+			return
+		}
+		run, err := e.SetFlowRunLabels(r.PathValue("id"), labels)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return

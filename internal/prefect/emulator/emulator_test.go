@@ -246,4 +246,18 @@ func TestControlAPISchedulesAndReadsRuns(t *testing.T) {
 	if got.State != "Cancelled" || got.Version != 2 || string(got.RunConfig) != `{"type":"KubernetesRun","image":"x"}` {
 		t.Fatalf("run = %+v", got)
 	}
+	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/emulator/flow-runs/"+runs[0].ID+"/labels", strings.NewReader(`["z","b"]`))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("labels: %v %v", err, resp.Status)
+	}
+	resp.Body.Close()
+	resp, _ = http.Post(srv.URL+"/emulator/flow-runs/"+runs[0].ID+"/cancel", "application/json", nil)
+	resp.Body.Close()
+	resp, _ = http.Get(srv.URL + "/emulator/flow-runs/" + runs[0].ID)
+	json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if strings.Join(got.Labels, ",") != "b,z" || got.Version != 2 {
+		t.Fatalf("after new labels and a cancel of a Cancelled run: labels %v version %d", got.Labels, got.Version)
+	}
 }

@@ -35,7 +35,8 @@ type Faults struct {
 	// GatewayErrorApplyShare of them come after the request was applied.
 	GatewayErrorRate       float64 `json:"gateway_error_rate"`
 	GatewayErrorApplyShare float64 `json:"gateway_error_apply_share"`
-	// Holds keep matching requests for a while, then apply and answer them:
+	// Holds keep matching requests for a while, then apply and answer them
+	// (counted as "held", then "held-applied" once applied):
 	// a slow proxy or a paused connection.
 	Holds []Hold `json:"holds,omitempty"`
 	Seed  uint64 `json:"seed"`
@@ -56,20 +57,21 @@ type Hold struct {
 
 // fault kinds, also the keys of InjectedFaults.
 const (
-	fault5xx        = "5xx"
-	fault429        = "429"
-	faultApply5xx   = "apply-then-5xx"
-	faultApplyDrop  = "apply-then-drop"
-	faultHold       = "hold"
-	faultApplyHold  = "apply-then-hold"
-	faultDelay      = "delay"
-	faultRefused    = "refused"
-	faultGateway    = "gateway-error"
-	faultApplyGate  = "apply-then-gateway-error"
-	faultHeld       = "held"
-	faultNoneDrawn  = ""
-	statusTimeout   = http.StatusGatewayTimeout
-	statusNoBackend = http.StatusServiceUnavailable
+	fault5xx         = "5xx"
+	fault429         = "429"
+	faultApply5xx    = "apply-then-5xx"
+	faultApplyDrop   = "apply-then-drop"
+	faultHold        = "hold"
+	faultApplyHold   = "apply-then-hold"
+	faultDelay       = "delay"
+	faultRefused     = "refused"
+	faultGateway     = "gateway-error"
+	faultApplyGate   = "apply-then-gateway-error"
+	faultHeld        = "held"
+	faultHeldApplied = "held-applied"
+	faultNoneDrawn   = ""
+	statusTimeout    = http.StatusGatewayTimeout
+	statusNoBackend  = http.StatusServiceUnavailable
 )
 
 type faultInjector struct {

@@ -72,7 +72,7 @@ func TestHoldKeepsMatchingRequestsThenAppliesThem(t *testing.T) {
 	if got, _ := em.FlowRun(slow.ID); got.State != "Submitted" {
 		t.Fatalf("the held mark was not applied: %s", got.State)
 	}
-	if f := em.InjectedFaults(); f[faultHeld] != 1 {
-		t.Fatalf("held %d requests, want only agent-a's Submitted mark", f[faultHeld])
+	if f := em.InjectedFaults(); f[faultHeld] != 1 || f[faultHeldApplied] != 1 {
+		t.Fatalf("held %d requests (%d applied), want only agent-a's Submitted mark", f[faultHeld], f[faultHeldApplied])
 	}
 }

@@ -91,6 +91,7 @@ func (e *Emulator) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		// a request a proxy has already forwarded is.
 		e.faults.count(faultHeld)
 		time.Sleep(d)
+		defer e.faults.count(faultHeldApplied)
 	}
 	if fault == faultGateway {
 		writeGatewayError(w, op, false)
