@@ -41,13 +41,3 @@ func orderLogs(logs []Log, orderBy any) []Log {
 	})
 	return out
 }
-
-// agentName is the name of a registered agent, or "". Callers hold e.mu.
-func (e *Emulator) agentName(id string) string {
-	for _, a := range e.agents {
-		if a.ID == id {
-			return a.Name
-		}
-	}
-	return ""
-}
