@@ -45,6 +45,9 @@
 //     state rows' timestamps come from one clock, not each replica's.
 //   - Requests are spread per request, where a Kubernetes Service spreads
 //     connections.
+//   - A set_*_run_states request with several states stops at the first
+//     that fails; Server (graphql/states.py, asyncio.gather) still applies
+//     the others while it answers the first error.
 //   - Hasura gives rows in no promised order without order_by; the emulator
 //     gives insertion order. An order_by object naming several columns is
 //     refused (pass a list of one-column objects); Hasura follows its keys.
