@@ -206,13 +206,15 @@ func (l *limiter) recoveryDone(id string) {
 	}
 }
 
-func (l *limiter) recoveryPassed() {
+// recoveryPassed tells whether this pass opened the limiter.
+func (l *limiter) recoveryPassed() bool {
 	if !l.enabled() {
-		return
+		return false
 	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.recoveries++
-	l.mu.Unlock()
+	return l.recoveries == 2
 }
 
 // usage is how many runs hold each limit now.

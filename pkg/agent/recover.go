@@ -38,7 +38,9 @@ func (a *Agent) recoverLoop(ctx, workCtx context.Context) {
 		if err := a.recoverPass(ctx, workCtx); err != nil && ctx.Err() == nil {
 			log.Error(err, "Looking for flow runs Submitted without a Job failed; trying again later")
 		}
-		a.limits.recoveryPassed()
+		if a.limits.recoveryPassed() {
+			a.Poke() // the limits know the truth now: runs may start
+		}
 		select {
 		case <-ctx.Done():
 			return
