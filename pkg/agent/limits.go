@@ -119,6 +119,12 @@ func (l Limit) matches(r runFacts) bool {
 	return false
 }
 
+// Matches tells whether a run of the flow with the labels counts under the
+// limit (for `kubectl prefect jobs`).
+func (l Limit) Matches(flow string, labels []string) bool {
+	return l.matches(runFacts{flow: flow, labels: labels})
+}
+
 // runFacts is what a limit looks at: the flow's name and the run's labels.
 type runFacts struct {
 	flow   string

@@ -119,4 +119,9 @@ func (f *GuardrailFlags) Validate() error {
 func (f *GuardrailFlags) apply(cfg *agentpkg.Config) {
 	cfg.Guardrails = agentpkg.Guardrails{Limits: f.limits, MaxLateness: f.MaxLateness, LateRuns: f.LateRuns}
 	cfg.Job.MaxRunTime = f.MaxRunTime
+	texts := make([]string, len(f.limits))
+	for i, l := range f.limits {
+		texts[i] = l.String()
+	}
+	cfg.Job.Limits = strings.Join(texts, ",")
 }

@@ -16,6 +16,9 @@ const (
 	// AnnotationRunTimeLimit names the Job's run time limit and where it
 	// comes from, for the line written when Kubernetes stops the Job for it.
 	AnnotationRunTimeLimit = "prefect.io/run-time-limit"
+	// AnnotationConcurrencyLimits records the agent's --limit values
+	// ("10,label=gpu:2"), so `kubectl prefect jobs` can show them in use.
+	AnnotationConcurrencyLimits = "prefect.io/concurrency-limits"
 )
 
 // setGuardrails records the run's labels on the Job and gives the Job its
@@ -25,6 +28,9 @@ func setGuardrails(job *batchv1.Job, s AgentSettings, run FlowRun) {
 	if len(run.Labels) > 0 {
 		raw, _ := json.Marshal(run.Labels)
 		job.Annotations[AnnotationFlowRunLabels] = string(raw)
+	}
+	if s.Limits != "" {
+		job.Annotations[AnnotationConcurrencyLimits] = s.Limits
 	}
 	switch {
 	case job.Spec.ActiveDeadlineSeconds != nil:

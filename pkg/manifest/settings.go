@@ -52,6 +52,9 @@ type AgentSettings struct {
 	// MaxRunTime is the Jobs' activeDeadlineSeconds when their template
 	// sets none (--max-run-time; 0: none).
 	MaxRunTime time.Duration
+	// Limits is the agent's concurrency limits as --limit takes them,
+	// recorded on each Job ("10,label=gpu:2"; empty: none).
+	Limits string
 }
 
 // FlowRun is what the Job needs to know about the run.
