@@ -42,9 +42,10 @@ const ShutdownTimeout = agentpkg.DefaultShutdownTimeout
 // StartOptions are the agent's own flags (besides the Kubernetes connection,
 // which each binary adds its own way).
 type StartOptions struct {
-	Settings  SettingsFlags
-	Templates TemplateFlags
-	Pending   PendingFlags
+	Settings   SettingsFlags
+	Templates  TemplateFlags
+	Pending    PendingFlags
+	Guardrails GuardrailFlags
 
 	MaxPolls           int
 	AgentAddress       string
@@ -88,6 +89,7 @@ func (o *StartOptions) AddFlags(fs *pflag.FlagSet) {
 	o.Pending.AddFlags(fs)
 	fs.IntVar(&o.FailedPodLogLines, "failed-pod-log-lines", o.FailedPodLogLines, "Last lines of a failed flow container's output the agent copies into the run log before the Job may be deleted (0: none)")
 	fs.DurationVar(&o.FinishedRunGrace, "finished-run-grace", o.FinishedRunGrace, "How long a flow run may be finished in Prefect (set Failed, Success or Cancelled by someone else) while its pod still runs before the agent deletes its Job")
+	o.Guardrails.AddFlags(fs)
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect one leader among replicas with a Lease; only the leader submits and manages Jobs")
 	fs.StringVar(&o.LeaseName, "lease-name", "", "Name of the leader election Lease (default kubectl-prefect-<agent name>)")
 	fs.BoolVar(&o.Profiling, "profiling", false, "Serve Go's /debug/pprof on the --agent-address server")
@@ -104,6 +106,9 @@ func (o *StartOptions) Complete(fs *pflag.FlagSet) error {
 		return err
 	}
 	if err := o.Templates.Complete(fs); err != nil {
+		return err
+	}
+	if err := o.Guardrails.Complete(fs); err != nil {
 		return err
 	}
 	address, err := listenAddress(o.AgentAddress)
@@ -135,6 +140,9 @@ func (o *StartOptions) Validate() error {
 		return err
 	}
 	if err := o.Pending.Validate(); err != nil {
+		return err
+	}
+	if err := o.Guardrails.Validate(); err != nil {
 		return err
 	}
 	if o.LeaseName != "" {
@@ -198,13 +206,15 @@ func (o *StartOptions) AgentConfig(ctx context.Context, conn Connection) (agentp
 	if o.FailedPodLogLines == 0 {
 		manage.FailedPodLogLines = -1
 	}
-	return agentpkg.Config{
+	config := agentpkg.Config{
 		Prefect: client, Kube: kube, Backend: o.Settings.Backend, Name: o.Settings.AgentName,
 		Labels: settings.Labels, Job: settings, MaxPolls: o.MaxPolls, Concurrency: o.Concurrency,
 		HealthAddress: o.address, Profiling: o.Profiling, ShutdownTimeout: ShutdownTimeout, KubeRequests: kubeRequests,
 		Manage:         manage,
 		LeaderElection: o.leaderElection(ns),
-	}, nil
+	}
+	o.Guardrails.apply(&config)
+	return config, nil
 }
 
 // Run tells the Go runtime the container's memory limit and the agent's GC
@@ -227,6 +237,11 @@ func (o *StartOptions) Run(ctx context.Context, conn Connection) error {
 	}
 	if err := agentpkg.CheckPermissions(ctx, cfg.Kube, cfg.Job.Namespace, o.WatchAllNamespaces, lease); err != nil {
 		return err
+	}
+	if o.Settings.Key != "" && o.Settings.KeySecretName == "" {
+		klog.FromContext(ctx).Info("Flow run Jobs carry the API key as a plain value in their spec, as 1.4.1's did: anyone who can read Jobs can read it. " +
+			"Put it in a Secret (kubectl create secret generic prefect-api-key --from-literal=api-key=...) and start with --key-secret-name prefect-api-key, " +
+			"or install the agent with `kubectl prefect agent install`, which does that")
 	}
 	a, err := agentpkg.New(cfg)
 	if err != nil {
