@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -38,6 +39,11 @@ type Cluster struct {
 
 	tools   map[string]string
 	workdir string
+
+	// The pod executor (executor.go), started by the first test that needs it.
+	execOnce sync.Once
+	exec     *executor
+	execErr  error
 }
 
 // clustersRoot holds every test bed cluster's files, one folder each.
@@ -148,6 +154,7 @@ func (c *Cluster) waitReady(ctx context.Context, nodes int) error {
 
 // Stop tears the cluster down and removes its files.
 func (c *Cluster) Stop() {
+	c.stopExecutor()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, _ = c.kwokctl(ctx, "delete", "cluster")

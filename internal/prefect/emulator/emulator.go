@@ -60,6 +60,7 @@ type Emulator struct {
 	order    []string
 	taskRuns map[string]*TaskRun
 	requests map[string]int
+	runner   runnerState // the flow runner's rows (runner_flows.go)
 }
 
 // New returns an emulator with the given configuration.
@@ -108,6 +109,7 @@ func (e *Emulator) Handler() http.Handler {
 	mux.HandleFunc("POST /{$}", e.serveGraphQL)
 	mux.HandleFunc("POST /graphql", e.serveGraphQL)
 	e.registerControl(mux)
+	e.registerRunnerControl(mux)
 	return mux
 }
 

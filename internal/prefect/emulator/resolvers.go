@@ -74,6 +74,9 @@ func (e *Emulator) mutationRoot(info requestInfo) object {
 		case "write_run_logs":
 			return e.writeRunLogs(input)
 		}
+		if v, handled, err := e.runnerMutation(field, input); handled {
+			return v, err
+		}
 		return nil, fmt.Errorf("emulator: mutation %s is not implemented", field)
 	}
 }
@@ -258,6 +261,9 @@ func (e *Emulator) writeRunLogs(input map[string]any) (any, error) {
 // flowRunObject resolves a flow_run row. Resolvers run with e.mu held.
 func (e *Emulator) flowRunObject(r *FlowRun) object {
 	return func(field string, args map[string]any) (any, error) {
+		if v, handled, err := e.runnerFlowRunField(r, field, args); handled {
+			return v, err
+		}
 		switch field {
 		case "id":
 			return r.ID, nil
