@@ -179,7 +179,7 @@ func (e *Emulator) CreateFlowRun(spec RunOfFlow) (FlowRun, error) {
 		tr.Version = 0
 		tr.SerializedState = created
 		tr.StateStartTime = time.Time{}
-		tr.States = []StateRecord{{Type: "Pending", Message: "Task run created", Version: 0, Timestamp: e.now(), State: created}}
+		tr.States = []StateRecord{{ID: newID(), Type: "Pending", Message: "Task run created", Version: 0, Timestamp: e.now(), State: created}}
 		e.runner.taskOfRun[tr.ID] = byID[tr.TaskID]
 	}
 	if len(spec.Context) > 0 {
@@ -252,7 +252,7 @@ func (e *Emulator) MoveTaskRunStart(taskRunID string, start time.Time) error {
 	}
 	tr.SerializedState, tr.StateStartTime = raw, start
 	if n := len(tr.States); n > 0 {
-		tr.States[n-1].State = raw
+		tr.States[n-1].State, tr.States[n-1].StartTime = raw, &start
 	}
 	return nil
 }

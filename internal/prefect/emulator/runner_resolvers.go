@@ -2,7 +2,6 @@ package emulator
 
 import (
 	"encoding/json"
-	"fmt"
 	"sort"
 )
 
@@ -52,7 +51,7 @@ func (e *Emulator) getOrCreateTaskRunInfo(input map[string]any) (any, error) {
 	}
 	created := json.RawMessage(`{"type": "Pending", "message": "Task run created", "__version__": "1.4.1"}`)
 	tr := &TaskRun{ID: newID(), TaskID: taskID, FlowRunID: r.ID, Version: 0, State: "Pending", SerializedState: created,
-		States: []StateRecord{{Type: "Pending", Message: "Task run created", Version: 0, Timestamp: e.now(), State: created}}}
+		States: []StateRecord{{ID: newID(), Type: "Pending", Message: "Task run created", Version: 0, Timestamp: e.now(), State: created}}}
 	r.TaskRuns = append(r.TaskRuns, tr)
 	e.taskRuns[tr.ID] = tr
 	e.runner.taskOfRun[tr.ID] = task
@@ -118,7 +117,7 @@ func (e *Emulator) runnerFlowRunField(r *FlowRun, field string, args map[string]
 		}
 		var out []any
 		for _, tr := range r.TaskRuns {
-			ok, err := compareInt(e.runner.mapIndexOf(tr.ID), cond)
+			ok, err := compareInt(e.runner.mapIndexOf(tr.ID), false, cond)
 			if err != nil {
 				return nil, true, err
 			}
@@ -186,54 +185,6 @@ func (e *Emulator) runnerTaskRunObject(tr *TaskRun) object {
 		}
 		return base(field, args)
 	}
-}
-
-// compareInt applies an Int_comparison_exp.
-func compareInt(v int, cond map[string]any) (bool, error) {
-	for op, arg := range cond {
-		switch op {
-		case "_eq", "_neq", "_gt", "_gte", "_lt", "_lte":
-			n, ok := asInt(arg)
-			if !ok {
-				return false, fmt.Errorf("emulator: %s needs an integer", op)
-			}
-			var holds bool
-			switch op {
-			case "_eq":
-				holds = v == n
-			case "_neq":
-				holds = v != n
-			case "_gt":
-				holds = v > n
-			case "_gte":
-				holds = v >= n
-			case "_lt":
-				holds = v < n
-			case "_lte":
-				holds = v <= n
-			}
-			if !holds {
-				return false, nil
-			}
-		case "_in", "_nin":
-			found := false
-			for _, item := range asList(arg) {
-				if n, ok := asInt(item); ok && n == v {
-					found = true
-				}
-			}
-			if found != (op == "_in") {
-				return false, nil
-			}
-		case "_is_null":
-			if b, _ := arg.(bool); b {
-				return false, nil
-			}
-		default:
-			return false, fmt.Errorf("emulator: Int comparison %s is not implemented", op)
-		}
-	}
-	return true, nil
 }
 
 // RegisteredFlows returns the registered flows, by name then version.
