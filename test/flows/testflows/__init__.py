@@ -12,4 +12,5 @@ FLOWS = [
     "testflows.sleeps",
     "testflows.hard_exit",
     "testflows.memory_hog",
+    "testflows.slow_once",
 ]
