@@ -3,7 +3,9 @@ package testbed
 import (
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -31,8 +33,8 @@ func containerEnv(ctx context.Context, client kubernetes.Interface, pod *corev1.
 		if err != nil {
 			return nil, err
 		}
-		for k, v := range data {
-			set(from.Prefix+k, v)
+		for _, k := range slices.Sorted(maps.Keys(data)) {
+			set(from.Prefix+k, data[k])
 		}
 	}
 	for _, v := range c.Env {

@@ -107,24 +107,45 @@ func (p *podProcess) execute(ctx context.Context) (int32, string, string) {
 	}
 	defer logFile.Close()
 	var logMu sync.Mutex
-	stdout, _ := cmd.StdoutPipe()
-	stderr, _ := cmd.StderrPipe()
+	// Pipes of our own: the container ends when its main process does, and
+	// a child still holding them must not keep the executor reading.
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return 128, "ContainerCannotRun", err.Error()
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return 128, "ContainerCannotRun", err.Error()
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
 	p.mu.Lock()
 	if p.killed != "" {
 		p.mu.Unlock()
+		outR.Close()
+		outW.Close()
+		errR.Close()
+		errW.Close()
 		return 137, "Error", p.killed
 	}
-	if err := cmd.Start(); err != nil {
+	startErr := cmd.Start()
+	outW.Close()
+	errW.Close()
+	if startErr != nil {
 		p.mu.Unlock()
-		return 128, "ContainerCannotRun", err.Error()
+		outR.Close()
+		errR.Close()
+		return 128, "ContainerCannotRun", startErr.Error()
 	}
 	p.cmd = cmd
 	p.mu.Unlock()
 	var copies sync.WaitGroup
-	for stream, r := range map[string]io.Reader{"stdout": stdout, "stderr": stderr} {
+	for stream, r := range map[string]*os.File{"stdout": outR, "stderr": errR} {
 		copies.Add(1)
 		go func() {
 			defer copies.Done()
+			defer r.Close()
 			criLines(r, stream, logFile, &logMu)
 		}()
 	}
@@ -133,9 +154,11 @@ func (p *podProcess) execute(ctx context.Context) (int32, string, string) {
 	if limit > 0 {
 		go p.watchMemory(cmd.Process.Pid, limit, watchDone)
 	}
-	copies.Wait()
 	err = cmd.Wait()
 	close(watchDone)
+	// What the main process left behind ends with it, as in a container.
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	copies.Wait()
 	p.mu.Lock()
 	oom := p.oom
 	p.mu.Unlock()
