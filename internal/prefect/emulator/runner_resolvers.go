@@ -142,6 +142,9 @@ func (e *Emulator) runnerFlowObject(f Flow) object {
 	return func(field string, args map[string]any) (any, error) {
 		switch field {
 		case "settings":
+			// Server keeps heartbeat_enabled in the flow group's settings
+			// (src/prefect_server/api/flow_groups.py); the flow's own settings
+			// column, which the runner reads, is {} unless written directly.
 			if reg != nil {
 				return jsonValue(reg.Settings), nil
 			}
