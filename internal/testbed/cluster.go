@@ -91,6 +91,9 @@ func startOnce(ctx context.Context, tools map[string]string, nodes int) (*Cluste
 		"--kubeconfig", c.Kubeconfig,
 		"--config", stagesPath,
 		"--disable-qps-limits",
+		// Logs objects tell kwok which file holds a container's log, so
+		// `kubectl logs` serves what the pod executor's processes wrote.
+		"--enable-crds", "Logs",
 		"--wait", "2m",
 	)
 	if err != nil {

@@ -106,6 +106,9 @@ func (p *podProcess) execute(ctx context.Context) (int32, string, string) {
 		return 128, "ContainerCannotRun", err.Error()
 	}
 	defer logFile.Close()
+	if err := p.serveLog(ctx); err != nil {
+		p.x.logger("pod %s/%s: kubectl logs will not serve its log: %v", p.pod.Namespace, p.pod.Name, err)
+	}
 	var logMu sync.Mutex
 	// Pipes of our own: the container ends when its main process does, and
 	// a child still holding them must not keep the executor reading.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -56,6 +57,14 @@ func TestRealRunnerEvictedMidTask(t *testing.T) {
 	for _, p := range pods.Items {
 		if p.Name == pod.Name {
 			t.Errorf("the evicted pod %s is still there", p.Name)
+		}
+	}
+	// kubectl logs serves the fresh attempt's output (kwok reads the
+	// executor's log file).
+	for _, p := range pods.Items {
+		out, errOut, err := cluster.Kubectl(context.Background(), nil, "logs", "-n", e.ns, p.Name, "-c", "flow")
+		if err != nil || !strings.Contains(string(out), "nap_once: a fresh attempt, no nap") {
+			t.Errorf("kubectl logs %s: %v %s\n%s", p.Name, err, errOut, out)
 		}
 	}
 	if !contains(logsAt(got, "INFO"), "Handed back 1 task run(s) that were Running in the disrupted pod") {
