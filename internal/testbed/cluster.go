@@ -94,6 +94,10 @@ func startOnce(ctx context.Context, tools map[string]string, nodes int) (*Cluste
 		// Logs objects tell kwok which file holds a container's log, so
 		// `kubectl logs` serves what the pod executor's processes wrote.
 		"--enable-crds", "Logs",
+		// One instance each: without leader election they cannot lose a
+		// lease (and exit) while a test keeps the kube-apiserver down.
+		"--extra-args", "kube-controller-manager=leader-elect=false",
+		"--extra-args", "kube-scheduler=leader-elect=false",
 		"--wait", "2m",
 	)
 	if err != nil {
