@@ -170,6 +170,11 @@ func (m *manager) report(ctx context.Context, job *batchv1.Job, runID string, fr
 				m.saveEvidence(ctx, job, runID, p)
 			}
 		}
+		if handsBack(p) && !m.reported.of(job)[p.key] {
+			if err := m.handBack(ctx, runID, job.Name); err != nil {
+				return err
+			}
+		}
 		if p.level == prefect.LevelError || p.reschedule {
 			next := prefect.FailedState(p.message)
 			if p.reschedule {

@@ -430,6 +430,58 @@ type RunLogsResponse struct {
 // GetFlow_run returns RunLogsResponse.Flow_run, and is useful for accessing the field via an interface.
 func (v *RunLogsResponse) GetFlow_run() []RunLogsFlow_run { return v.Flow_run }
 
+// RunningTaskRunsFlow_run_by_pkFlow_run includes the requested fields of the GraphQL type flow_run.
+type RunningTaskRunsFlow_run_by_pkFlow_run struct {
+	State     string                                                   `json:"state"`
+	Task_runs []RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run `json:"task_runs"`
+}
+
+// GetState returns RunningTaskRunsFlow_run_by_pkFlow_run.State, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_run) GetState() string { return v.State }
+
+// GetTask_runs returns RunningTaskRunsFlow_run_by_pkFlow_run.Task_runs, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_run) GetTask_runs() []RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run {
+	return v.Task_runs
+}
+
+// RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run includes the requested fields of the GraphQL type task_run.
+type RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run struct {
+	Id      string                                                                       `json:"id"`
+	Version int                                                                          `json:"version"`
+	States  []RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state `json:"states"`
+}
+
+// GetId returns RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run.Id, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run) GetId() string { return v.Id }
+
+// GetVersion returns RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run.Version, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run) GetVersion() int { return v.Version }
+
+// GetStates returns RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run.States, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run) GetStates() []RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state {
+	return v.States
+}
+
+// RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state includes the requested fields of the GraphQL type task_run_state.
+type RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state struct {
+	Timestamp time.Time `json:"timestamp"`
+}
+
+// GetTimestamp returns RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state.Timestamp, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state) GetTimestamp() time.Time {
+	return v.Timestamp
+}
+
+// RunningTaskRunsResponse is returned by RunningTaskRuns on success.
+type RunningTaskRunsResponse struct {
+	Flow_run_by_pk *RunningTaskRunsFlow_run_by_pkFlow_run `json:"flow_run_by_pk"`
+}
+
+// GetFlow_run_by_pk returns RunningTaskRunsResponse.Flow_run_by_pk, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsResponse) GetFlow_run_by_pk() *RunningTaskRunsFlow_run_by_pkFlow_run {
+	return v.Flow_run_by_pk
+}
+
 // RunsNamedFlow_run includes the requested fields of the GraphQL type flow_run.
 type RunsNamedFlow_run struct {
 	Id    string `json:"id"`
@@ -1010,6 +1062,14 @@ func (v *__RunLogsInput) GetSince() time.Time { return v.Since }
 // GetLimit returns __RunLogsInput.Limit, and is useful for accessing the field via an interface.
 func (v *__RunLogsInput) GetLimit() int { return v.Limit }
 
+// __RunningTaskRunsInput is used internally by genqlient
+type __RunningTaskRunsInput struct {
+	Id string `json:"id"`
+}
+
+// GetId returns __RunningTaskRunsInput.Id, and is useful for accessing the field via an interface.
+func (v *__RunningTaskRunsInput) GetId() string { return v.Id }
+
 // __RunsNamedInput is used internally by genqlient
 type __RunsNamedInput struct {
 	Name string `json:"name"`
@@ -1477,6 +1537,50 @@ func RunLogs(
 	}
 
 	data_ = &RunLogsResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The query executed by RunningTaskRuns.
+const RunningTaskRuns_Operation = `
+query RunningTaskRuns ($id: uuid!) {
+	flow_run_by_pk(id: $id) {
+		state
+		task_runs(where: {state:{_eq:"Running"}}) {
+			id
+			version
+			states(where: {state:{_eq:"Running"}}, order_by: [{timestamp:desc}], limit: 1) {
+				timestamp
+			}
+		}
+	}
+}
+`
+
+// The task runs of a flow run that are Running, with when each became
+// Running: after a pod was disrupted, the dead attempt's are handed back so
+// the fresh attempt's runner runs them (it skips a Running task run).
+func RunningTaskRuns(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	id string,
+) (data_ *RunningTaskRunsResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "RunningTaskRuns",
+		Query:  RunningTaskRuns_Operation,
+		Variables: &__RunningTaskRunsInput{
+			Id: id,
+		},
+	}
+
+	data_ = &RunningTaskRunsResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(

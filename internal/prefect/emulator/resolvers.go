@@ -78,6 +78,9 @@ func (e *Emulator) mutationRoot(info requestInfo) object {
 		case "update_task_run_heartbeat":
 			return e.updateTaskRunHeartbeat(input)
 		}
+		if v, handled, err := e.runnerMutation(field, input); handled {
+			return v, err
+		}
 		return nil, fmt.Errorf("emulator: mutation %s is not implemented", field)
 	}
 }
@@ -288,6 +291,9 @@ func (e *Emulator) writeRunLogs(input map[string]any) (any, error) {
 // flowRunObject resolves a flow_run row. Resolvers run with e.mu held.
 func (e *Emulator) flowRunObject(r *FlowRun) object {
 	return func(field string, args map[string]any) (any, error) {
+		if v, handled, err := e.runnerFlowRunField(r, field, args); handled {
+			return v, err
+		}
 		switch field {
 		case "id":
 			return r.ID, nil
