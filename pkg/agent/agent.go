@@ -103,11 +103,13 @@ type Agent struct {
 	hurry       chan struct{}        // closed when in-flight work must wrap up
 	hurryNow    sync.Once
 	lastLoop    atomic.Int64
-	standby     atomic.Bool // waiting for the leader Lease; healthy without polling
-	slots       chan struct{}
-	workers     sync.WaitGroup
-	metrics     *metrics
-	access      accessProblems // watches refused for lack of a verb (permissions.go)
+	// lastQueueCall is the last get_runs_in_queue answered (poll loop only).
+	lastQueueCall time.Time
+	standby       atomic.Bool // waiting for the leader Lease; healthy without polling
+	slots         chan struct{}
+	workers       sync.WaitGroup
+	metrics       *metrics
+	access        accessProblems // watches refused for lack of a verb (permissions.go)
 	// jobCache is the job manager's synced Job cache, nil until it syncs:
 	// a submission finds the run's earlier Jobs there without a request.
 	jobCache atomic.Pointer[cache.Indexer]
@@ -367,16 +369,16 @@ type pollResult struct{ queued, fresh, handed int }
 // poll asks for due runs and hands each new one to a worker.
 func (a *Agent) poll(ctx, workCtx context.Context) (pollResult, error) {
 	now := a.cfg.Now()
-	ids, err := a.cfg.Prefect.RunsInQueue(ctx, a.tenantID, a.cfg.Labels, now.Add(10*time.Second))
-	if err != nil {
-		return pollResult{}, err
-	}
-	result := pollResult{queued: len(ids)}
 	for id, until := range a.dropped {
 		if now.After(until) {
 			delete(a.dropped, id)
 		}
 	}
+	ids, err := a.dueRuns(ctx, now)
+	if err != nil {
+		return pollResult{}, err
+	}
+	result := pollResult{queued: len(ids)}
 	var fresh []string
 	for _, id := range ids {
 		_, busy := a.inFlight.Load(id)
@@ -389,10 +391,11 @@ func (a *Agent) poll(ctx, workCtx context.Context) (pollResult, error) {
 	if len(fresh) == 0 {
 		return result, nil
 	}
-	runs, err := a.cfg.Prefect.RunsToSubmit(ctx, fresh, now.Add(-3*time.Second))
+	runs, err := a.cfg.Prefect.RunsToSubmit(ctx, fresh, now.Add(-retryBuffer))
 	if err != nil {
 		return result, err
 	}
+	inQueueOrder(runs, fresh)
 	// Ids the metadata query drops (Queued, Paused, a retry inside the
 	// in-pod buffer, ...) are not asked about again for one long interval.
 	returned := make(map[string]bool, len(runs))
