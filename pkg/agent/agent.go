@@ -110,6 +110,7 @@ type Agent struct {
 	workers       sync.WaitGroup
 	metrics       *metrics
 	access        accessProblems // watches refused for lack of a verb (permissions.go)
+	probe         probeState     // what /livez and /readyz read (probes.go)
 	// jobCache is the job manager's synced Job cache, nil until it syncs:
 	// a submission finds the run's earlier Jobs there without a request.
 	jobCache atomic.Pointer[cache.Indexer]
@@ -163,18 +164,21 @@ func New(cfg Config) (*Agent, error) {
 // while it leads). In-flight submissions are given ShutdownTimeout to finish.
 func (a *Agent) Run(ctx context.Context) error {
 	log := klog.FromContext(ctx)
-	if err := a.connect(ctx); err != nil {
-		return err
-	}
-	log.Info("Agent registered", "agent", a.cfg.Name, "id", a.agentID, "tenant", a.tenantID, "labels", a.cfg.Labels, "namespace", a.cfg.Job.Namespace)
 	a.lastLoop.Store(a.cfg.Now().UnixNano())
 	if a.cfg.HealthAddress != "" {
+		// Served from the start: a pod waiting for the Prefect API is alive
+		// and says why it is not ready.
 		stop, err := a.serveHealth(ctx)
 		if err != nil {
 			return err
 		}
 		defer stop()
 	}
+	if err := a.connect(ctx); err != nil {
+		return err
+	}
+	log.Info("Agent registered", "agent", a.cfg.Name, "id", a.agentID, "tenant", a.tenantID, "labels", a.cfg.Labels, "namespace", a.cfg.Job.Namespace)
+	a.lastLoop.Store(a.cfg.Now().UnixNano())
 	if a.cfg.LeaderElection != nil {
 		return a.runAsLeader(ctx)
 	}
@@ -246,7 +250,12 @@ func (a *Agent) connect(ctx context.Context) error {
 	log := klog.FromContext(ctx)
 	delay := time.Second
 	for {
+		a.lastLoop.Store(a.cfg.Now().UnixNano())
+		a.probe.calling(a.cfg.Now(), true)
 		err := a.connectOnce(ctx)
+		a.probe.calling(a.cfg.Now(), false)
+		a.lastLoop.Store(a.cfg.Now().UnixNano())
+		a.probe.report(a.cfg.Now(), err == nil, "cannot reach the Prefect API", err)
 		if err == nil || ctx.Err() != nil || !transientPrefectError(err) {
 			return err
 		}
@@ -256,9 +265,13 @@ func (a *Agent) connect(ctx context.Context) error {
 			return err
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, 30*time.Second)
+		delay = min(2*delay, connectRetryMax)
 	}
 }
+
+// connectRetryMax caps the pause between tries to reach the Prefect API at
+// start, so the agent is ready within seconds of the API's return.
+const connectRetryMax = 5 * time.Second
 
 // transientPrefectError tells an API that could answer later from a refusal.
 func transientPrefectError(err error) bool {
@@ -299,7 +312,11 @@ func (a *Agent) loop(ctx, workCtx context.Context) {
 	for polls := 0; a.cfg.MaxPolls == 0 || polls < a.cfg.MaxPolls; polls++ {
 		a.lastLoop.Store(a.cfg.Now().UnixNano())
 		began := time.Now()
+		a.probe.calling(a.cfg.Now(), true)
 		result, err := a.poll(ctx, workCtx)
+		a.probe.calling(a.cfg.Now(), false)
+		a.lastLoop.Store(a.cfg.Now().UnixNano())
+		a.probe.report(a.cfg.Now(), true, "polling the Prefect API fails", err)
 		a.metrics.pollLatency.Observe(time.Since(began).Seconds())
 		if ctx.Err() != nil {
 			return
