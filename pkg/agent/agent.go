@@ -111,6 +111,9 @@ type Agent struct {
 	metrics       *metrics
 	access        accessProblems // watches refused for lack of a verb (permissions.go)
 	probe         probeState     // what /livez and /readyz read (probes.go)
+	// templateRetries holds runs whose template read failed for now
+	// (template_retry.go): flow run id -> templateRetry.
+	templateRetries sync.Map
 	// jobCache is the job manager's synced Job cache, nil until it syncs:
 	// a submission finds the run's earlier Jobs there without a request.
 	jobCache atomic.Pointer[cache.Indexer]
@@ -400,7 +403,7 @@ func (a *Agent) poll(ctx, workCtx context.Context) (pollResult, error) {
 	for _, id := range ids {
 		_, busy := a.inFlight.Load(id)
 		_, skip := a.dropped[id]
-		if !busy && !skip {
+		if !busy && !skip && !a.templateBackingOff(id, now) {
 			fresh = append(fresh, id)
 		}
 	}

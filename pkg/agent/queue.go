@@ -43,6 +43,15 @@ func (a *Agent) dueRuns(ctx context.Context, now time.Time) ([]string, error) {
 	for id := range a.dropped {
 		skip = append(skip, id)
 	}
+	a.templateRetries.Range(func(k, v any) bool {
+		switch id := k.(string); {
+		case a.templateBackingOff(id, now):
+			skip = append(skip, id)
+		case now.Sub(v.(templateRetry).until) > time.Hour:
+			a.templateRetries.Delete(id) // taken by another agent, cancelled...
+		}
+		return true
+	})
 	ids, err := a.cfg.Prefect.DueRuns(ctx, prefect.DueRunsQuery{
 		TenantID: a.tenantID, Labels: a.cfg.Labels, Before: before, RetryBefore: now.Add(-retryBuffer),
 		Skip: skip, Limit: queuePage,
