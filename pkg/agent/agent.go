@@ -154,6 +154,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Labels == nil {
 		cfg.Labels = []string{}
 	}
+	if cfg.Job.Owner == "" {
+		cfg.Job.Owner = AgentIdentity(cfg.Name, cfg.Labels)
+	}
 	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, hurry: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics()}
 	if cfg.KubeRequests != nil {
 		a.metrics.registry.MustRegister(cfg.KubeRequests.vec)
