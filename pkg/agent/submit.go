@@ -184,7 +184,7 @@ func (a *Agent) buildJob(ctx context.Context, run prefect.FlowRun, version int, 
 	return manifest.BuildJob(ctx, a.cfg.Job, manifest.FlowRun{
 		ID: run.Id, Version: version, FlowID: run.Flow.Id, CoreVersion: run.Flow.Core_version,
 		FlowName: run.Flow.Name, Name: run.Name,
-		Storage: run.Flow.Storage, RunConfig: run.Run_config, Relaunch: relaunch,
+		Storage: run.Flow.Storage, RunConfig: run.Run_config, Relaunch: relaunch, Labels: factsOf(run).labels,
 	})
 }
 

@@ -5,6 +5,8 @@
 package manifest
 
 import (
+	"time"
+
 	batchv1 "k8s.io/api/batch/v1"
 )
 
@@ -50,6 +52,12 @@ type AgentSettings struct {
 	// Owner, when set, is the prefect.io/agent label of the Jobs (and their
 	// pods): the identity of the agent creating them.
 	Owner string
+	// MaxRunTime is the Jobs' activeDeadlineSeconds when their template
+	// sets none (--max-run-time; 0: none).
+	MaxRunTime time.Duration
+	// Limits is the agent's concurrency limits as --limit takes them,
+	// recorded on each Job ("10,label=gpu:2"; empty: none).
+	Limits string
 }
 
 // FlowRun is what the Job needs to know about the run.
@@ -69,4 +77,7 @@ type FlowRun struct {
 	// version does not change), it names that relaunch, so each one gets a
 	// Job name of its own.
 	Relaunch string
+	// Labels are the run's labels, recorded on the Job for the agent's
+	// concurrency limits.
+	Labels []string
 }
