@@ -196,3 +196,23 @@ func TestRunPastItsRunTimeLimitIsFailed(t *testing.T) {
 	e.waitJobGone(run.ID)
 	t.Logf("failed %s after the 5 s limit", late.Round(100*time.Millisecond))
 }
+
+func TestLateRunIsFailedUnderTheFailPolicy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the control plane")
+	}
+	e := newEnv(t, emulator.Config{})
+	late := suspendedRun(t)
+	late.ScheduledStartTime = time.Now().Add(-2 * time.Hour)
+	lateRun := e.schedule(late)
+	onTime := e.schedule(suspendedRun(t))
+	e.start("", func(c *Config) {
+		managed(false)(c)
+		c.Guardrails.MaxLateness, c.Guardrails.LateRuns = 30*time.Minute, LateFail
+	})
+	e.waitFailed(lateRun.ID, "late when the agent first saw it, more than --max-lateness 30m0s (--late-runs fail): it is failed without running")
+	e.waitSubmitted(onTime.ID)
+	if len(e.jobsFor(lateRun.ID)) != 0 {
+		t.Fatal("the failed late run has a Job")
+	}
+}

@@ -289,6 +289,11 @@ func (l *limiter) begin(jobs cache.Indexer) (*admission, bool) {
 		l.mu.Unlock()
 		return nil, false
 	}
+	for id, at := range l.noted {
+		if l.now().Sub(at) > 10*time.Minute {
+			delete(l.noted, id) // a held run that left the queue (cancelled, deleted, taken by another agent)
+		}
+	}
 	return &admission{l: l, usage: l.counts(jobs)}, true
 }
 

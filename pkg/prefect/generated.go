@@ -398,6 +398,58 @@ func (v *Register_agent_input) GetType() string { return v.Type }
 // GetName returns Register_agent_input.Name, and is useful for accessing the field via an interface.
 func (v *Register_agent_input) GetName() string { return v.Name }
 
+// RunningTaskRunsFlow_run_by_pkFlow_run includes the requested fields of the GraphQL type flow_run.
+type RunningTaskRunsFlow_run_by_pkFlow_run struct {
+	State     string                                                   `json:"state"`
+	Task_runs []RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run `json:"task_runs"`
+}
+
+// GetState returns RunningTaskRunsFlow_run_by_pkFlow_run.State, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_run) GetState() string { return v.State }
+
+// GetTask_runs returns RunningTaskRunsFlow_run_by_pkFlow_run.Task_runs, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_run) GetTask_runs() []RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run {
+	return v.Task_runs
+}
+
+// RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run includes the requested fields of the GraphQL type task_run.
+type RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run struct {
+	Id      string                                                                       `json:"id"`
+	Version int                                                                          `json:"version"`
+	States  []RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state `json:"states"`
+}
+
+// GetId returns RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run.Id, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run) GetId() string { return v.Id }
+
+// GetVersion returns RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run.Version, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run) GetVersion() int { return v.Version }
+
+// GetStates returns RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run.States, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run) GetStates() []RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state {
+	return v.States
+}
+
+// RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state includes the requested fields of the GraphQL type task_run_state.
+type RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state struct {
+	Timestamp time.Time `json:"timestamp"`
+}
+
+// GetTimestamp returns RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state.Timestamp, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state) GetTimestamp() time.Time {
+	return v.Timestamp
+}
+
+// RunningTaskRunsResponse is returned by RunningTaskRuns on success.
+type RunningTaskRunsResponse struct {
+	Flow_run_by_pk *RunningTaskRunsFlow_run_by_pkFlow_run `json:"flow_run_by_pk"`
+}
+
+// GetFlow_run_by_pk returns RunningTaskRunsResponse.Flow_run_by_pk, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsResponse) GetFlow_run_by_pk() *RunningTaskRunsFlow_run_by_pkFlow_run {
+	return v.Flow_run_by_pk
+}
+
 // SetFlowRunStatesResponse is returned by SetFlowRunStates on success.
 type SetFlowRunStatesResponse struct {
 	Set_flow_run_states SetFlowRunStatesSet_flow_run_statesSet_flow_run_states_payload `json:"set_flow_run_states"`
@@ -918,6 +970,14 @@ type __RegisterAgentInput struct {
 // GetInput returns __RegisterAgentInput.Input, and is useful for accessing the field via an interface.
 func (v *__RegisterAgentInput) GetInput() Register_agent_input { return v.Input }
 
+// __RunningTaskRunsInput is used internally by genqlient
+type __RunningTaskRunsInput struct {
+	Id string `json:"id"`
+}
+
+// GetId returns __RunningTaskRunsInput.Id, and is useful for accessing the field via an interface.
+func (v *__RunningTaskRunsInput) GetId() string { return v.Id }
+
 // __SetFlowRunStatesInput is used internally by genqlient
 type __SetFlowRunStatesInput struct {
 	Input Set_flow_run_states_input `json:"input"`
@@ -1381,6 +1441,50 @@ func RegisterAgent(
 	}
 
 	data_ = &RegisterAgentResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The query executed by RunningTaskRuns.
+const RunningTaskRuns_Operation = `
+query RunningTaskRuns ($id: uuid!) {
+	flow_run_by_pk(id: $id) {
+		state
+		task_runs(where: {state:{_eq:"Running"}}) {
+			id
+			version
+			states(where: {state:{_eq:"Running"}}, order_by: [{timestamp:desc}], limit: 1) {
+				timestamp
+			}
+		}
+	}
+}
+`
+
+// The task runs of a flow run that are Running, with when each became
+// Running: after a pod was disrupted, the dead attempt's are handed back so
+// the fresh attempt's runner runs them (it skips a Running task run).
+func RunningTaskRuns(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	id string,
+) (data_ *RunningTaskRunsResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "RunningTaskRuns",
+		Query:  RunningTaskRuns_Operation,
+		Variables: &__RunningTaskRunsInput{
+			Id: id,
+		},
+	}
+
+	data_ = &RunningTaskRunsResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(

@@ -59,6 +59,9 @@ func (e *Emulator) mutationRoot(info requestInfo) object {
 		case "update_task_run_heartbeat":
 			return e.updateTaskRunHeartbeat(input)
 		}
+		if v, handled, err := e.runnerMutation(field, input); handled {
+			return v, err
+		}
 		return nil, fmt.Errorf("emulator: mutation %s is not implemented", field)
 	}
 }
@@ -188,7 +191,8 @@ func (e *Emulator) setFlowRunStates(info requestInfo, input map[string]any) (any
 		if isSubmitted(typ) && !e.takeSubmittedLock(info.replica, r.ID) {
 			return nil, serverError("State update failed: this run has already been submitted.")
 		}
-		e.setFlowRunState(r, newState{typ: typ, message: msg, raw: raw, start: start}, info.agentID)
+		version := e.readVersionThenWait(&r.Version)
+		e.setFlowRunState(r, newState{typ: typ, message: msg, raw: raw, start: start, version: version}, info.agentID)
 		out = append(out, mapObject(map[string]any{"id": r.ID, "status": "SUCCESS", "message": nil}))
 	}
 	return mapObject(map[string]any{"states": out}), nil
@@ -226,7 +230,8 @@ func (e *Emulator) setTaskRunStates(input map[string]any) (any, error) {
 				return nil, serverError("State update failed for task run ID %s: provided a running state but associated flow run %s is not in a running state.", id, tr.FlowRunID)
 			}
 		}
-		e.insertTaskRunState(tr, newState{typ: typ, message: msg, raw: raw, start: start})
+		version := e.readVersionThenWait(&tr.Version)
+		e.insertTaskRunState(tr, newState{typ: typ, message: msg, raw: raw, start: start, version: version})
 		out = append(out, mapObject(map[string]any{"id": tr.ID, "status": "SUCCESS", "message": nil}))
 	}
 	return mapObject(map[string]any{"states": out}), nil
@@ -264,6 +269,9 @@ func (e *Emulator) writeRunLogs(input map[string]any) (any, error) {
 // flowRunObject resolves a flow_run row. Resolvers run with e.mu held.
 func (e *Emulator) flowRunObject(r *FlowRun) object {
 	return func(field string, args map[string]any) (any, error) {
+		if v, handled, err := e.runnerFlowRunField(r, field, args); handled {
+			return v, err
+		}
 		switch field {
 		case "id":
 			return r.ID, nil
