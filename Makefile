@@ -62,7 +62,7 @@ $(PYTHON_STAMP): $(PYTHON_PINS)
 	done; \
 	if [ -z "$$py" ]; then \
 	  echo "make tools: the test bed runs Prefect 1.4.1's flow runner, which needs Python 3.9 to 3.12 with venv and pip," >&2; \
-	  echo "  and none was found (tried $(PYTHON) python3 python3.12 python3.11 python3.10 python3.9)." >&2; \
+	  echo "  and none was found (tried $(if $(PYTHON),$(PYTHON) )python3 python3.12 python3.11 python3.10 python3.9)." >&2; \
 	  echo "  Install one (Debian or Ubuntu: apt-get install python3 python3-venv) or name it: make tools PYTHON=/path/to/python3.11" >&2; \
 	  exit 1; \
 	fi; \

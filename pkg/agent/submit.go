@@ -54,6 +54,10 @@ func (a *Agent) submit(ctx, stop context.Context, run prefect.FlowRun) {
 	log.Info("Deploying flow run")
 
 	job, warnings, err := a.buildJob(ctx, run, run.Version, relaunch)
+	if err != nil && a.deferOnTransientTemplate(ctx, run, err) {
+		return
+	}
+	a.templateRead(run.Id)
 	if err != nil {
 		a.metrics.submitFailures.WithLabelValues("build").Inc()
 		a.fail(ctx, run.Id, &run.Version, fmt.Sprintf("Cannot build a Kubernetes Job for this flow run: %v", err))

@@ -66,6 +66,22 @@ type DefaultServerTenantTenant struct {
 // GetId returns DefaultServerTenantTenant.Id, and is useful for accessing the field via an interface.
 func (v *DefaultServerTenantTenant) GetId() string { return v.Id }
 
+// DueFlowRunsFlow_run includes the requested fields of the GraphQL type flow_run.
+type DueFlowRunsFlow_run struct {
+	Id string `json:"id"`
+}
+
+// GetId returns DueFlowRunsFlow_run.Id, and is useful for accessing the field via an interface.
+func (v *DueFlowRunsFlow_run) GetId() string { return v.Id }
+
+// DueFlowRunsResponse is returned by DueFlowRuns on success.
+type DueFlowRunsResponse struct {
+	Flow_run []DueFlowRunsFlow_run `json:"flow_run"`
+}
+
+// GetFlow_run returns DueFlowRunsResponse.Flow_run, and is useful for accessing the field via an interface.
+func (v *DueFlowRunsResponse) GetFlow_run() []DueFlowRunsFlow_run { return v.Flow_run }
+
 // FlowRunStateFlow_run_by_pkFlow_run includes the requested fields of the GraphQL type flow_run.
 type FlowRunStateFlow_run_by_pkFlow_run struct {
 	Serialized_state json.RawMessage `json:"serialized_state"`
@@ -994,6 +1010,34 @@ type __CancelledRunsSinceInput struct {
 // GetSince returns __CancelledRunsSinceInput.Since, and is useful for accessing the field via an interface.
 func (v *__CancelledRunsSinceInput) GetSince() time.Time { return v.Since }
 
+// __DueFlowRunsInput is used internally by genqlient
+type __DueFlowRunsInput struct {
+	TenantId    string          `json:"tenantId"`
+	Labels      json.RawMessage `json:"labels"`
+	Before      time.Time       `json:"before"`
+	RetryBefore time.Time       `json:"retryBefore"`
+	Skip        []string        `json:"skip"`
+	Limit       int             `json:"limit"`
+}
+
+// GetTenantId returns __DueFlowRunsInput.TenantId, and is useful for accessing the field via an interface.
+func (v *__DueFlowRunsInput) GetTenantId() string { return v.TenantId }
+
+// GetLabels returns __DueFlowRunsInput.Labels, and is useful for accessing the field via an interface.
+func (v *__DueFlowRunsInput) GetLabels() json.RawMessage { return v.Labels }
+
+// GetBefore returns __DueFlowRunsInput.Before, and is useful for accessing the field via an interface.
+func (v *__DueFlowRunsInput) GetBefore() time.Time { return v.Before }
+
+// GetRetryBefore returns __DueFlowRunsInput.RetryBefore, and is useful for accessing the field via an interface.
+func (v *__DueFlowRunsInput) GetRetryBefore() time.Time { return v.RetryBefore }
+
+// GetSkip returns __DueFlowRunsInput.Skip, and is useful for accessing the field via an interface.
+func (v *__DueFlowRunsInput) GetSkip() []string { return v.Skip }
+
+// GetLimit returns __DueFlowRunsInput.Limit, and is useful for accessing the field via an interface.
+func (v *__DueFlowRunsInput) GetLimit() int { return v.Limit }
+
 // __FlowRunStateInput is used internally by genqlient
 type __FlowRunStateInput struct {
 	FlowRunId string `json:"flowRunId"`
@@ -1222,6 +1266,69 @@ func DefaultServerTenant(
 	}
 
 	data_ = &DefaultServerTenantResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The query executed by DueFlowRuns.
+const DueFlowRuns_Operation = `
+query DueFlowRuns ($tenantId: uuid!, $labels: jsonb!, $before: timestamptz!, $retryBefore: timestamptz!, $skip: [uuid!]!, $limit: Int!) {
+	flow_run(where: {tenant_id:{_eq:$tenantId},id:{_nin:$skip},labels:{_contained_in:$labels},_and:[{_or:[{labels:{_neq:[]}},{labels:{_eq:$labels}}]},{_or:[{state:{_eq:"Scheduled"},state_start_time:{_lte:$before}},{state:{_eq:"Running"},task_runs:{state:{_in:["Scheduled","Retrying","Resume","Paused","Queued"]},state_start_time:{_lte:$retryBefore}}}]}]}, order_by: [{state_start_time:asc},{id:asc}], limit: $limit) {
+		id
+	}
+}
+`
+
+// The agent's own search for the runs it may take. Server's get_runs_in_queue
+// (src/prefect_server/api/runs.py) reads the 75 oldest due runs of the whole
+// tenant and only then drops those whose labels do not fit the agent: 75 late
+// runs that no agent of these labels serves hide every other run, forever.
+// This query applies the same label rule in the database instead, oldest
+// first, so nothing another agent leaves behind can hide this agent's runs.
+//
+// It asks only for what the agent submits (FlowRunsToSubmit below): Scheduled
+// runs due before $before, and Running runs with a task run in a
+// Scheduled-family state due before $retryBefore. Runs in Paused, Resume,
+// Retrying or Queued, which the queue also lists and the agent never takes,
+// cannot fill a page here. $skip leaves out the runs the agent already holds
+// (waiting for their start time, being submitted, just dropped), so each page
+// is new work.
+//
+// Labels: a run's labels must all be among the agent's (_contained_in), and a
+// run without labels is taken only by an agent without labels (Server's rule,
+// api/runs.py get_runs_in_queue): for an agent with labels the second _or
+// leaves out [], for an agent without labels labels = $labels = [] holds.
+func DueFlowRuns(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	tenantId string,
+	labels json.RawMessage,
+	before time.Time,
+	retryBefore time.Time,
+	skip []string,
+	limit int,
+) (data_ *DueFlowRunsResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "DueFlowRuns",
+		Query:  DueFlowRuns_Operation,
+		Variables: &__DueFlowRunsInput{
+			TenantId:    tenantId,
+			Labels:      labels,
+			Before:      before,
+			RetryBefore: retryBefore,
+			Skip:        skip,
+			Limit:       limit,
+		},
+	}
+
+	data_ = &DueFlowRunsResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(

@@ -28,26 +28,7 @@ func (e *Emulator) queryRoot(info requestInfo) object {
 		case "auth_info":
 			return mapObject(map[string]any{"tenant_id": info.tenantID}), nil
 		case "flow_run":
-			where, _ := args["where"].(map[string]any)
-			limit, hasLimit := asInt(args["limit"])
-			var out []any
-			for _, id := range e.order {
-				r := e.runs[id]
-				if info.tenantID != "" && r.TenantID != info.tenantID {
-					continue
-				}
-				ok, err := matchFlowRun(r, where)
-				if err != nil {
-					return nil, err
-				}
-				if ok {
-					out = append(out, e.flowRunObject(r))
-				}
-				if hasLimit && len(out) >= limit {
-					break
-				}
-			}
-			return out, nil
+			return e.queryFlowRuns(info, args)
 		case "flow_run_by_pk":
 			r := e.runs[asString(args["id"])]
 			if r == nil || (info.tenantID != "" && r.TenantID != info.tenantID) {
