@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/klog/v2"
 
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
@@ -20,6 +22,13 @@ const DefaultFailedPodLogLines = 50
 
 // maxEvidenceBytes bounds the output copied into one run log line.
 const maxEvidenceBytes = 64 << 10
+
+// evidenceTries and evidenceRetryDelay bound the reads of a failed
+// container's output that fail for another reason than a refusal.
+const (
+	evidenceTries      = 4
+	evidenceRetryDelay = 500 * time.Millisecond
+)
 
 // evidenceTimeout bounds the read of a failed container's output.
 const evidenceTimeout = 10 * time.Second
@@ -38,6 +47,14 @@ func (m *manager) saveEvidence(ctx context.Context, job *batchv1.Job, runID stri
 		lines = DefaultFailedPodLogLines
 	}
 	out, err := m.tail(ctx, job.Namespace, p.failedPod, p.failedContainer, lines)
+	for try := 1; err != nil && try < evidenceTries && !apierrors.IsForbidden(err) && !apierrors.IsNotFound(err); try++ {
+		// The kubelet may not serve a container's log the very moment it ended.
+		select {
+		case <-ctx.Done():
+		case <-time.After(evidenceRetryDelay):
+		}
+		out, err = m.tail(ctx, job.Namespace, p.failedPod, p.failedContainer, lines)
+	}
 	msg := evidenceLine(p.failedPod, p.failedContainer, lines, out, err)
 	if err := m.writeLog(ctx, runID, prefect.LevelInfo, msg); err != nil {
 		klog.FromContext(ctx).Error(err, "Could not save the failed container's output to the flow run", "job", klog.KObj(job), "flowRun", runID)
@@ -48,8 +65,15 @@ func (m *manager) saveEvidence(ctx context.Context, job *batchv1.Job, runID stri
 func (m *manager) tail(ctx context.Context, ns, pod, container string, lines int) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, evidenceTimeout)
 	defer cancel()
-	n, limit := int64(lines), int64(maxEvidenceBytes)
-	raw, err := m.a.cfg.Kube.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, TailLines: &n, LimitBytes: &limit}).DoRaw(ctx)
+	n := int64(lines)
+	// The size is bounded here rather than with limitBytes, which not every
+	// kubelet implementation serves.
+	rc, err := m.a.cfg.Kube.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, TailLines: &n}).Stream(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	raw, err := io.ReadAll(io.LimitReader(rc, maxEvidenceBytes))
 	if err != nil {
 		return "", err
 	}
@@ -59,8 +83,10 @@ func (m *manager) tail(ctx context.Context, ns, pod, container string, lines int
 // evidenceLine is the run log line holding a failed container's output.
 func evidenceLine(pod, container string, lines int, out string, err error) string {
 	switch {
-	case err != nil:
+	case apierrors.IsForbidden(err):
 		return fmt.Sprintf("Could not read the output of container %q of pod %s: %v (the agent needs get on pods/log)", container, pod, err)
+	case err != nil:
+		return fmt.Sprintf("Could not read the output of container %q of pod %s: %v", container, pod, err)
 	case strings.TrimSpace(out) == "":
 		return fmt.Sprintf("Container %q of pod %s wrote no output", container, pod)
 	}
