@@ -81,6 +81,7 @@ func startOnce(ctx context.Context, tools map[string]string, nodes int) (*Cluste
 		return nil, err
 	}
 	c.Kubeconfig = filepath.Join(c.dir(), "admin.kubeconfig")
+	unlock := lockPorts()
 	_, err := c.kwokctl(ctx, "create", "cluster",
 		"--runtime", "binary",
 		"--etcd-binary", tools["etcd"],
@@ -100,6 +101,7 @@ func startOnce(ctx context.Context, tools map[string]string, nodes int) (*Cluste
 		"--extra-args", "kube-scheduler=leader-elect=false",
 		"--wait", "2m",
 	)
+	unlock()
 	if err != nil {
 		c.Stop()
 		return nil, err

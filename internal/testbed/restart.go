@@ -25,6 +25,9 @@ func (c *Cluster) RestartAPIServer(ctx context.Context, down time.Duration) erro
 	if err != nil {
 		return err
 	}
+	// No other cluster may be created until this server has its port back.
+	unlock := lockPorts()
+	defer unlock()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		return fmt.Errorf("killing kube-apiserver (pid %d): %w", pid, err)
 	}

@@ -82,8 +82,8 @@ func finishedJob(j batchv1.Job) bool {
 	return false
 }
 
-// TestConcurrencyLimitsHoldAcrossASIGKILL: 300 due runs, one in ten
-// labelled gpu, under --limit 10 and --limit label=gpu:2; the agent is
+// TestConcurrencyLimitsHoldAcrossASIGKILL: 300 due runs, three in every ten
+// labelled gpu (in a row, so the gpu limit binds as well as the overall one), under --limit 10 and --limit label=gpu:2; the agent is
 // SIGKILLed once half the runs have their Job, and started again. A watcher
 // sampling the Jobs twice a second never sees more than 10 (2 for gpu)
 // unfinished; every run ends Submitted with exactly one Job, which ran.
@@ -99,7 +99,7 @@ func TestConcurrencyLimitsHoldAcrossASIGKILL(t *testing.T) {
 	start := time.Now().Add(-time.Minute)
 	for i := range runs {
 		labels := []string{"k8s"}
-		if i%10 == 0 {
+		if i%10 < 3 {
 			labels = append(labels, "gpu")
 		}
 		run, err := em.AddFlowRun(emulator.FlowRunSpec{Labels: labels, ScheduledStartTime: start.Add(time.Duration(i) * time.Millisecond)})
@@ -107,7 +107,7 @@ func TestConcurrencyLimitsHoldAcrossASIGKILL(t *testing.T) {
 			t.Fatal(err)
 		}
 		ids = append(ids, run.ID)
-		gpu[run.ID] = i%10 == 0
+		gpu[run.ID] = i%10 < 3
 	}
 	ctx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
