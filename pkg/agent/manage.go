@@ -50,6 +50,8 @@ type manager struct {
 
 	reported *reportedSet
 	waits    *waitTracker
+	// held are the Jobs whose runs get heartbeats (heartbeat.go).
+	held *heldRuns
 
 	// gone holds, per Job key, pods deleted before they finished, as the
 	// delete event can be the only sign of them.
@@ -84,7 +86,7 @@ func (a *Agent) newManager() *manager {
 		ns = metav1.NamespaceAll
 	}
 	m := &manager{
-		a: a, cfg: cfg, policy: policy, reported: newReportedSet(), waits: a.metrics.waiting, gone: map[string][]*cachedPod{},
+		a: a, cfg: cfg, policy: policy, reported: newReportedSet(), waits: a.metrics.waiting, held: newHeldRuns(), gone: map[string][]*cachedPod{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "prefect-jobs"}),
 	}
@@ -311,6 +313,11 @@ func (m *manager) run(ctx context.Context) error {
 	go func() {
 		defer workers.Done()
 		wait.UntilWithContext(ctx, m.checkCancellations, m.cfg.CancelCheckInterval)
+	}()
+	workers.Add(1)
+	go func() {
+		defer workers.Done()
+		wait.UntilWithContext(ctx, m.sendHeartbeats, m.a.cfg.HeartbeatInterval)
 	}()
 	<-ctx.Done()
 	// Let each worker finish the Job in hand, so a report is never left
