@@ -27,9 +27,9 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-prefect/kubectl-prefect/bench/benchutil"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
-	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 )
 
 func main() {

@@ -13,8 +13,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
 
 // failingCreates is a clientset whose Job creates all fail with err.

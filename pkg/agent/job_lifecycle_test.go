@@ -9,8 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 )
 
 // TestJobOfAnEarlierSubmissionIsDeletedByJobManagement covers the Job a

@@ -15,8 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
 )
 
 // testPolicy fails image pulls at once (as 1.4.1), gives up on an

@@ -18,8 +18,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
 )
 
 // skipShort skips a test that waits out timeouts or back-offs under -short.

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/jobtemplate"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/jobtemplate"
 )
 
 // TestRunConfigTemplatesAreFencedAndLenient runs flow runs whose run configs

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
 )
 
 // kubectl runs the test bed's kubectl with the plugin on PATH.

@@ -71,7 +71,8 @@ func (e *Emulator) AddFlowRun(spec FlowRunSpec) (FlowRun, error) {
 		Labels: sortedCopy(spec.Labels), RunConfig: spec.RunConfig, Parameters: spec.Parameters,
 		ScheduledStartTime: spec.ScheduledStartTime, Version: 1, State: spec.State,
 		StateMessage: "Flow run scheduled.", SerializedState: state, StateStartTime: spec.ScheduledStartTime, StateTimestamp: now,
-		States: []StateRecord{{Type: spec.State, Message: "Flow run scheduled.", Version: 1, Timestamp: now, State: state}},
+		States: []StateRecord{{ID: newID(), Type: spec.State, Message: "Flow run scheduled.", Version: 1, Timestamp: now,
+			StartTime: &spec.ScheduledStartTime, State: state}},
 	}
 	for _, ts := range spec.TaskRuns {
 		if ts.ID == "" {
@@ -85,7 +86,9 @@ func (e *Emulator) AddFlowRun(spec FlowRunSpec) (FlowRun, error) {
 		}
 		tstate := serializedState(ts.State, "Task run scheduled.", &spec.ScheduledStartTime)
 		tr := &TaskRun{ID: ts.ID, TaskID: ts.TaskID, FlowRunID: r.ID, Version: 1, State: ts.State,
-			SerializedState: tstate, StateStartTime: spec.ScheduledStartTime}
+			SerializedState: tstate, StateStartTime: spec.ScheduledStartTime,
+			States: []StateRecord{{ID: newID(), Type: ts.State, Message: "Task run scheduled.", Version: 1, Timestamp: now,
+				StartTime: &spec.ScheduledStartTime, State: tstate}}}
 		r.TaskRuns = append(r.TaskRuns, tr)
 		e.taskRuns[tr.ID] = tr
 	}
@@ -125,10 +128,7 @@ func (e *Emulator) SetFlowRunState(id, stateType, message string) (FlowRun, erro
 	if !ok {
 		return FlowRun{}, fmt.Errorf("no flow run %s", id)
 	}
-	state := serializedState(stateType, message, nil)
-	r.Version++
-	r.State, r.StateMessage, r.SerializedState, r.StateStartTime, r.StateTimestamp = stateType, message, state, e.now(), e.now()
-	r.States = append(r.States, StateRecord{Type: stateType, Message: message, Version: r.Version, Timestamp: e.now(), State: state})
+	e.insertFlowRunState(r, newState{typ: stateType, message: message, raw: serializedState(stateType, message, nil)})
 	return r.snapshot(), nil
 }
 
@@ -145,13 +145,7 @@ func (e *Emulator) SetTaskRunState(id, stateType, message string, start time.Tim
 	if !start.IsZero() {
 		startPtr = &start
 	}
-	state := serializedState(stateType, message, startPtr)
-	tr.Version++
-	tr.State, tr.SerializedState, tr.StateStartTime = stateType, state, e.now()
-	if startPtr != nil {
-		tr.StateStartTime = start
-	}
-	tr.States = append(tr.States, StateRecord{Type: stateType, Message: message, Version: tr.Version, Timestamp: e.now(), State: state})
+	e.insertTaskRunState(tr, newState{typ: stateType, message: message, raw: serializedState(stateType, message, startPtr), start: startPtr})
 	c := *tr
 	c.States = append([]StateRecord{}, tr.States...)
 	return c, nil

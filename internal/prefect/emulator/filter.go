@@ -25,6 +25,10 @@ func matchFlowRun(r *FlowRun, where map[string]any) (bool, error) {
 			return compareTime(r.StateTimestamp, cond)
 		case "agent_id":
 			return compareString(r.AgentID, r.AgentID == "", cond)
+		case "heartbeat":
+			return compareTime(r.Heartbeat, cond)
+		case "times_resurrected":
+			return compareInt(r.TimesResurrected, false, cond)
 		case "task_runs":
 			for _, tr := range r.TaskRuns {
 				ok, err := matchTaskRun(tr, cond)

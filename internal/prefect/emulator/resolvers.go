@@ -73,6 +73,10 @@ func (e *Emulator) mutationRoot(info requestInfo) object {
 			return e.setTaskRunStates(input)
 		case "write_run_logs":
 			return e.writeRunLogs(input)
+		case "update_flow_run_heartbeat":
+			return e.updateFlowRunHeartbeat(input)
+		case "update_task_run_heartbeat":
+			return e.updateTaskRunHeartbeat(input)
 		}
 		return nil, fmt.Errorf("emulator: mutation %s is not implemented", field)
 	}
@@ -177,17 +181,10 @@ func (e *Emulator) setFlowRunStates(info requestInfo, input map[string]any) (any
 		if typ == "Submitted" && !prefect.ScheduledFamily(r.State) {
 			return nil, serverError("State update failed: this run has already been submitted.")
 		}
-		r.Version++
-		r.State, r.StateMessage, r.SerializedState = typ, msg, raw
-		r.StateTimestamp = e.now()
+		e.insertFlowRunState(r, newState{typ: typ, message: msg, raw: raw, start: start})
 		if typ == "Submitted" && info.agentID != "" {
 			r.AgentID = info.agentID
 		}
-		r.StateStartTime = e.now()
-		if start != nil {
-			r.StateStartTime = *start
-		}
-		r.States = append(r.States, StateRecord{Type: typ, Message: msg, Version: r.Version, Timestamp: e.now(), State: raw})
 		out = append(out, mapObject(map[string]any{"id": r.ID, "status": "SUCCESS", "message": nil}))
 	}
 	return mapObject(map[string]any{"states": out}), nil
@@ -214,13 +211,7 @@ func (e *Emulator) setTaskRunStates(input map[string]any) (any, error) {
 			return nil, errorWithCode("VERSION_LOCKING_ERROR",
 				"State update failed for task run ID %s: provided version %d but current version is %d.", id, version, tr.Version)
 		}
-		tr.Version++
-		tr.State, tr.SerializedState = typ, raw
-		tr.StateStartTime = e.now()
-		if start != nil {
-			tr.StateStartTime = *start
-		}
-		tr.States = append(tr.States, StateRecord{Type: typ, Message: msg, Version: tr.Version, Timestamp: e.now(), State: raw})
+		e.insertTaskRunState(tr, newState{typ: typ, message: msg, raw: raw, start: start})
 		out = append(out, mapObject(map[string]any{"id": tr.ID, "status": "SUCCESS", "message": nil}))
 	}
 	return mapObject(map[string]any{"states": out}), nil
@@ -290,6 +281,12 @@ func (e *Emulator) flowRunObject(r *FlowRun) object {
 				return nil, nil
 			}
 			return r.AgentID, nil
+		case "heartbeat":
+			return nullTime(r.Heartbeat), nil
+		case "times_resurrected":
+			return r.TimesResurrected, nil
+		case "states":
+			return stateRows(r.States, args, func(rec StateRecord) object { return flowRunStateObject(r.ID, rec) })
 		case "flow":
 			return flowObject(r.Flow), nil
 		case "logs":
@@ -334,11 +331,39 @@ func flowObject(f Flow) object {
 	})
 }
 
+// taskRunObject resolves a task_run row. Resolvers run with e.mu held.
 func taskRunObject(tr *TaskRun) object {
-	return mapObject(map[string]any{
-		"id": tr.ID, "task_id": tr.TaskID, "flow_run_id": tr.FlowRunID, "version": tr.Version,
-		"state": tr.State, "serialized_state": jsonValue(tr.SerializedState), "state_start_time": tr.StateStartTime,
-	})
+	return func(field string, args map[string]any) (any, error) {
+		switch field {
+		case "id":
+			return tr.ID, nil
+		case "task_id":
+			return tr.TaskID, nil
+		case "flow_run_id":
+			return tr.FlowRunID, nil
+		case "version":
+			return tr.Version, nil
+		case "state":
+			return tr.State, nil
+		case "serialized_state":
+			return jsonValue(tr.SerializedState), nil
+		case "state_start_time":
+			return nullTime(tr.StateStartTime), nil
+		case "heartbeat":
+			return nullTime(tr.Heartbeat), nil
+		case "states":
+			return stateRows(tr.States, args, func(rec StateRecord) object { return taskRunStateObject(tr.ID, rec) })
+		}
+		return nil, fmt.Errorf("emulator: task_run.%s is not implemented", field)
+	}
+}
+
+// nullTime is a nullable timestamp column: the zero time is NULL.
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
 }
 
 // mapObject resolves fields from a plain map; nested maps need no arguments.
@@ -354,4 +379,25 @@ func jsonValue(raw json.RawMessage) any {
 		return nil
 	}
 	return raw
+}
+
+// updateFlowRunHeartbeat follows Server's resolver
+// (src/prefect_server/graphql/runs.py resolve_update_flow_run_heartbeat): it
+// answers success at once and updates the heartbeat in the background
+// (api/runs.py update_flow_run_heartbeat), so an unknown id is not reported.
+func (e *Emulator) updateFlowRunHeartbeat(input map[string]any) (any, error) {
+	if r := e.runs[asString(input["flow_run_id"])]; r != nil {
+		r.Heartbeat = e.now()
+	}
+	return mapObject(map[string]any{"success": true, "error": nil}), nil
+}
+
+// updateTaskRunHeartbeat is the task-run twin of updateFlowRunHeartbeat
+// (graphql/runs.py resolve_update_task_run_heartbeat, api/runs.py
+// update_task_run_heartbeat: the task run's heartbeat only).
+func (e *Emulator) updateTaskRunHeartbeat(input map[string]any) (any, error) {
+	if tr := e.taskRuns[asString(input["task_run_id"])]; tr != nil {
+		tr.Heartbeat = e.now()
+	}
+	return mapObject(map[string]any{"success": true, "error": nil}), nil
 }

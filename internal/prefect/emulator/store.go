@@ -37,12 +37,17 @@ type Flow struct {
 	Environment json.RawMessage `json:"environment,omitempty"`
 }
 
-// StateRecord is one state a run went through, in order.
+// StateRecord is one state a run went through, in order: a flow_run_state
+// or task_run_state row. Server inserts one for every state set and never
+// deletes them (src/prefect_server/api/states.py, set_flow_run_state).
 type StateRecord struct {
-	Type      string          `json:"type"`
-	Message   string          `json:"message"`
-	Version   int             `json:"version"`
-	Timestamp time.Time       `json:"timestamp"`
+	ID        string    `json:"id"`
+	Type      string    `json:"type"`
+	Message   string    `json:"message"`
+	Version   int       `json:"version"`
+	Timestamp time.Time `json:"timestamp"`
+	// StartTime is the state's start_time; nil for states without one.
+	StartTime *time.Time      `json:"start_time,omitempty"`
 	State     json.RawMessage `json:"state"`
 }
 
@@ -65,7 +70,10 @@ type TaskRun struct {
 	State           string          `json:"state"`
 	SerializedState json.RawMessage `json:"serialized_state"`
 	StateStartTime  time.Time       `json:"state_start_time"`
-	States          []StateRecord   `json:"states"`
+	// Heartbeat is when a Running state or update_task_run_heartbeat last
+	// touched the task run; zero is NULL.
+	Heartbeat time.Time     `json:"heartbeat,omitzero"`
+	States    []StateRecord `json:"states"`
 }
 
 // FlowRun is the emulator's row for a flow run, with its history and logs.
@@ -87,10 +95,15 @@ type FlowRun struct {
 	StateTimestamp time.Time `json:"state_timestamp"`
 	// AgentID is the agent that marked the run Submitted last, from its
 	// X-PREFECT-AGENT-ID header, as Server records it.
-	AgentID  string        `json:"agent_id,omitempty"`
-	States   []StateRecord `json:"states"`
-	Logs     []Log         `json:"logs"`
-	TaskRuns []*TaskRun    `json:"task_runs"`
+	AgentID string `json:"agent_id,omitempty"`
+	// Heartbeat is when a Submitted, Running or Cancelling state or
+	// update_flow_run_heartbeat last touched the run; zero is NULL.
+	Heartbeat time.Time `json:"heartbeat,omitzero"`
+	// TimesResurrected counts Lazarus's reschedules of the run.
+	TimesResurrected int           `json:"times_resurrected"`
+	States           []StateRecord `json:"states"`
+	Logs             []Log         `json:"logs"`
+	TaskRuns         []*TaskRun    `json:"task_runs"`
 }
 
 // labelsMatch is the server's rule: every run label is an agent label, and an
