@@ -78,7 +78,11 @@ func (a *Agent) submit(ctx, stop context.Context, run prefect.FlowRun) {
 	by := prefect.Submission{AgentID: a.agentID, Agent: a.cfg.Name, Namespace: a.cfg.Job.Namespace, Token: newToken()}
 	version := run.Version
 	if scheduled {
-		v, won := a.claimRun(ctx, log, h, &by, "Submitted for execution")
+		message := "Submitted for execution"
+		if buildErr != nil {
+			message = "Claimed by the agent to report that its Job cannot be built"
+		}
+		v, won := a.claimRun(ctx, log, h, &by, message)
 		if !won {
 			return
 		}
