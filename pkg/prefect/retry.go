@@ -13,7 +13,8 @@ import (
 )
 
 // retryingClient retries what can succeed on a later try (HTTP 5xx and 429,
-// transport errors, Cloud's API_ERROR) and turns the rest into typed errors.
+// transport errors, Cloud's API_ERROR, Server's gateway reporting its
+// upstream down) and turns the rest into typed errors.
 type retryingClient struct {
 	inner  graphql.Client
 	client *Client
@@ -23,8 +24,13 @@ func (c retryingClient) MakeRequest(ctx context.Context, req *graphql.Request, r
 	cfg := &c.client.cfg
 	delay := cfg.Backoff
 	once := ctx.Value(onceKey{}) != nil
+	data := resp.Data
 	for attempt := 1; ; attempt++ {
 		var told retryAfter
+		// genqlient decodes into resp without clearing it: errors left from
+		// an earlier try would fail this one, and a "data": null answer
+		// drops the caller's destination.
+		resp.Data, resp.Errors, resp.Extensions = data, nil, nil
 		err := c.inner.MakeRequest(context.WithValue(ctx, retryAfterKey{}, &told), req, resp)
 		if err == nil {
 			return nil
@@ -126,6 +132,8 @@ func classify(op string, err error, callerAlive bool) (retry, rateLimited bool, 
 				return false, false, errors.Join(ErrAlreadySubmitted, &APIError{Op: op, Message: e.Message})
 			case code == "API_ERROR":
 				return true, false, &APIError{Op: op, Message: e.Message}
+			case gatewayUpstreamFailure(e):
+				return true, false, &APIError{Op: op, Message: "the gateway could not reach the service behind it (the change may have been applied): " + e.Message}
 			}
 		}
 		return false, false, &APIError{Op: op, Message: msg}

@@ -7,16 +7,9 @@ import (
 
 // The state classes of Prefect 1.4.1 (src/prefect/engine/state.py) that
 // Server's rules ask about: is_running() holds for Running and its subclass
-// Cancelling, is_submitted() for Submitted, is_finished() for Finished and
-// its subclasses.
-var finishedStates = map[string]bool{
-	"Finished": true, "Success": true, "Cached": true, "Mapped": true, "Looped": true, "Skipped": true,
-	"Cancelled": true, "Failed": true, "TimedOut": true, "TriggerFailed": true, "ValidationFailed": true,
-}
-
+// Cancelling, is_submitted() for Submitted.
 func isRunning(state string) bool   { return state == "Running" || state == "Cancelling" }
 func isSubmitted(state string) bool { return state == "Submitted" }
-func isFinished(state string) bool  { return finishedStates[state] }
 
 // newState is a state about to be inserted.
 type newState struct {
