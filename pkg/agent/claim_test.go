@@ -178,3 +178,83 @@ func TestQuotaHeldRunKeepsItsHeartbeat(t *testing.T) {
 		t.Fatalf("the held run is %s with ERROR lines %q", r.State, logsAt(r, "ERROR"))
 	}
 }
+
+// together serves the emulator's API and holds the first mark of
+// taskRunID's retry (a Submitted state wrapping Retrying) until a second one
+// arrives (or 10 s pass): two agents' relaunch
+// marks on Server, where task runs have no lock at all, both land.
+func together(t *testing.T, em *emulator.Emulator, taskRunID string) string {
+	t.Helper()
+	var mu sync.Mutex
+	arrived := 0
+	both := make(chan struct{})
+	inner := em.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if bytes.Contains(body, []byte(`"SetTaskRunStates"`)) && bytes.Contains(body, []byte(taskRunID)) && bytes.Contains(body, []byte(`"Retrying"`)) {
+			mu.Lock()
+			arrived++
+			if arrived == 2 {
+				close(both)
+			}
+			first := arrived == 1
+			mu.Unlock()
+			if first {
+				select {
+				case <-both:
+				case <-time.After(10 * time.Second):
+				}
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestTwoAgentsRelaunchingOneRunMakeOneJob(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	other := cluster.Namespace(t)
+	spec := suspendedRun(t)
+	spec.TaskRuns = []emulator.TaskRunSpec{{}}
+	spec.ScheduledStartTime = time.Now().Add(-time.Minute)
+	run := e.schedule(spec)
+	tr := run.TaskRuns[0]
+	api := together(t, e.em, tr.ID)
+	a := e.start("", func(c *Config) { c.Prefect = newClient(api, "") })
+	b := e.start("", func(c *Config) { c.Prefect = newClient(api, ""); c.Job.Namespace = other })
+	jobs := func() []string {
+		var names []string
+		for _, ns := range []string{e.ns, other} {
+			list, err := cluster.Client.BatchV1().Jobs(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "prefect.io/flow_run_id=" + run.ID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, j := range list.Items {
+				names = append(names, ns+"/"+j.Name)
+			}
+		}
+		return names
+	}
+	eventually(t, "the first submission's Job", func() bool { return len(jobs()) == 1 })
+	// The flow runs, its task fails and is due for a retry; both agents take
+	// the run back from the queue and mark the task run at the same moment.
+	if _, err := e.em.SetFlowRunState(run.ID, "Running", "Running flow."); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.em.SetTaskRunState(tr.ID, "Retrying", "Retrying task.", time.Now().Add(-5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "one relaunch to lose the claim and the other to create its Job", func() bool {
+		lost := strings.Contains(a.logs.String()+b.logs.String(), "Another agent's relaunch claimed the due task runs first")
+		return lost && len(jobs()) >= 2
+	})
+	if got := jobs(); len(got) != 2 {
+		t.Fatalf("Jobs %q: want the first submission's and one relaunch", got)
+	}
+	r, _ := e.em.FlowRun(run.ID)
+	if n := len(r.TaskRuns[0].States); n < 4 {
+		t.Fatalf("the task run has %d states: both relaunches should have marked it", n)
+	}
+}
