@@ -181,7 +181,7 @@ func TestQuotaHeldRunKeepsItsHeartbeat(t *testing.T) {
 
 // together serves the emulator's API and holds the first mark of
 // taskRunID's retry (a Submitted state wrapping Retrying) until a second one
-// arrives (or 10 s pass): two agents' relaunch
+// arrives (or 20 s pass): two agents' relaunch
 // marks on Server, where task runs have no lock at all, both land.
 func together(t *testing.T, em *emulator.Emulator, taskRunID string) string {
 	t.Helper()
@@ -202,7 +202,7 @@ func together(t *testing.T, em *emulator.Emulator, taskRunID string) string {
 			if first {
 				select {
 				case <-both:
-				case <-time.After(10 * time.Second):
+				case <-time.After(20 * time.Second):
 				}
 			}
 		}
@@ -246,6 +246,12 @@ func TestTwoAgentsRelaunchingOneRunMakeOneJob(t *testing.T) {
 	if _, err := e.em.SetTaskRunState(tr.ID, "Retrying", "Retrying task.", time.Now().Add(-5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			r, _ := e.em.FlowRun(run.ID)
+			t.Logf("run %s, task run states %+v, Jobs %q\nagent A:\n%s\nagent B:\n%s", r.State, r.TaskRuns[0].States, jobs(), a.logs.String(), b.logs.String())
+		}
+	})
 	eventually(t, "one relaunch to lose the claim and the other to create its Job", func() bool {
 		lost := strings.Contains(a.logs.String()+b.logs.String(), "Another agent's relaunch claimed the due task runs first")
 		return lost && len(jobs()) >= 2
