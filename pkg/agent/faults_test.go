@@ -34,6 +34,7 @@ func newFaultEnv(t *testing.T, cfg emulator.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(em.Close)
 	srv := httptest.NewUnstartedServer(em.Handler())
 	srv.Listener = em.Listener(srv.Listener)
 	srv.Start()

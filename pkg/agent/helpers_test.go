@@ -41,6 +41,7 @@ func newEnv(t *testing.T, cfg emulator.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(em.Close)
 	srv := httptest.NewServer(em.Handler())
 	t.Cleanup(srv.Close)
 	return &env{t: t, em: em, ns: cluster.Namespace(t), api: srv.URL}

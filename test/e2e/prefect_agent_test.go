@@ -64,6 +64,7 @@ func TestSecondSignalForcesTheExit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(em.Close)
 	stuck := make(chan struct{}, 1)
 	release := make(chan struct{})
 	defer close(release)

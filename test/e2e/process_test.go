@@ -26,6 +26,7 @@ func startEmulator(t *testing.T) (*emulator.Emulator, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(em.Close)
 	srv := httptest.NewServer(em.Handler())
 	t.Cleanup(srv.Close)
 	return em, srv

@@ -25,9 +25,12 @@ type FlowRunSpec struct {
 
 // TaskRunSpec describes a task run of a scheduled flow run.
 type TaskRunSpec struct {
-	ID     string `json:"id,omitempty"`
-	TaskID string `json:"task_id,omitempty"`
-	State  string `json:"state,omitempty"`
+	ID         string        `json:"id,omitempty"`
+	TaskID     string        `json:"task_id,omitempty"`
+	Name       string        `json:"name,omitempty"`
+	State      string        `json:"state,omitempty"`
+	MaxRetries int           `json:"max_retries,omitempty"`
+	RetryDelay time.Duration `json:"retry_delay,omitempty"`
 }
 
 // AddFlowRun schedules a flow run and returns it as stored.
@@ -65,14 +68,15 @@ func (e *Emulator) AddFlowRun(spec FlowRunSpec) (FlowRun, error) {
 	if spec.State == "" {
 		spec.State = "Scheduled"
 	}
-	state := serializedState(spec.State, "Flow run scheduled.", &spec.ScheduledStartTime)
+	start := initialStart(spec.State, spec.ScheduledStartTime)
+	state := serializedState(spec.State, "Flow run scheduled.", start)
 	r := &FlowRun{
 		ID: spec.ID, TenantID: spec.TenantID, Name: spec.Name, Flow: spec.Flow,
 		Labels: sortedCopy(spec.Labels), RunConfig: spec.RunConfig, Parameters: spec.Parameters,
 		ScheduledStartTime: spec.ScheduledStartTime, Version: 1, State: spec.State,
-		StateMessage: "Flow run scheduled.", SerializedState: state, StateStartTime: spec.ScheduledStartTime, StateTimestamp: now,
+		StateMessage: "Flow run scheduled.", SerializedState: state, StateStartTime: timeOrZero(start), StateTimestamp: now,
 		States: []StateRecord{{ID: newID(), Type: spec.State, Message: "Flow run scheduled.", Version: 1, Timestamp: now,
-			StartTime: &spec.ScheduledStartTime, State: state}},
+			StartTime: start, State: state}},
 	}
 	for _, ts := range spec.TaskRuns {
 		if ts.ID == "" {
@@ -84,11 +88,12 @@ func (e *Emulator) AddFlowRun(spec FlowRunSpec) (FlowRun, error) {
 		if ts.State == "" {
 			ts.State = "Scheduled"
 		}
-		tstate := serializedState(ts.State, "Task run scheduled.", &spec.ScheduledStartTime)
-		tr := &TaskRun{ID: ts.ID, TaskID: ts.TaskID, FlowRunID: r.ID, Version: 1, State: ts.State,
-			SerializedState: tstate, StateStartTime: spec.ScheduledStartTime,
+		tstart := initialStart(ts.State, spec.ScheduledStartTime)
+		tstate := serializedState(ts.State, "Task run scheduled.", tstart)
+		tr := &TaskRun{ID: ts.ID, TaskID: ts.TaskID, FlowRunID: r.ID, Name: ts.Name, MaxRetries: ts.MaxRetries, RetryDelay: ts.RetryDelay, Version: 1, State: ts.State,
+			SerializedState: tstate, StateStartTime: timeOrZero(tstart),
 			States: []StateRecord{{ID: newID(), Type: ts.State, Message: "Task run scheduled.", Version: 1, Timestamp: now,
-				StartTime: &spec.ScheduledStartTime, State: tstate}}}
+				StartTime: tstart, State: tstate}}}
 		r.TaskRuns = append(r.TaskRuns, tr)
 		e.taskRuns[tr.ID] = tr
 	}
@@ -119,8 +124,11 @@ func (e *Emulator) FlowRuns() []FlowRun {
 	return out
 }
 
-// SetFlowRunState moves a run to a state as a user or the flow itself would
-// (for example Cancelled, Running or Success), bumping its version.
+// SetFlowRunState moves a run to a state as the flow runner or another
+// client would through set_flow_run_states (for example Running or Success),
+// with Server's rules for what follows (a Cancelled state cancels the
+// unfinished task runs) but without the Submitted lock. Scheduled-family
+// states start now. A user's cancellation is CancelFlowRun.
 func (e *Emulator) SetFlowRunState(id, stateType, message string) (FlowRun, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -128,8 +136,70 @@ func (e *Emulator) SetFlowRunState(id, stateType, message string) (FlowRun, erro
 	if !ok {
 		return FlowRun{}, fmt.Errorf("no flow run %s", id)
 	}
-	e.insertFlowRunState(r, newState{typ: stateType, message: message, raw: serializedState(stateType, message, nil)})
+	start := defaultStart(stateType, nil, e.now())
+	e.setFlowRunState(r, newState{typ: stateType, message: message, raw: serializedState(stateType, message, start), start: start}, "")
 	return r.snapshot(), nil
+}
+
+// CancelFlowRun cancels a run as the UI and the cancel_flow_run mutation do
+// (src/prefect_server/api/states.py cancel_flow_run, lines 220-250): nothing
+// for a finished run; Cancelling for a running one (Running or Cancelling);
+// Cancelled otherwise, which also cancels its unfinished task runs. An empty
+// message gets Server's default.
+func (e *Emulator) CancelFlowRun(id, message string) (FlowRun, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.runs[id]
+	if !ok {
+		return FlowRun{}, fmt.Errorf("no flow run %s", id)
+	}
+	if isFinished(r.State) {
+		return r.snapshot(), nil
+	}
+	typ, def := "Cancelled", "Flow run is cancelled"
+	if isRunning(r.State) {
+		typ, def = "Cancelling", "Flow run is cancelling"
+	}
+	if message == "" {
+		message = def
+	}
+	e.setFlowRunState(r, newState{typ: typ, message: message, raw: serializedState(typ, message, nil)}, "")
+	return r.snapshot(), nil
+}
+
+// SetFlowRunLabels replaces a run's labels as a user does in the UI
+// (src/prefect_server/api/runs.py set_flow_run_labels: stored sorted).
+func (e *Emulator) SetFlowRunLabels(id string, labels []string) (FlowRun, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.runs[id]
+	if !ok {
+		return FlowRun{}, fmt.Errorf("no flow run %s", id)
+	}
+	r.Labels = sortedCopy(labels)
+	return r.snapshot(), nil
+}
+
+// DeleteAgent removes an agent as the UI's "remove agent" does
+// (src/prefect_server/api/agents.py delete_agent): the runs it submitted keep
+// no agent_id (the foreign key is ON DELETE SET NULL, migration
+// 2020-09-04T095858), and later marks under its id set none.
+func (e *Emulator) DeleteAgent(id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for key, a := range e.agents {
+		if a.ID != id {
+			continue
+		}
+		delete(e.agents, key)
+		for _, r := range e.runs {
+			if r.AgentID == id {
+				r.AgentID = ""
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("no agent %s", id)
 }
 
 // SetTaskRunState moves a task run to a state as its flow runner would, for
@@ -141,7 +211,7 @@ func (e *Emulator) SetTaskRunState(id, stateType, message string, start time.Tim
 	if !ok {
 		return TaskRun{}, fmt.Errorf("no task run %s", id)
 	}
-	var startPtr *time.Time
+	startPtr := defaultStart(stateType, nil, e.now())
 	if !start.IsZero() {
 		startPtr = &start
 	}
@@ -186,6 +256,22 @@ func (r *FlowRun) snapshot() FlowRun {
 		c.TaskRuns = append(c.TaskRuns, &t)
 	}
 	return c
+}
+
+// initialStart is the start time of a run's first state: its scheduled
+// start for a state that has one (a Paused run given one is a timed pause).
+func initialStart(typ string, scheduled time.Time) *time.Time {
+	if defaultStart(typ, nil, scheduled) != nil || typ == "Paused" {
+		return &scheduled
+	}
+	return nil
+}
+
+func timeOrZero(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
 }
 
 // serializedState builds a minimal state the server can load.
@@ -240,6 +326,45 @@ func (e *Emulator) registerControl(mux *http.ServeMux) {
 			return
 		}
 		writeJSON(w, http.StatusOK, run)
+	})
+	mux.HandleFunc("POST /emulator/flow-runs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
+		var body struct{ Message string }
+		if r.ContentLength != 0 {
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+				http.Error(w, `body must be empty or {"message": "..."}`, http.StatusBadRequest)
+				return
+			}
+		}
+		run, err := e.CancelFlowRun(r.PathValue("id"), body.Message)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		writeJSON(w, http.StatusOK, run)
+	})
+	mux.HandleFunc("PUT /emulator/flow-runs/{id}/labels", func(w http.ResponseWriter, r *http.Request) {
+		var labels []string
+		if err := json.NewDecoder(r.Body).Decode(&labels); err != nil {
+			http.Error(w, `body must be a JSON list of labels, such as ["k8s"]`, http.StatusBadRequest)
+			return
+		}
+		run, err := e.SetFlowRunLabels(r.PathValue("id"), labels)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		writeJSON(w, http.StatusOK, run)
+	})
+	mux.HandleFunc("DELETE /emulator/agents/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if err := e.DeleteAgent(r.PathValue("id")); err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /emulator/graphql/restart", func(w http.ResponseWriter, _ *http.Request) {
+		e.RestartGraphQL()
+		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("POST /emulator/task-runs/{id}/state", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
@@ -300,4 +425,77 @@ func decodeOneOrMany(r *http.Request, out *[]FlowRunSpec) error {
 	}
 	*out = []FlowRunSpec{one}
 	return nil
+}
+
+// towelJSON is Lazarus's and the zombie killer's configuration in the control
+// API, with durations as Go duration text ("60s", "10m").
+type towelJSON struct {
+	Off          bool   `json:"off"`
+	Period       string `json:"period,omitempty"`
+	Cutoff       string `json:"cutoff,omitempty"`
+	AttemptLimit int    `json:"attempt_limit,omitempty"`
+}
+
+func (t towelJSON) durations() (period, cutoff time.Duration, err error) {
+	for _, f := range []struct {
+		text string
+		into *time.Duration
+	}{{t.Period, &period}, {t.Cutoff, &cutoff}} {
+		if f.text == "" {
+			continue
+		}
+		if *f.into, err = time.ParseDuration(f.text); err != nil {
+			return 0, 0, fmt.Errorf(`period and cutoff are durations such as "60s" or "10m": %w`, err)
+		}
+	}
+	return period, cutoff, nil
+}
+
+// registerTowelControl adds the control API of Lazarus and the zombie killer.
+func (e *Emulator) registerTowelControl(mux *http.ServeMux) {
+	mux.HandleFunc("GET /emulator/towel", func(w http.ResponseWriter, _ *http.Request) {
+		l, z := e.Towel()
+		writeJSON(w, http.StatusOK, map[string]towelJSON{
+			"lazarus":       {Off: l.Off, Period: l.Period.String(), Cutoff: l.Cutoff.String(), AttemptLimit: l.AttemptLimit},
+			"zombie_killer": {Off: z.Off, Period: z.Period.String(), Cutoff: z.Cutoff.String()},
+		})
+	})
+	mux.HandleFunc("PUT /emulator/towel/lazarus", func(w http.ResponseWriter, r *http.Request) {
+		var body towelJSON
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, `body must be {"period": "10m", "cutoff": "10m", "attempt_limit": 3, "off": false} (omitted fields take Server's defaults)`, http.StatusBadRequest)
+			return
+		}
+		period, cutoff, err := body.durations()
+		if err == nil {
+			err = e.SetLazarus(Lazarus{Off: body.Off, Period: period, Cutoff: cutoff, AttemptLimit: body.AttemptLimit})
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("PUT /emulator/towel/zombie-killer", func(w http.ResponseWriter, r *http.Request) {
+		var body towelJSON
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, `body must be {"period": "2m", "cutoff": "10m", "off": false} (omitted fields take Server's defaults)`, http.StatusBadRequest)
+			return
+		}
+		period, cutoff, err := body.durations()
+		if err == nil {
+			err = e.SetZombieKiller(ZombieKiller{Off: body.Off, Period: period, Cutoff: cutoff})
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /emulator/towel/lazarus/run", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]int{"rescheduled": e.RunLazarus()})
+	})
+	mux.HandleFunc("POST /emulator/towel/zombie-killer/run", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]int{"handled": e.RunZombieKiller()})
+	})
 }

@@ -21,6 +21,7 @@ func start(t *testing.T, cfg Config) (*Emulator, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(em.Close)
 	srv := httptest.NewServer(em.Handler())
 	t.Cleanup(srv.Close)
 	return em, srv
@@ -89,25 +90,6 @@ func TestClientReportsMalformedRequestAsBug(t *testing.T) {
 	var reqErr *prefect.RequestError
 	if !errors.As(err, &reqErr) || reqErr.Op != "AuthInfoTenant" {
 		t.Fatalf("err = %v, want a RequestError naming AuthInfoTenant", err)
-	}
-}
-
-func TestSecondSubmittedIsRefused(t *testing.T) {
-	em, srv := start(t, Config{})
-	run, _ := em.AddFlowRun(FlowRunSpec{})
-	c := fastClient(srv, "")
-	ctx := context.Background()
-	v := run.Version
-	if err := c.SetFlowRunState(ctx, run.ID, &v, prefect.SubmittedState("Submitted for execution", run.SerializedState, prefect.Submission{Token: "t"})); err != nil {
-		t.Fatalf("first Submitted: %v", err)
-	}
-	err := c.SetFlowRunState(ctx, run.ID, &v, prefect.SubmittedState("Submitted for execution", run.SerializedState, prefect.Submission{Token: "t"}))
-	if !errors.Is(err, prefect.ErrAlreadySubmitted) || !strings.Contains(err.Error(), "State update failed: this run has already been submitted.") {
-		t.Fatalf("second Submitted: err = %v", err)
-	}
-	got, _ := em.FlowRun(run.ID)
-	if got.State != "Submitted" || got.Version != 2 || len(got.States) != 2 {
-		t.Fatalf("run after one Submitted: state %s version %d states %d", got.State, got.Version, len(got.States))
 	}
 }
 
@@ -263,5 +245,19 @@ func TestControlAPISchedulesAndReadsRuns(t *testing.T) {
 	resp.Body.Close()
 	if got.State != "Cancelled" || got.Version != 2 || string(got.RunConfig) != `{"type":"KubernetesRun","image":"x"}` {
 		t.Fatalf("run = %+v", got)
+	}
+	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/emulator/flow-runs/"+runs[0].ID+"/labels", strings.NewReader(`["z","b"]`))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("labels: %v %v", err, resp.Status)
+	}
+	resp.Body.Close()
+	resp, _ = http.Post(srv.URL+"/emulator/flow-runs/"+runs[0].ID+"/cancel", "application/json", nil)
+	resp.Body.Close()
+	resp, _ = http.Get(srv.URL + "/emulator/flow-runs/" + runs[0].ID)
+	json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if strings.Join(got.Labels, ",") != "b,z" || got.Version != 2 {
+		t.Fatalf("after new labels and a cancel of a Cancelled run: labels %v version %d", got.Labels, got.Version)
 	}
 }

@@ -28,22 +28,50 @@ type Faults struct {
 	Hold           time.Duration `json:"hold"`
 	DelayRate      float64       `json:"delay_rate"` // answered after Delay
 	Delay          time.Duration `json:"delay"`
-	Seed           uint64        `json:"seed"`
+	// GatewayErrorRate answers as Server's Apollo gateway does when the
+	// GraphQL service or Hasura behind it is unreachable: HTTP 200, each root
+	// field null with an INTERNAL_SERVER_ERROR naming the failed upstream
+	// request (services/apollo/src/executors.js; node-fetch's wording).
+	// GatewayErrorApplyShare of them come after the request was applied.
+	GatewayErrorRate       float64 `json:"gateway_error_rate"`
+	GatewayErrorApplyShare float64 `json:"gateway_error_apply_share"`
+	// Holds keep matching requests for a while, then apply and answer them
+	// (counted as "held", then "held-applied" once applied):
+	// a slow proxy or a paused connection.
+	Holds []Hold `json:"holds,omitempty"`
+	Seed  uint64 `json:"seed"`
+}
+
+// Hold holds the requests that match every non-empty field for For, then
+// serves them as usual.
+type Hold struct {
+	// Field is a root field of the operation, such as set_flow_run_states.
+	Field string `json:"field"`
+	// StateType, for set_flow_run_states and set_task_run_states, is a state
+	// type one of the request's states has, such as Submitted.
+	StateType string `json:"state_type,omitempty"`
+	// AgentID is the X-Prefect-Agent-Id header the request carries.
+	AgentID string        `json:"agent_id,omitempty"`
+	For     time.Duration `json:"for"`
 }
 
 // fault kinds, also the keys of InjectedFaults.
 const (
-	fault5xx        = "5xx"
-	fault429        = "429"
-	faultApply5xx   = "apply-then-5xx"
-	faultApplyDrop  = "apply-then-drop"
-	faultHold       = "hold"
-	faultApplyHold  = "apply-then-hold"
-	faultDelay      = "delay"
-	faultRefused    = "refused"
-	faultNoneDrawn  = ""
-	statusTimeout   = http.StatusGatewayTimeout
-	statusNoBackend = http.StatusServiceUnavailable
+	fault5xx         = "5xx"
+	fault429         = "429"
+	faultApply5xx    = "apply-then-5xx"
+	faultApplyDrop   = "apply-then-drop"
+	faultHold        = "hold"
+	faultApplyHold   = "apply-then-hold"
+	faultDelay       = "delay"
+	faultRefused     = "refused"
+	faultGateway     = "gateway-error"
+	faultApplyGate   = "apply-then-gateway-error"
+	faultHeld        = "held"
+	faultHeldApplied = "held-applied"
+	faultNoneDrawn   = ""
+	statusTimeout    = http.StatusGatewayTimeout
+	statusNoBackend  = http.StatusServiceUnavailable
 )
 
 type faultInjector struct {
@@ -120,6 +148,11 @@ func (f *faultInjector) draw() (kind string, hold, delay time.Duration) {
 		}
 	case f.rng.Float64() < c.DelayRate:
 		kind = faultDelay
+	case f.rng.Float64() < c.GatewayErrorRate:
+		kind = faultGateway
+		if f.rng.Float64() < c.GatewayErrorApplyShare {
+			kind = faultApplyGate
+		}
 	}
 	if kind != faultNoneDrawn {
 		if f.counts == nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -23,6 +24,7 @@ type requestInfo struct {
 	tenantID    string // the API key's tenant (Cloud)
 	agentID     string
 	coreVersion string
+	replica     int // the GraphQL replica that serves the request
 }
 
 func (e *Emulator) serveGraphQL(w http.ResponseWriter, r *http.Request) {
@@ -84,12 +86,25 @@ func (e *Emulator) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		info.tenantID = tenant
 	}
 
+	if d := e.faults.holdFor(op, coerced, info.agentID); d > 0 {
+		// Applied after the hold even when the client gave up meanwhile, as
+		// a request a proxy has already forwarded is.
+		e.faults.count(faultHeld)
+		time.Sleep(d)
+		defer e.faults.count(faultHeldApplied)
+	}
+	if fault == faultGateway {
+		writeGatewayError(w, op, false)
+		return
+	}
+
 	// Each operation runs whole under the lock, so it sees and leaves one
 	// consistent state, as a database transaction would.
 	// The answer is encoded under the lock too: it may hold the store's values.
 	ex := &executor{schema: e.schema, doc: doc, vars: coerced}
 	var data orderedObject
 	e.mu.Lock()
+	info.replica = e.pickReplica()
 	if op.Operation == ast.Mutation {
 		data = ex.run(op, e.mutationRoot(info))
 	} else {
@@ -103,6 +118,10 @@ func (e *Emulator) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 	e.mu.Unlock()
 	if err != nil {
 		writeErrors(w, http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "encoding the answer: "+err.Error(), nil)
+		return
+	}
+	if fault == faultApplyGate {
+		writeGatewayError(w, op, true)
 		return
 	}
 	if e.faults.after(w, r, fault, hold) {

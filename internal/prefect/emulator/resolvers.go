@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"sort"
 	"time"
-
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
 
+// queuedRunsReturnedLimit is Server's config.queued_runs_returned_limit
+// (src/prefect_server/config.toml line 15).
 const queuedRunsReturnedLimit = 25
 
 func (e *Emulator) queryRoot(info requestInfo) object {
@@ -135,81 +135,115 @@ func (e *Emulator) getRunsInQueue(info requestInfo, input map[string]any) (any, 
 			}
 		}
 	}
+	// Server (api/runs.py lines 460-509) selects the due runs of the tenant,
+	// ordered by state_start_time asc (NULLS LAST: Running runs, whose
+	// state has no start time, come after every due Scheduled run), takes
+	// 75, and only then applies the label rule and keeps 25.
 	var due []*FlowRun
-	for _, r := range e.runs {
-		if r.TenantID == tenant && r.queued(before) && labelsMatch(r.Labels, labels) {
+	for _, id := range e.order {
+		r := e.runs[id]
+		if r.TenantID == tenant && r.queued(before) {
 			due = append(due, r)
 		}
 	}
-	sort.Slice(due, func(i, j int) bool {
-		if !due[i].StateStartTime.Equal(due[j].StateStartTime) {
-			return due[i].StateStartTime.Before(due[j].StateStartTime)
+	sort.SliceStable(due, func(i, j int) bool {
+		a, b := due[i].StateStartTime, due[j].StateStartTime
+		if a.IsZero() || b.IsZero() {
+			return !a.IsZero() && b.IsZero()
 		}
-		return due[i].ID < due[j].ID
+		return a.Before(b)
 	})
+	if len(due) > 3*queuedRunsReturnedLimit {
+		due = due[:3*queuedRunsReturnedLimit]
+	}
 	ids := []any{}
-	for i, r := range due {
-		if i == queuedRunsReturnedLimit {
+	for _, r := range due {
+		if len(ids) == queuedRunsReturnedLimit {
 			break
 		}
-		ids = append(ids, r.ID)
+		if labelsMatch(r.Labels, labels) {
+			ids = append(ids, r.ID)
+		}
 	}
 	return mapObject(map[string]any{"flow_run_ids": ids}), nil
 }
 
+// maxStatePayload is Server's limit on a serialized state
+// (src/prefect_server/graphql/states.py lines 27-30: sys.getsizeof of the
+// JSON text, which adds 49 bytes to its length, over 1000000).
+const maxStatePayload = 1000000 - 49
+
+// setFlowRunStates follows Server's resolver (graphql/states.py lines 16-48)
+// and set_flow_run_state (api/states.py lines 24-134): the run must exist;
+// version is ignored ("only for Cloud API compatibility") except on Cloud,
+// which keeps version locking; a Submitted state takes the replica's 30 s
+// lock before anything is written, whatever the run's state, and is refused
+// while the lock is held; the lock stays taken even when the write after it
+// fails.
 func (e *Emulator) setFlowRunStates(info requestInfo, input map[string]any) (any, error) {
 	var out []any
 	for _, item := range asList(input["states"]) {
 		in, _ := item.(map[string]any)
 		id := asString(in["flow_run_id"])
-		r := e.runs[id]
-		if r == nil {
-			return nil, serverError("State update failed for flow run ID %s: Invalid flow run ID.", id)
-		}
 		raw, err := json.Marshal(in["state"])
 		if err != nil {
 			return nil, err
+		}
+		if len(raw) > maxStatePayload {
+			return nil, serverError("State payload is too large.")
 		}
 		typ, msg, start, err := stateFields(raw)
 		if err != nil || typ == "" {
 			return nil, serverError("State update failed for flow run ID %s: the state is not a serialized Prefect state", id)
 		}
+		r := e.runs[id]
+		if r == nil {
+			return nil, serverError("State update failed for flow run ID %s", id)
+		}
 		if version, ok := asInt(in["version"]); ok && e.backend == Cloud && version != r.Version {
 			return nil, errorWithCode("VERSION_LOCKING_ERROR",
 				"State update failed for flow run ID %s: provided version %d but current version is %d.", id, version, r.Version)
 		}
-		if typ == "Submitted" && !prefect.ScheduledFamily(r.State) {
+		if isSubmitted(typ) && !e.takeSubmittedLock(info.replica, r.ID) {
 			return nil, serverError("State update failed: this run has already been submitted.")
 		}
-		e.insertFlowRunState(r, newState{typ: typ, message: msg, raw: raw, start: start})
-		if typ == "Submitted" && info.agentID != "" {
-			r.AgentID = info.agentID
-		}
+		e.setFlowRunState(r, newState{typ: typ, message: msg, raw: raw, start: start}, info.agentID)
 		out = append(out, mapObject(map[string]any{"id": r.ID, "status": "SUCCESS", "message": nil}))
 	}
 	return mapObject(map[string]any{"states": out}), nil
 }
 
+// setTaskRunStates follows Server's resolver (graphql/states.py lines 51-92)
+// and set_task_run_state (api/states.py lines 137-217): no lock, version
+// ignored except on Cloud, and a Running state needs its flow run Running.
 func (e *Emulator) setTaskRunStates(input map[string]any) (any, error) {
 	var out []any
 	for _, item := range asList(input["states"]) {
 		in, _ := item.(map[string]any)
 		id := asString(in["task_run_id"])
-		tr := e.taskRuns[id]
-		if tr == nil {
-			return nil, serverError("State update failed for task run ID %s: Invalid task run ID.", id)
-		}
 		raw, err := json.Marshal(in["state"])
 		if err != nil {
 			return nil, err
+		}
+		if len(raw) > maxStatePayload {
+			return nil, serverError("State payload is too large.")
 		}
 		typ, msg, start, err := stateFields(raw)
 		if err != nil || typ == "" {
 			return nil, serverError("State update failed for task run ID %s: the state is not a serialized Prefect state", id)
 		}
+		tr := e.taskRuns[id]
+		if tr == nil {
+			return nil, serverError("State update failed for task run ID %s", id)
+		}
 		if version, ok := asInt(in["version"]); ok && e.backend == Cloud && version != tr.Version {
 			return nil, errorWithCode("VERSION_LOCKING_ERROR",
 				"State update failed for task run ID %s: provided version %d but current version is %d.", id, version, tr.Version)
+		}
+		if isRunning(typ) {
+			if fr := e.runs[tr.FlowRunID]; fr == nil || fr.State != "Running" {
+				return nil, serverError("State update failed for task run ID %s: provided a running state but associated flow run %s is not in a running state.", id, tr.FlowRunID)
+			}
 		}
 		e.insertTaskRunState(tr, newState{typ: typ, message: msg, raw: raw, start: start})
 		out = append(out, mapObject(map[string]any{"id": tr.ID, "status": "SUCCESS", "message": nil}))
@@ -273,7 +307,7 @@ func (e *Emulator) flowRunObject(r *FlowRun) object {
 		case "scheduled_start_time":
 			return r.ScheduledStartTime, nil
 		case "state_start_time":
-			return r.StateStartTime, nil
+			return nullTime(r.StateStartTime), nil
 		case "state_timestamp":
 			return r.StateTimestamp, nil
 		case "agent_id":

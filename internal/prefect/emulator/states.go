@@ -7,7 +7,29 @@ import (
 
 // The state classes of Prefect 1.4.1 (src/prefect/engine/state.py) that
 // Server's rules ask about: is_running() holds for Running and its subclass
-// Cancelling, is_submitted() for Submitted.
+// Cancelling, is_submitted() for Submitted, is_finished() for Finished and
+// its subclasses.
+var finishedStates = map[string]bool{
+	"Finished": true, "Success": true, "Cached": true, "Mapped": true, "Looped": true, "Skipped": true,
+	"Cancelled": true, "Failed": true, "TimedOut": true, "TriggerFailed": true, "ValidationFailed": true,
+}
+
+func isFinished(state string) bool { return finishedStates[state] }
+
+// defaultStart is the start_time Prefect 1.4.1 gives a state built without
+// one: now for Scheduled, Resume, Retrying (Scheduled.__init__) and Queued
+// (Queued.__init__); none for Paused (an indefinite pause) and every other
+// state.
+func defaultStart(typ string, start *time.Time, now time.Time) *time.Time {
+	if start != nil {
+		return start
+	}
+	switch typ {
+	case "Scheduled", "Resume", "Retrying", "Queued":
+		return &now
+	}
+	return nil
+}
 func isRunning(state string) bool   { return state == "Running" || state == "Cancelling" }
 func isSubmitted(state string) bool { return state == "Submitted" }
 
@@ -18,6 +40,27 @@ type newState struct {
 	start        *time.Time // the state's start_time, nil when it has none
 }
 
+// setFlowRunState is the part of Server's set_flow_run_state
+// (src/prefect_server/api/states.py lines 66-119) after the Submitted lock: a
+// Cancelled state first cancels every unfinished task run of the run (lines
+// 70-87), then the state is inserted, then a Submitted state names the agent
+// that sent it, when that agent exists (api/runs.py update_flow_run_agent,
+// lines 421-441). Callers hold e.mu.
+func (e *Emulator) setFlowRunState(r *FlowRun, s newState, agentID string) StateRecord {
+	if s.typ == "Cancelled" {
+		for _, tr := range r.TaskRuns {
+			if !isFinished(tr.State) {
+				e.insertTaskRunState(tr, s)
+			}
+		}
+	}
+	rec := e.insertFlowRunState(r, s)
+	if isSubmitted(s.typ) && agentID != "" && e.agentByID(agentID) != nil {
+		r.AgentID = agentID
+	}
+	return rec
+}
+
 // insertFlowRunState stores a flow run state as Server does
 // (src/prefect_server/api/states.py set_flow_run_state, lines 93-115): a new
 // flow_run_state row with version = the run's version + 1 and timestamp now;
@@ -26,13 +69,14 @@ type newState struct {
 // Running (and Cancelling) and Submitted states. Callers hold e.mu.
 func (e *Emulator) insertFlowRunState(r *FlowRun, s newState) StateRecord {
 	now := e.now()
+	s.start = defaultStart(s.typ, s.start, now)
 	rec := StateRecord{ID: newID(), Type: s.typ, Message: s.message, Version: r.Version + 1, Timestamp: now, StartTime: s.start, State: s.raw}
 	r.States = append(r.States, rec)
 	if rec.Version >= r.Version {
 		r.Version = rec.Version
 		r.State, r.StateMessage, r.SerializedState = s.typ, s.message, s.raw
 		r.StateTimestamp = now
-		r.StateStartTime = now
+		r.StateStartTime = time.Time{} // NULL without a start time (migration 2020-09-02T203435)
 		if s.start != nil {
 			r.StateStartTime = *s.start
 		}
@@ -49,12 +93,13 @@ func (e *Emulator) insertFlowRunState(r *FlowRun, s newState) StateRecord {
 // Callers hold e.mu.
 func (e *Emulator) insertTaskRunState(tr *TaskRun, s newState) StateRecord {
 	now := e.now()
+	s.start = defaultStart(s.typ, s.start, now)
 	rec := StateRecord{ID: newID(), Type: s.typ, Message: s.message, Version: tr.Version + 1, Timestamp: now, StartTime: s.start, State: s.raw}
 	tr.States = append(tr.States, rec)
 	if rec.Version >= tr.Version {
 		tr.Version = rec.Version
 		tr.State, tr.SerializedState = s.typ, s.raw
-		tr.StateStartTime = now
+		tr.StateStartTime = time.Time{}
 		if s.start != nil {
 			tr.StateStartTime = *s.start
 		}

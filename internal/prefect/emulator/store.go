@@ -35,6 +35,11 @@ type Flow struct {
 	CoreVersion string          `json:"core_version"`
 	Storage     json.RawMessage `json:"storage,omitempty"`
 	Environment json.RawMessage `json:"environment,omitempty"`
+	// HeartbeatDisabled and LazarusDisabled are the flow group's settings
+	// heartbeat_enabled: false and lazarus_enabled: false, which keep
+	// Lazarus (and, for heartbeats, the zombie killer) away from its runs.
+	HeartbeatDisabled bool `json:"heartbeat_disabled,omitempty"`
+	LazarusDisabled   bool `json:"lazarus_disabled,omitempty"`
 }
 
 // StateRecord is one state a run went through, in order: a flow_run_state
@@ -63,9 +68,14 @@ type Log struct {
 
 // TaskRun is a task run of a flow run.
 type TaskRun struct {
-	ID              string          `json:"id"`
-	TaskID          string          `json:"task_id"`
-	FlowRunID       string          `json:"flow_run_id"`
+	ID        string `json:"id"`
+	TaskID    string `json:"task_id"`
+	FlowRunID string `json:"flow_run_id"`
+	Name      string `json:"name,omitempty"`
+	// MaxRetries and RetryDelay are the task's retry settings, which the
+	// zombie killer reads.
+	MaxRetries      int             `json:"max_retries,omitempty"`
+	RetryDelay      time.Duration   `json:"retry_delay,omitempty"`
 	Version         int             `json:"version"`
 	State           string          `json:"state"`
 	SerializedState json.RawMessage `json:"serialized_state"`
@@ -124,20 +134,34 @@ func labelsMatch(runLabels, agentLabels []string) bool {
 	return true
 }
 
-// queued reports whether the run is due work for an agent before the given time.
+// agentByID returns the registered agent with this id, or nil.
+func (e *Emulator) agentByID(id string) *Agent {
+	for _, a := range e.agents {
+		if a.ID == id {
+			return a
+		}
+	}
+	return nil
+}
+
+// queued is the where clause of Server's get_runs_in_queue (api/runs.py
+// lines 460-480): a Scheduled-family state whose start time is at or before
+// before, or Running with such a task run. A NULL start time is never due.
 func (r *FlowRun) queued(before time.Time) bool {
-	if prefect.ScheduledFamily(r.State) && !r.StateStartTime.After(before) {
+	if prefect.ScheduledFamily(r.State) && due(r.StateStartTime, before) {
 		return true
 	}
 	if r.State == "Running" {
 		for _, tr := range r.TaskRuns {
-			if prefect.ScheduledFamily(tr.State) && !tr.StateStartTime.After(before) {
+			if prefect.ScheduledFamily(tr.State) && due(tr.StateStartTime, before) {
 				return true
 			}
 		}
 	}
 	return false
 }
+
+func due(start, before time.Time) bool { return !start.IsZero() && !start.After(before) }
 
 func sortedCopy(in []string) []string {
 	out := append([]string{}, in...)
