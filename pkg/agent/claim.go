@@ -269,8 +269,8 @@ func (a *Agent) heartbeat(ctx context.Context, log klog.Logger, runID string) {
 }
 
 // ownsRun tells whether the run's current state is the mark with token, read
-// just before the agent changes a run it submitted (fail, reschedule): a
-// state written since (a cancel, another submission) is never overwritten.
+// just before the agent changes a run it submitted (reschedule): a state
+// written since (a cancel, another submission) is never overwritten.
 func (a *Agent) ownsRun(ctx context.Context, runID, token string) (prefect.RunHistory, bool, error) {
 	h, err := a.cfg.Prefect.ReadHistory(ctx, runID, nil)
 	if err != nil {

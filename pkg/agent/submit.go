@@ -92,7 +92,12 @@ func (a *Agent) submit(ctx, stop context.Context, run prefect.FlowRun) {
 		return
 	}
 	if buildErr != nil {
-		a.fail(ctx, run.Id, by.Token, fmt.Sprintf("Cannot build a Kubernetes Job for this flow run: %v", buildErr))
+		message := fmt.Sprintf("Cannot build a Kubernetes Job for this flow run: %v", buildErr)
+		if scheduled {
+			a.fail(ctx, run.Id, by.Token, message)
+		} else {
+			a.failRelaunch(ctx, run.Id, message)
+		}
 		return
 	}
 	for _, w := range warnings {
@@ -221,11 +226,25 @@ func (a *Agent) reschedule(ctx context.Context, run prefect.FlowRun, job *batchv
 // another submission) is left alone. It runs on a fresh context: the work's
 // context may be ending.
 func (a *Agent) fail(ctx context.Context, runID, token, message string) {
+	a.failWhen(ctx, runID, message, func(h prefect.RunHistory) bool {
+		by, ok := prefect.SubmittedBy(h.Serialized)
+		return h.State == "Submitted" && ok && by.Token == token
+	})
+}
+
+// failRelaunch fails a Running run whose relaunch this agent's claim on its
+// due task runs won, while the run is still Running.
+func (a *Agent) failRelaunch(ctx context.Context, runID, message string) {
+	a.failWhen(ctx, runID, message, func(h prefect.RunHistory) bool { return h.State == "Running" })
+}
+
+// failWhen is fail with the test of the run's state read just before.
+func (a *Agent) failWhen(ctx context.Context, runID, message string, mine func(prefect.RunHistory) bool) {
 	ctx, cancel := freshContext(ctx)
 	defer cancel()
 	log := klog.FromContext(ctx).WithValues("flowRun", runID)
-	h, mine, err := a.ownsRun(ctx, runID, token)
-	if err != nil || !mine {
+	h, err := a.cfg.Prefect.ReadHistory(ctx, runID, nil)
+	if err != nil || !mine(h) {
 		log.Info("Not failing the flow run: its state is no longer this agent's mark", "reason", message, "err", errString(err))
 		return
 	}
