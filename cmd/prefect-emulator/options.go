@@ -27,6 +27,7 @@ type Options struct {
 	RunsFile string
 	Replicas int
 	Lock     time.Duration
+	Gap      time.Duration
 	Lazarus  emulator.Lazarus
 	Zombies  emulator.ZombieKiller
 
@@ -60,6 +61,7 @@ func newCommand(out io.Writer) *cobra.Command {
 	f.StringVar(&o.RunsFile, "runs", "", "JSON file of flow runs to schedule at start (a list of specs)")
 	f.IntVar(&o.Replicas, "replicas", 1, "GraphQL replicas requests are spread over, each with its own Submitted lock")
 	f.DurationVar(&o.Lock, "submitted-lock", emulator.DefaultSubmittedLock, "how long a replica refuses a second Submitted state for a run")
+	f.DurationVar(&o.Gap, "state-insert-delay", 0, "time between reading a run's version and inserting its new state: writes in the gap get the same version, as on Server")
 	f.BoolVar(&o.Lazarus.Off, "lazarus-off", false, "do not run Lazarus")
 	f.DurationVar(&o.Lazarus.Period, "lazarus-period", emulator.DefaultLazarusPeriod, "how often Lazarus runs")
 	f.DurationVar(&o.Lazarus.Cutoff, "lazarus-cutoff", emulator.DefaultLazarusCutoff, "heartbeat age after which Lazarus reschedules a Submitted or Running run")
@@ -72,7 +74,7 @@ func newCommand(out io.Writer) *cobra.Command {
 
 // Complete builds the emulator configuration and reads --runs.
 func (o *Options) Complete() error {
-	o.cfg = emulator.Config{Backend: emulator.Backend(o.Backend), Replicas: o.Replicas, SubmittedLock: o.Lock, Lazarus: o.Lazarus, ZombieKiller: o.Zombies}
+	o.cfg = emulator.Config{Backend: emulator.Backend(o.Backend), Replicas: o.Replicas, SubmittedLock: o.Lock, StateInsertDelay: o.Gap, Lazarus: o.Lazarus, ZombieKiller: o.Zombies}
 	if o.cfg.Backend == emulator.Cloud {
 		o.cfg.Tenants = []emulator.Tenant{demoTenant}
 		o.cfg.APIKeys = map[string]string{o.APIKey: demoTenant.ID}
@@ -100,6 +102,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Lock <= 0 || o.Lazarus.Period <= 0 || o.Lazarus.Cutoff <= 0 || o.Zombies.Period <= 0 || o.Zombies.Cutoff <= 0 {
 		return errors.New("--submitted-lock, --lazarus-period, --lazarus-cutoff, --zombie-killer-period and --zombie-killer-cutoff must be positive durations (use --lazarus-off or --zombie-killer-off to turn a service off)")
+	}
+	if o.Gap < 0 {
+		return fmt.Errorf("--state-insert-delay must not be negative, got %s", o.Gap)
 	}
 	if o.Lazarus.AttemptLimit < 1 {
 		return fmt.Errorf("--lazarus-attempts must be at least 1, got %d", o.Lazarus.AttemptLimit)

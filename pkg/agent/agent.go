@@ -81,6 +81,8 @@ type Config struct {
 	// it holds on purpose (a Job waiting within its pending policy, a
 	// relaunch whose pod starts), well inside Lazarus' 10 min (default 2 min).
 	HeartbeatInterval time.Duration
+	// Guardrails are the concurrency limits and the late-run policy (guard.go).
+	Guardrails Guardrails
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -121,6 +123,9 @@ type Agent struct {
 	// jobCache is the job manager's synced Job cache, nil until it syncs:
 	// a submission finds the run's earlier Jobs there without a request.
 	jobCache atomic.Pointer[cache.Indexer]
+	// limits and late are the guardrails (limits.go, lateness.go).
+	limits *limiter
+	late   *lateness
 }
 
 // New checks the configuration and returns an agent.
@@ -171,6 +176,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.KubeRequests != nil {
 		a.metrics.registry.MustRegister(cfg.KubeRequests.vec)
 	}
+	a.limits = newLimiter(cfg.Guardrails.Limits, cfg.Now)
+	a.late = newLateness(cfg.Guardrails.MaxLateness, cfg.Guardrails.LateRuns, cfg.Now)
+	a.registerLimitMetrics()
 	cfg.Prefect.SetOnError(func(op string, _ error) { a.metrics.apiErrors.WithLabelValues(op).Inc() })
 	return a, nil
 }
@@ -184,6 +192,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	log.Info("Agent registered", "agent", a.cfg.Name, "id", a.agentID, "tenant", a.tenantID, "labels", a.cfg.Labels, "namespace", a.cfg.Job.Namespace)
+	a.logGuardrails(log)
 	a.lastLoop.Store(a.cfg.Now().UnixNano())
 	if a.cfg.HealthAddress != "" {
 		stop, err := a.serveHealth(ctx)
@@ -423,8 +432,16 @@ func (a *Agent) poll(ctx, workCtx context.Context) (pollResult, error) {
 			a.dropped[id] = now.Add(a.cfg.Intervals[len(a.cfg.Intervals)-1])
 		}
 	}
+	runs, guarded, stopped := a.guard(ctx, workCtx, runs)
+	result.handed += guarded
+	if stopped {
+		return result, nil
+	}
 	for _, run := range runs {
-		started, stopped := a.startWorker(ctx, run.Id, func() { a.submit(workCtx, ctx, run) })
+		started, stopped := a.startWorker(ctx, run.Id, func() { a.submit(workCtx, ctx, run); a.limits.ended(run.Id) })
+		if !started {
+			a.limits.release(run.Id)
+		}
 		if stopped {
 			return result, nil
 		}

@@ -53,7 +53,9 @@ type cachedEvent struct {
 
 // Kept annotations of a Job: what the agent recorded on it, and the run
 // version it was made for (to retire an older submission's Job).
-var keptJobAnnotations = []string{AnnotationReported, AnnotationWaitingReason, AnnotationWaitingSince, manifest.AnnotationFlowRunVersion}
+// The flow name, the run's labels and the run time limit serve the guardrails.
+var keptJobAnnotations = []string{AnnotationReported, AnnotationWaitingReason, AnnotationWaitingSince, manifest.AnnotationFlowRunVersion,
+	manifest.AnnotationFlowName, manifest.AnnotationFlowRunLabels, manifest.AnnotationRunTimeLimit}
 
 // leanMeta keeps name, namespace, uid, resource version, times and, given
 // keys, those labels and annotations.

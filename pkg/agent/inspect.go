@@ -70,6 +70,9 @@ type jobFacts struct {
 
 // inspect looks at a Job and what belongs to it, at time now, under a policy.
 func inspect(job *batchv1.Job, f jobFacts, now time.Time, policy PendingPolicy) inspection {
+	if in, ok := inspectDeadline(job, f, now); ok {
+		return in
+	}
 	var in inspection
 	disrupted := f.disrupted
 	flowFailed := false

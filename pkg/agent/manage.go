@@ -148,6 +148,7 @@ func (a *Agent) newManager() *manager {
 		UpdateFunc: func(_, obj any) { m.enqueueJob(obj) },
 		DeleteFunc: m.enqueueJob,
 	})
+	a.limits.watchJobs(m.jobs, a.Poke)
 	_, _ = m.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    m.enqueuePodJob,
 		UpdateFunc: func(_, obj any) { m.enqueuePodJob(obj) },

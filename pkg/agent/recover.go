@@ -26,6 +26,7 @@ import (
 // workers on workCtx like submissions.
 func (a *Agent) recoverLoop(ctx, workCtx context.Context) {
 	log := klog.FromContext(ctx)
+	a.limits.recoveryStarted()
 	// The first pass cannot see marks younger than RecoverGrace, which a
 	// stop just before this start may have left: look again once they are old.
 	select {
@@ -35,6 +36,9 @@ func (a *Agent) recoverLoop(ctx, workCtx context.Context) {
 	for {
 		if err := a.recoverPass(ctx, workCtx); err != nil && ctx.Err() == nil {
 			log.Error(err, "Looking for flow runs Submitted without a Job failed; trying again later")
+		}
+		if a.limits.recoveryPassed() {
+			a.Poke() // the limits know the truth now: runs may start
 		}
 		select {
 		case <-ctx.Done():
@@ -59,7 +63,12 @@ func (a *Agent) recoverPass(ctx, workCtx context.Context) error {
 		return err
 	}
 	for _, run := range runs {
-		if _, stopped := a.startWorker(ctx, run.Id, func() { a.recoverRun(workCtx, run) }); stopped {
+		a.limits.recoveryQueued()
+		started, stopped := a.startWorker(ctx, run.Id, func() { a.recoverRun(workCtx, run); a.limits.recoveryDone(run.Id) })
+		if !started {
+			a.limits.recoveryDone("")
+		}
+		if stopped {
 			return nil
 		}
 	}
@@ -121,5 +130,7 @@ func (a *Agent) recoverRun(ctx context.Context, stranded prefect.StrandedRun) {
 		return
 	}
 	log.Info("Recovering flow run: it was marked Submitted by this agent but has no Job", "submitted", h.Version)
+	// Its Job was due before: it holds its slot under the limits whatever they say.
+	a.limits.reserve(run.Id, sub.Version, factsOf(run))
 	a.launch(ctx, run, job, h.Version, true, "Recovered after the agent stopped between marking the run Submitted and creating its Job. ", by)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -148,7 +149,7 @@ func (a *Agent) buildJob(ctx context.Context, run prefect.FlowRun, version int, 
 	return manifest.BuildJob(ctx, a.cfg.Job, manifest.FlowRun{
 		ID: run.Id, Version: version, FlowID: run.Flow.Id, CoreVersion: run.Flow.Core_version,
 		FlowName: run.Flow.Name, Name: run.Name,
-		Storage: run.Flow.Storage, RunConfig: run.Run_config, Relaunch: relaunch,
+		Storage: run.Flow.Storage, RunConfig: run.Run_config, Relaunch: relaunch, Labels: factsOf(run).labels,
 	})
 }
 
@@ -226,10 +227,33 @@ func (a *Agent) reschedule(ctx context.Context, run prefect.FlowRun, job *batchv
 // another submission) is left alone. It runs on a fresh context: the work's
 // context may be ending.
 func (a *Agent) fail(ctx context.Context, runID, token, message string) {
-	a.failWhen(ctx, runID, message, func(h prefect.RunHistory) bool {
+	a.failWhen(ctx, runID, message, markedBy(token))
+}
+
+// markedBy tells whether a run's current state is the mark with token.
+func markedBy(token string) func(prefect.RunHistory) bool {
+	return func(h prefect.RunHistory) bool {
 		by, ok := prefect.SubmittedBy(h.Serialized)
 		return h.State == "Submitted" && ok && by.Token == token
-	})
+	}
+}
+
+// finish writes a line then a final state on a run whose current state is
+// still this agent's winning mark (token).
+func (a *Agent) finish(ctx context.Context, runID, token, level, message string, state json.RawMessage) {
+	ctx, cancel := freshContext(ctx)
+	defer cancel()
+	log := klog.FromContext(ctx).WithValues("flowRun", runID)
+	h, err := a.cfg.Prefect.ReadHistory(ctx, runID, nil)
+	if err != nil || !markedBy(token)(h) {
+		log.Info("Not setting the flow run's state: it is no longer this agent's mark", "state", prefect.StateType(state), "err", errString(err))
+		return
+	}
+	a.runLog(ctx, runID, level, message)
+	version := h.Version
+	if err := a.cfg.Prefect.SetFlowRunState(ctx, runID, &version, state); err != nil {
+		log.Error(err, "Could not set the flow run's state", "state", prefect.StateType(state))
+	}
 }
 
 // failRelaunch fails a Running run whose relaunch this agent's claim on its

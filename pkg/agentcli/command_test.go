@@ -13,7 +13,7 @@ import (
 // clearEnv keeps the developer's environment out of the tests.
 func clearEnv(t *testing.T) {
 	t.Helper()
-	for _, fallbacks := range []map[string][]string{SettingsEnvFallbacks, StartEnvFallbacks} {
+	for _, fallbacks := range []map[string][]string{SettingsEnvFallbacks, StartEnvFallbacks, GuardrailEnvFallbacks} {
 		for _, names := range fallbacks {
 			for _, n := range names {
 				t.Setenv(n, "")

@@ -41,9 +41,10 @@ const ShutdownTimeout = agentpkg.DefaultShutdownTimeout
 // StartOptions are the agent's own flags (besides the Kubernetes connection,
 // which each binary adds its own way).
 type StartOptions struct {
-	Settings  SettingsFlags
-	Templates TemplateFlags
-	Pending   PendingFlags
+	Settings   SettingsFlags
+	Templates  TemplateFlags
+	Pending    PendingFlags
+	Guardrails GuardrailFlags
 
 	MaxPolls           int
 	AgentAddress       string
@@ -82,6 +83,7 @@ func (o *StartOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.KeepFailedJobs, "keep-failed-jobs", false, "Keep failed Jobs for inspection while deleting succeeded ones")
 	fs.BoolVar(&o.WatchAllNamespaces, "watch-all-namespaces", false, "Manage the agent's Jobs in every namespace, not only the one it creates Jobs in")
 	o.Pending.AddFlags(fs)
+	o.Guardrails.AddFlags(fs)
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect one leader among replicas with a Lease; only the leader submits and manages Jobs")
 	fs.StringVar(&o.LeaseName, "lease-name", "", "Name of the leader election Lease (default kubectl-prefect-<agent name>)")
 	fs.BoolVar(&o.Profiling, "profiling", false, "Serve Go's /debug/pprof on the --agent-address server")
@@ -98,6 +100,9 @@ func (o *StartOptions) Complete(fs *pflag.FlagSet) error {
 		return err
 	}
 	if err := o.Templates.Complete(fs); err != nil {
+		return err
+	}
+	if err := o.Guardrails.Complete(fs); err != nil {
 		return err
 	}
 	address, err := listenAddress(o.AgentAddress)
@@ -123,6 +128,9 @@ func (o *StartOptions) Validate() error {
 		return err
 	}
 	if err := o.Pending.Validate(); err != nil {
+		return err
+	}
+	if err := o.Guardrails.Validate(); err != nil {
 		return err
 	}
 	if o.LeaseName != "" {
@@ -182,13 +190,15 @@ func (o *StartOptions) AgentConfig(ctx context.Context, conn Connection) (agentp
 		}})
 	manage := agentpkg.ManageConfig{AllNamespaces: o.WatchAllNamespaces, DeleteFinishedJobs: o.DeleteFinishedJobs, KeepFailedJobs: o.KeepFailedJobs}
 	o.Pending.apply(&manage)
-	return agentpkg.Config{
+	config := agentpkg.Config{
 		Prefect: client, Kube: kube, Backend: o.Settings.Backend, Name: o.Settings.AgentName,
 		Labels: settings.Labels, Job: settings, MaxPolls: o.MaxPolls, Concurrency: o.Concurrency,
 		HealthAddress: o.address, Profiling: o.Profiling, ShutdownTimeout: ShutdownTimeout, KubeRequests: kubeRequests,
 		Manage:         manage,
 		LeaderElection: o.leaderElection(ns),
-	}, nil
+	}
+	o.Guardrails.apply(&config)
+	return config, nil
 }
 
 // Run tells the Go runtime the container's memory limit and the agent's GC
@@ -211,6 +221,11 @@ func (o *StartOptions) Run(ctx context.Context, conn Connection) error {
 	}
 	if err := agentpkg.CheckPermissions(ctx, cfg.Kube, cfg.Job.Namespace, o.WatchAllNamespaces, lease); err != nil {
 		return err
+	}
+	if o.Settings.Key != "" && o.Settings.KeySecretName == "" {
+		klog.FromContext(ctx).Info("Flow run Jobs carry the API key as a plain value in their spec, as 1.4.1's did: anyone who can read Jobs can read it. " +
+			"Put it in a Secret (kubectl create secret generic prefect-api-key --from-literal=api-key=...) and start with --key-secret-name prefect-api-key, " +
+			"or install the agent with `kubectl prefect agent install`, which does that")
 	}
 	a, err := agentpkg.New(cfg)
 	if err != nil {

@@ -61,6 +61,7 @@ func BuildJob(ctx context.Context, s AgentSettings, run FlowRun) (*batchv1.Job, 
 		annotations[AnnotationFlowRunName] = run.Name
 	}
 	job.Annotations = merged(job.Annotations, annotations)
+	setGuardrails(job, s, run)
 
 	pod := &job.Spec.Template.Spec
 	setServiceAccount(pod, s, rc, fromRunConfig && tmpl.HasServiceAccountName)

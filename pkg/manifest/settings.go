@@ -5,6 +5,8 @@
 package manifest
 
 import (
+	"time"
+
 	batchv1 "k8s.io/api/batch/v1"
 )
 
@@ -47,6 +49,12 @@ type AgentSettings struct {
 	// StrictTemplates refuses run config templates with fields a Job does not
 	// have; else they are dropped with a warning, as the API server does.
 	StrictTemplates bool
+	// MaxRunTime is the Jobs' activeDeadlineSeconds when their template
+	// sets none (--max-run-time; 0: none).
+	MaxRunTime time.Duration
+	// Limits is the agent's concurrency limits as --limit takes them,
+	// recorded on each Job ("10,label=gpu:2"; empty: none).
+	Limits string
 }
 
 // FlowRun is what the Job needs to know about the run.
@@ -66,4 +74,7 @@ type FlowRun struct {
 	// version does not change), it names that relaunch, so each one gets a
 	// Job name of its own.
 	Relaunch string
+	// Labels are the run's labels, recorded on the Job for the agent's
+	// concurrency limits.
+	Labels []string
 }

@@ -431,6 +431,9 @@ func (v *FlowRunsToSubmitFlow_run) GetRun_config() json.RawMessage {
 // GetName returns FlowRunsToSubmitFlow_run.Name, and is useful for accessing the field via an interface.
 func (v *FlowRunsToSubmitFlow_run) GetName() string { return v.SubmittableRun.Name }
 
+// GetLabels returns FlowRunsToSubmitFlow_run.Labels, and is useful for accessing the field via an interface.
+func (v *FlowRunsToSubmitFlow_run) GetLabels() json.RawMessage { return v.SubmittableRun.Labels }
+
 // GetFlow returns FlowRunsToSubmitFlow_run.Flow, and is useful for accessing the field via an interface.
 func (v *FlowRunsToSubmitFlow_run) GetFlow() SubmittableRunFlow { return v.SubmittableRun.Flow }
 
@@ -481,6 +484,8 @@ type __premarshalFlowRunsToSubmitFlow_run struct {
 
 	Name string `json:"name"`
 
+	Labels json.RawMessage `json:"labels"`
+
 	Flow SubmittableRunFlow `json:"flow"`
 
 	Task_runs []SubmittableRunTask_runsTask_run `json:"task_runs"`
@@ -505,6 +510,7 @@ func (v *FlowRunsToSubmitFlow_run) __premarshalJSON() (*__premarshalFlowRunsToSu
 	retval.Scheduled_start_time = v.SubmittableRun.Scheduled_start_time
 	retval.Run_config = v.SubmittableRun.Run_config
 	retval.Name = v.SubmittableRun.Name
+	retval.Labels = v.SubmittableRun.Labels
 	retval.Flow = v.SubmittableRun.Flow
 	retval.Task_runs = v.SubmittableRun.Task_runs
 	return &retval, nil
@@ -817,6 +823,9 @@ func (v *StrandedFlowRunsFlow_run) GetRun_config() json.RawMessage {
 // GetName returns StrandedFlowRunsFlow_run.Name, and is useful for accessing the field via an interface.
 func (v *StrandedFlowRunsFlow_run) GetName() string { return v.SubmittableRun.Name }
 
+// GetLabels returns StrandedFlowRunsFlow_run.Labels, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunsFlow_run) GetLabels() json.RawMessage { return v.SubmittableRun.Labels }
+
 // GetFlow returns StrandedFlowRunsFlow_run.Flow, and is useful for accessing the field via an interface.
 func (v *StrandedFlowRunsFlow_run) GetFlow() SubmittableRunFlow { return v.SubmittableRun.Flow }
 
@@ -869,6 +878,8 @@ type __premarshalStrandedFlowRunsFlow_run struct {
 
 	Name string `json:"name"`
 
+	Labels json.RawMessage `json:"labels"`
+
 	Flow SubmittableRunFlow `json:"flow"`
 
 	Task_runs []SubmittableRunTask_runsTask_run `json:"task_runs"`
@@ -894,6 +905,7 @@ func (v *StrandedFlowRunsFlow_run) __premarshalJSON() (*__premarshalStrandedFlow
 	retval.Scheduled_start_time = v.SubmittableRun.Scheduled_start_time
 	retval.Run_config = v.SubmittableRun.Run_config
 	retval.Name = v.SubmittableRun.Name
+	retval.Labels = v.SubmittableRun.Labels
 	retval.Flow = v.SubmittableRun.Flow
 	retval.Task_runs = v.SubmittableRun.Task_runs
 	return &retval, nil
@@ -926,6 +938,7 @@ type SubmittableRun struct {
 	Scheduled_start_time time.Time                         `json:"scheduled_start_time"`
 	Run_config           json.RawMessage                   `json:"run_config"`
 	Name                 string                            `json:"name"`
+	Labels               json.RawMessage                   `json:"labels"`
 	Flow                 SubmittableRunFlow                `json:"flow"`
 	Task_runs            []SubmittableRunTask_runsTask_run `json:"task_runs"`
 }
@@ -953,6 +966,9 @@ func (v *SubmittableRun) GetRun_config() json.RawMessage { return v.Run_config }
 
 // GetName returns SubmittableRun.Name, and is useful for accessing the field via an interface.
 func (v *SubmittableRun) GetName() string { return v.Name }
+
+// GetLabels returns SubmittableRun.Labels, and is useful for accessing the field via an interface.
+func (v *SubmittableRun) GetLabels() json.RawMessage { return v.Labels }
 
 // GetFlow returns SubmittableRun.Flow, and is useful for accessing the field via an interface.
 func (v *SubmittableRun) GetFlow() SubmittableRunFlow { return v.Flow }
@@ -1528,6 +1544,7 @@ fragment SubmittableRun on flow_run {
 	scheduled_start_time
 	run_config
 	name
+	labels
 	flow {
 		id
 		name
@@ -1765,6 +1782,7 @@ fragment SubmittableRun on flow_run {
 	scheduled_start_time
 	run_config
 	name
+	labels
 	flow {
 		id
 		name

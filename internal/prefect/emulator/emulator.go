@@ -40,11 +40,15 @@
 //
 // Where it differs from Server, knowingly:
 //   - Each GraphQL operation runs whole under one lock, so two concurrent
-//     state writes never get the same version (Server reads the version
-//     before the insert, api/states.py line 97, and can give both V+1); the
-//     state rows' timestamps come from one clock, not each replica's.
+//     state writes get the same version (Server reads the version before the
+//     insert, api/states.py line 97, and can give both V+1) only with
+//     Config.StateInsertDelay; the state rows' timestamps come from one
+//     clock, not each replica's.
 //   - Requests are spread per request, where a Kubernetes Service spreads
 //     connections.
+//   - A set_*_run_states request with several states stops at the first
+//     that fails; Server (graphql/states.py, asyncio.gather) still applies
+//     the others while it answers the first error.
 //   - Hasura gives rows in no promised order without order_by; the emulator
 //     gives insertion order. An order_by object naming several columns is
 //     refused (pass a list of one-column objects); Hasura follows its keys.
@@ -107,6 +111,12 @@ type Config struct {
 	// SubmittedLock is how long a replica refuses a second Submitted state
 	// for a run; DefaultSubmittedLock (Server's 30 s) when zero.
 	SubmittedLock time.Duration
+	// StateInsertDelay, when set, is the time between reading a run's
+	// version and inserting its new state in set_flow_run_states and
+	// set_task_run_states, during which other requests are served: two
+	// writes in that gap get the same version, as on Server. Zero keeps
+	// each write whole.
+	StateInsertDelay time.Duration
 	// Lazarus and ZombieKiller configure Server's towel services, which run
 	// from New until Close; zero fields take Server's defaults.
 	Lazarus      Lazarus
@@ -122,6 +132,7 @@ type Emulator struct {
 	faults  faultInjector
 
 	submittedLock time.Duration
+	insertDelay   time.Duration
 	towel         towel
 
 	mu          sync.Mutex
@@ -174,6 +185,7 @@ func New(cfg Config) (*Emulator, error) {
 		requests: map[string]int{},
 
 		submittedLock: cfg.SubmittedLock,
+		insertDelay:   cfg.StateInsertDelay,
 	}
 	for range cfg.Replicas {
 		e.replicas = append(e.replicas, &replica{locks: map[string]time.Time{}})

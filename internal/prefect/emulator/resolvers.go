@@ -207,7 +207,8 @@ func (e *Emulator) setFlowRunStates(info requestInfo, input map[string]any) (any
 		if isSubmitted(typ) && !e.takeSubmittedLock(info.replica, r.ID) {
 			return nil, serverError("State update failed: this run has already been submitted.")
 		}
-		e.setFlowRunState(r, newState{typ: typ, message: msg, raw: raw, start: start}, info.agentID)
+		version := e.readVersionThenWait(&r.Version)
+		e.setFlowRunState(r, newState{typ: typ, message: msg, raw: raw, start: start, version: version}, info.agentID)
 		out = append(out, mapObject(map[string]any{"id": r.ID, "status": "SUCCESS", "message": nil}))
 	}
 	return mapObject(map[string]any{"states": out}), nil
@@ -245,7 +246,8 @@ func (e *Emulator) setTaskRunStates(input map[string]any) (any, error) {
 				return nil, serverError("State update failed for task run ID %s: provided a running state but associated flow run %s is not in a running state.", id, tr.FlowRunID)
 			}
 		}
-		e.insertTaskRunState(tr, newState{typ: typ, message: msg, raw: raw, start: start})
+		version := e.readVersionThenWait(&tr.Version)
+		e.insertTaskRunState(tr, newState{typ: typ, message: msg, raw: raw, start: start, version: version})
 		out = append(out, mapObject(map[string]any{"id": tr.ID, "status": "SUCCESS", "message": nil}))
 	}
 	return mapObject(map[string]any{"states": out}), nil

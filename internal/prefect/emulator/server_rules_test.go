@@ -1,7 +1,9 @@
 package emulator
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -233,5 +235,38 @@ func TestAgentIDOnlyForAnExistingAgent(t *testing.T) {
 	setState(t, srv.URL, run.ID, 2, "Submitted", "X-Prefect-Agent-Id", id)
 	if got, _ := em.FlowRun(run.ID); got.AgentID != "" || got.Version != 3 {
 		t.Fatalf("a mark under a deleted agent: agent_id %q version %d", got.AgentID, got.Version)
+	}
+}
+
+func TestWritesInTheInsertGapGetTheSameVersion(t *testing.T) {
+	em, srv := start(t, Config{StateInsertDelay: 300 * time.Millisecond})
+	run, _ := em.AddFlowRun(FlowRunSpec{})
+	done := make(chan error, 2)
+	for _, state := range []string{"Submitted", "Cancelled"} {
+		go func() {
+			body := fmt.Sprintf(`{"query":"mutation { set_flow_run_states(input: {states: [{flow_run_id: \"%s\", state: {type: \"%s\"}}]}) { states { status } } }"}`, run.ID, state)
+			resp, err := http.Post(srv.URL, "application/json", strings.NewReader(body))
+			if err == nil {
+				var out map[string]any
+				err = json.NewDecoder(resp.Body).Decode(&out)
+				resp.Body.Close()
+				if err == nil && out["errors"] != nil {
+					err = fmt.Errorf("%s: %v", state, out["errors"])
+				}
+			}
+			done <- err
+		}()
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := em.FlowRun(run.ID)
+	if len(got.States) != 3 || got.States[1].Version != 2 || got.States[2].Version != 2 || got.Version != 2 {
+		t.Fatalf("two writes in the gap: versions %d and %d, run version %d; want 2, 2 and 2", got.States[1].Version, got.States[2].Version, got.Version)
+	}
+	if got.State != got.States[2].Type {
+		t.Fatalf("the run is %s, want the last committed state %s (the trigger takes a version at least the stored one)", got.State, got.States[2].Type)
 	}
 }

@@ -38,6 +38,25 @@ type newState struct {
 	typ, message string
 	raw          json.RawMessage
 	start        *time.Time // the state's start_time, nil when it has none
+	// version, when not zero, is the version read before the insert
+	// (Config.StateInsertDelay), + 1; otherwise the stored version + 1.
+	version int
+}
+
+// readVersionThenWait is Server's gap between reading the run's version and
+// inserting the new state (api/states.py lines 44-106): with a
+// StateInsertDelay, the emulator reads the version, lets other requests in
+// for that long, then inserts with the version it read, so writes in the gap
+// get the same version. Callers hold e.mu; it is released meanwhile.
+func (e *Emulator) readVersionThenWait(stored *int) int {
+	if e.insertDelay <= 0 {
+		return 0
+	}
+	read := *stored + 1
+	e.mu.Unlock()
+	time.Sleep(e.insertDelay)
+	e.mu.Lock()
+	return read
 }
 
 // setFlowRunState is the part of Server's set_flow_run_state
@@ -50,7 +69,7 @@ func (e *Emulator) setFlowRunState(r *FlowRun, s newState, agentID string) State
 	if s.typ == "Cancelled" {
 		for _, tr := range r.TaskRuns {
 			if !isFinished(tr.State) {
-				e.insertTaskRunState(tr, s)
+				e.insertTaskRunState(tr, newState{typ: s.typ, message: s.message, raw: s.raw, start: s.start})
 			}
 		}
 	}
@@ -71,6 +90,9 @@ func (e *Emulator) insertFlowRunState(r *FlowRun, s newState) StateRecord {
 	now := e.now()
 	s.start = defaultStart(s.typ, s.start, now)
 	rec := StateRecord{ID: newID(), Type: s.typ, Message: s.message, Version: r.Version + 1, Timestamp: now, StartTime: s.start, State: s.raw}
+	if s.version > 0 {
+		rec.Version = s.version
+	}
 	r.States = append(r.States, rec)
 	if rec.Version >= r.Version {
 		r.Version = rec.Version
@@ -95,6 +117,9 @@ func (e *Emulator) insertTaskRunState(tr *TaskRun, s newState) StateRecord {
 	now := e.now()
 	s.start = defaultStart(s.typ, s.start, now)
 	rec := StateRecord{ID: newID(), Type: s.typ, Message: s.message, Version: tr.Version + 1, Timestamp: now, StartTime: s.start, State: s.raw}
+	if s.version > 0 {
+		rec.Version = s.version
+	}
 	tr.States = append(tr.States, rec)
 	if rec.Version >= tr.Version {
 		tr.Version = rec.Version

@@ -32,6 +32,7 @@ type InstallOptions struct {
 	Settings    agentcli.SettingsFlags
 	Templates   agentcli.TemplateFlags
 	Pending     agentcli.PendingFlags
+	Guardrails  agentcli.GuardrailFlags
 	PrintFlags  *genericclioptions.PrintFlags
 
 	KeyFile        string
@@ -75,6 +76,7 @@ func NewCmdInstall(configFlags *genericclioptions.ConfigFlags, streams genericio
 	o.Settings.AddFlags(cmd.Flags())
 	o.Templates.AddFlags(cmd.Flags())
 	o.Pending.AddFlags(cmd.Flags())
+	o.Guardrails.AddFlags(cmd.Flags())
 	_ = cmd.Flags().MarkHidden("key-secret-name") // install manages the Secret itself
 	cmd.Flags().Lookup("key").Usage = `Prefect API key; "-" reads it from stdin [PREFECT__CLOUD__API_KEY]`
 	cmd.Flags().StringVar(&o.KeyFile, "key-file", "", "File holding the Prefect API key, so the key stays out of shell history")
@@ -94,6 +96,9 @@ func (o *InstallOptions) Complete(cmd *cobra.Command) error {
 		return err
 	}
 	if err := o.Templates.Complete(cmd.Flags()); err != nil {
+		return err
+	}
+	if err := o.Guardrails.Complete(cmd.Flags()); err != nil {
 		return err
 	}
 	if err := o.readKey(cmd); err != nil {
@@ -125,6 +130,7 @@ func (o *InstallOptions) Complete(cmd *cobra.Command) error {
 	in.Args = o.Settings.Args(in.JobTemplate != nil)
 	in.Args = append(in.Args, agentcli.ChangedArgs(cmd.Flags(), agentcli.TemplateFlagNames...)...)
 	in.Args = append(in.Args, agentcli.ChangedArgs(cmd.Flags(), agentcli.PendingFlagNames...)...)
+	in.Args = append(in.Args, agentcli.ChangedArgs(cmd.Flags(), agentcli.GuardrailFlagNames...)...)
 	o.objects = install.Build(in)
 	if o.DryRun == "client" {
 		return nil
@@ -177,6 +183,9 @@ func (o *InstallOptions) Validate() error {
 		return err
 	}
 	if err := o.Pending.Validate(); err != nil {
+		return err
+	}
+	if err := o.Guardrails.Validate(); err != nil {
 		return err
 	}
 	if err := o.Templates.Validate(o.Settings.JobTemplate); err != nil {

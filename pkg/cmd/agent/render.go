@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -28,6 +29,7 @@ type RenderOptions struct {
 	FlowID        string
 	Version       int
 	CoreVersion   string
+	MaxRunTime    time.Duration
 
 	run     manifest.FlowRun
 	printer printers.ResourcePrinter
@@ -66,6 +68,7 @@ func NewCmdRender(configFlags *genericclioptions.ConfigFlags, streams genericioo
 	cmd.Flags().StringVar(&o.FlowID, "flow-id", "00000000-0000-0000-0000-000000000000", "Flow id to render for")
 	cmd.Flags().IntVar(&o.Version, "flow-run-version", 1, "Flow run version being submitted")
 	cmd.Flags().StringVar(&o.CoreVersion, "core-version", prefect.CoreVersion, "Prefect core version the flow was registered with")
+	cmd.Flags().DurationVar(&o.MaxRunTime, "max-run-time", 0, "The agent's --max-run-time: the Job's activeDeadlineSeconds unless the template sets one")
 	return cmd
 }
 
@@ -108,6 +111,9 @@ func (o *RenderOptions) Validate() error {
 	if err := o.Settings.Validate(); err != nil {
 		return err
 	}
+	if o.MaxRunTime < 0 {
+		return fmt.Errorf("--max-run-time %s: expected 0 (no limit) or a positive duration such as 6h", o.MaxRunTime)
+	}
 	return o.Templates.Validate(o.Settings.JobTemplate)
 }
 
@@ -115,6 +121,10 @@ func (o *RenderOptions) Validate() error {
 // template is printed as warnings on stderr.
 func (o *RenderOptions) Run(cmd *cobra.Command) error {
 	settings := o.Settings.ToSettings(renderNamespace(o.configFlags))
+	settings.MaxRunTime = o.MaxRunTime
+	if rc, err := manifest.ParseRunConfig(o.run.RunConfig); err == nil {
+		o.run.Labels = rc.Labels // Server's run labels when none are given at creation
+	}
 	if settings.TenantID == "" && (settings.APIKey != "" || settings.APIKeySecret != "") {
 		settings.TenantID = "<tenant of the API key>"
 	}
@@ -128,6 +138,9 @@ func (o *RenderOptions) Run(cmd *cobra.Command) error {
 	}
 	for _, w := range append(warnings, runWarnings...) {
 		fmt.Fprintf(o.ErrOut, "Warning: %s\n", w)
+	}
+	if settings.APIKey != "" && settings.APIKeySecret == "" {
+		fmt.Fprintln(o.ErrOut, "Warning: the Job carries the API key as a plain value (PREFECT__CLOUD__API_KEY); with --key-secret-name it reads the key from a Secret instead")
 	}
 	return o.printer.PrintObj(job, o.Out)
 }

@@ -170,6 +170,7 @@ func (o *Options) Run(ctx context.Context) error {
 		if err := o.print(ctx, jobs, o.NoHeaders); err != nil {
 			return err
 		}
+		o.printLimits(jobs)
 	} else {
 		o.noResources()
 	}
