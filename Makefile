@@ -6,7 +6,8 @@
 #   make bench-manage  steady state with 100 and 10,000 managed Jobs (about 15 minutes)
 #   make demo    a throwaway cluster, the Prefect emulator and the agent, end to end
 #   make tools   the test binaries: etcd, kube-apiserver, kube-controller-manager,
-#                kube-scheduler, kubectl, kwok, kwokctl, built from source into .cache/bin
+#                kube-scheduler, kubectl, kwok, kwokctl, built from source into .cache/bin,
+#                and Prefect 1.4.1's flow runner in a Python venv in .cache/python
 #   make lint    gofmt, go vet, staticcheck
 
 SHELL := /bin/bash
@@ -15,6 +16,12 @@ TOOLS := $(CURDIR)/.cache/bin
 STAMP := $(TOOLS)/.stamp
 # The tools are rebuilt only when a pinned version changes.
 TOOL_PINS := hack/tools/go.mod hack/tools/go.sum hack/kwok/go.mod hack/kwok/go.sum
+# Prefect 1.4.1's flow runner, which the test bed runs for real flows, in a
+# virtual environment built with the machine's Python 3.9 to 3.12 (PYTHON=...
+# picks one); rebuilt only when the pins change.
+PYTHON_ENV := $(CURDIR)/.cache/python
+PYTHON_STAMP := $(PYTHON_ENV)/.stamp
+PYTHON_PINS := hack/flow-runner/requirements.txt
 
 .PHONY: all build test unit tools lint demo bench bench-manage clean release-tools release-check release-snapshot
 
@@ -24,7 +31,7 @@ build:
 	$(GO) build -o bin/kubectl-prefect ./cmd/kubectl-prefect
 	$(GO) build -o bin/prefect-agent ./cmd/prefect-agent
 
-tools: $(STAMP)
+tools: $(STAMP) $(PYTHON_STAMP)
 
 $(STAMP): $(TOOL_PINS)
 	@mkdir -p $(TOOLS)
@@ -46,6 +53,28 @@ $(STAMP): $(TOOL_PINS)
 	build kwok kwokctl sigs.k8s.io/kwok/cmd/kwokctl; \
 	echo "Test binaries ready in $$((SECONDS-start)) s."
 	@touch $(STAMP)
+
+$(PYTHON_STAMP): $(PYTHON_PINS)
+	@set -e; py=""; \
+	for c in $(PYTHON) python3 python3.12 python3.11 python3.10 python3.9; do \
+	  if command -v $$c >/dev/null 2>&1 && $$c -c 'import sys, venv, ensurepip; sys.exit(0 if (3, 9) <= sys.version_info[:2] <= (3, 12) else 1)' >/dev/null 2>&1; then py=$$c; break; fi; \
+	done; \
+	if [ -z "$$py" ]; then \
+	  echo "make tools: the test bed runs Prefect 1.4.1's flow runner, which needs Python 3.9 to 3.12 with venv and pip," >&2; \
+	  echo "  and none was found (tried $(if $(PYTHON),$(PYTHON) )python3 python3.12 python3.11 python3.10 python3.9)." >&2; \
+	  echo "  Install one (Debian or Ubuntu: apt-get install python3 python3-venv) or name it: make tools PYTHON=/path/to/python3.11" >&2; \
+	  exit 1; \
+	fi; \
+	echo "Building Prefect 1.4.1's flow runner into .cache/python with $$($$py --version) ($$(command -v $$py)): about a minute."; \
+	start=$$SECONDS; rm -rf $(PYTHON_ENV); \
+	$$py -m venv $(PYTHON_ENV); \
+	echo "[1/2] pip install -r $(PYTHON_PINS) (pinned, no other packages)"; \
+	$(PYTHON_ENV)/bin/python -m pip install --disable-pip-version-check --quiet --no-deps -r $(PYTHON_PINS); \
+	$(PYTHON_ENV)/bin/python -m pip check --disable-pip-version-check; \
+	echo "[2/2] checking that prefect imports and runs"; \
+	$(PYTHON_ENV)/bin/prefect version; \
+	echo "Flow runner ready in $$((SECONDS-start)) s."
+	@touch $(PYTHON_STAMP)
 
 demo: tools
 	$(GO) build -o bin/kubectl-prefect ./cmd/kubectl-prefect

@@ -30,6 +30,7 @@ import (
 	"github.com/kubectl-prefect/kubectl-prefect/bench/benchutil"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 )
 
@@ -233,7 +234,8 @@ func createJobs(ctx context.Context, c *testbed.Cluster, em *emulator.Emulator, 
 					errs <- err
 					return
 				}
-				j, _, err := manifest.BuildJob(ctx, manifest.AgentSettings{Namespace: ns, Backend: "server", API: "http://x"},
+				// Owned by the agent measured (default name, no labels), as it would have made them.
+				j, _, err := manifest.BuildJob(ctx, manifest.AgentSettings{Namespace: ns, Backend: "server", API: "http://x", Owner: agent.AgentIdentity("agent", nil)},
 					manifest.FlowRun{ID: run.ID, Version: run.Version, FlowID: run.Flow.ID, CoreVersion: "1.4.1",
 						RunConfig: []byte(`{"type":"KubernetesRun","image":"` + testbed.ImageRun + `","cpu_request":"1m","memory_request":"1Mi"}`)})
 				if err == nil {

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
@@ -66,9 +68,12 @@ func run() error {
 	go (&http.Server{Handler: em.Handler(), ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
 	api := "http://" + ln.Addr().String()
 	fmt.Printf("    Prefect API at %s\n", api)
+	if err := cluster.StartExecutor(); err != nil {
+		return err
+	}
 	names := map[string]string{}
 	for _, r := range demoRuns() {
-		added, err := em.AddFlowRun(r.spec)
+		added, err := addRun(em, r)
 		if err != nil {
 			return err
 		}
@@ -76,10 +81,15 @@ func run() error {
 		fmt.Printf("    %-14s %s\n", r.name, r.about)
 	}
 
-	step("kubectl prefect agent start -n flows --backend server --api %s -l k8s --delete-finished-jobs=false --image-pull-grace 10s", api)
+	templatePath := filepath.Join(os.TempDir(), fmt.Sprintf("demo-job-template-%d.yaml", os.Getpid()))
+	if err := os.WriteFile(templatePath, []byte(jobTemplate), 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(templatePath)
+	step("kubectl prefect agent start -n flows --backend server --api %s -l k8s --delete-finished-jobs=false --image-pull-grace 10s --job-template %s", api, templatePath)
 	kubectl, _ := testbed.Tool("kubectl")
 	agent := exec.Command(kubectl, "prefect", "agent", "start", "-n", "flows", "--backend", "server", "--api", api, "-l", "k8s",
-		"--agent-name", "demo-agent", "--delete-finished-jobs=false", "--image-pull-grace", "10s")
+		"--agent-name", "demo-agent", "--delete-finished-jobs=false", "--image-pull-grace", "10s", "--job-template", templatePath)
 	agent.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "KUBECONFIG="+cluster.Kubeconfig)
 	logs, _ := agent.StderrPipe()
 	if err := agent.Start(); err != nil {
@@ -87,7 +97,7 @@ func run() error {
 	}
 	go prefixLines(logs, "    agent | ")
 
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if settled(em) {
 			break
@@ -107,11 +117,20 @@ func run() error {
 	for _, r := range em.FlowRuns() {
 		var lines []string
 		for _, l := range r.Logs {
-			lines = append(lines, l.Level+": "+l.Message)
+			if l.Name == "demo-agent" {
+				lines = append(lines, l.Level+": "+l.Message)
+			}
 		}
 		fmt.Fprintf(tw, "    %s\t%s\t%s\n", names[r.ID], r.State, strings.Join(lines, " | "))
 	}
 	tw.Flush()
+
+	step("The real flow runs: Prefect 1.4.1's runner in each Job's pod (the test bed's pod executor runs the container)")
+	for _, r := range em.FlowRuns() {
+		if _, ok := realRuns[names[r.ID]]; ok {
+			showRealRun(cluster, em, names[r.ID], r.ID)
+		}
+	}
 
 	step("Stopping the agent (SIGTERM)")
 	_ = agent.Process.Signal(syscall.SIGTERM)
@@ -135,16 +154,97 @@ func rc(v map[string]any) json.RawMessage {
 func demoRuns() []demoRun {
 	due := time.Now().Add(-time.Minute)
 	return []demoRun{
-		{"hello", "KubernetesRun with env and resources", emulator.FlowRunSpec{Labels: []string{"k8s"}, ScheduledStartTime: due, Flow: emulator.Flow{Name: "hello"},
-			RunConfig: rc(map[string]any{"type": "KubernetesRun", "env": map[string]string{"GREETING": "hi"}, "cpu_request": "100m", "memory_limit": "256Mi"})}},
-		{"etl", "UniversalRun", emulator.FlowRunSpec{Labels: []string{"k8s"}, ScheduledStartTime: due, Flow: emulator.Flow{Name: "etl"},
-			RunConfig: rc(map[string]any{"type": "UniversalRun", "labels": []string{"k8s"}})}},
+		{"hello", "a real flow of three tasks (KubernetesRun with env and resources), run by Prefect 1.4.1's own runner", emulator.FlowRunSpec{}},
+		{"etl", "a real flow whose task raises (UniversalRun, the agent's job template)", emulator.FlowRunSpec{}},
 		{"legacy", "DockerRun: not for a Kubernetes agent", emulator.FlowRunSpec{Labels: []string{"k8s"}, ScheduledStartTime: due, Flow: emulator.Flow{Name: "legacy"},
 			RunConfig: rc(map[string]any{"type": "DockerRun", "image": "example/legacy:1"})}},
 		{"typo-image", "an image that cannot be pulled", emulator.FlowRunSpec{Labels: []string{"k8s"}, ScheduledStartTime: due, Flow: emulator.Flow{Name: "typo-image"},
 			RunConfig: rc(map[string]any{"type": "KubernetesRun", "image": testbed.ImageImagePull})}},
 		{"gpu-only", "labelled gpu: this agent (k8s) leaves it alone", emulator.FlowRunSpec{Labels: []string{"gpu"}, ScheduledStartTime: due, Flow: emulator.Flow{Name: "gpu-only"}}},
 	}
+}
+
+// realRuns registers the test flows the demo runs for real and says, by
+// demo name, which flow module and run config each one has.
+var realRuns = map[string]struct {
+	module    string
+	runConfig map[string]any
+}{
+	"hello": {"testflows.three_tasks", map[string]any{"type": "KubernetesRun", "image": testbed.ImagePrefect,
+		"env": map[string]string{"GREETING": "hi"}, "cpu_request": "100m", "memory_limit": "512Mi", "labels": []string{"k8s"}}},
+	"etl": {"testflows.raises", map[string]any{"type": "UniversalRun", "labels": []string{"k8s"}}},
+}
+
+// addRun schedules one demo run: a run of a registered test flow for the
+// real ones, else the spec as it is.
+func addRun(em *emulator.Emulator, r demoRun) (emulator.FlowRun, error) {
+	real, ok := realRuns[r.name]
+	if !ok {
+		return em.AddFlowRun(r.spec)
+	}
+	serialized, err := testbed.SerializedFlow(real.module)
+	if err != nil {
+		return emulator.FlowRun{}, err
+	}
+	f, err := em.RegisterFlow(serialized, "")
+	if err != nil {
+		return emulator.FlowRun{}, err
+	}
+	return em.CreateFlowRun(emulator.RunOfFlow{FlowID: f.ID, Name: r.name, RunConfig: rc(real.runConfig), ScheduledStartTime: time.Now().Add(-time.Minute)})
+}
+
+// jobTemplate is the agent's --job-template: the flow container on the image
+// the test bed's pod executor runs, for runs whose run config names none.
+const jobTemplate = `apiVersion: batch/v1
+kind: Job
+spec:
+  template:
+    spec:
+      containers:
+      - name: flow
+        image: ` + testbed.ImagePrefect + `
+`
+
+// showRealRun prints a real run's states, task runs, the lines its runner
+// wrote to the run's log, and the end of its container's output.
+func showRealRun(cluster *testbed.Cluster, em *emulator.Emulator, name, id string) {
+	r, _ := em.FlowRun(id)
+	var states []string
+	for _, s := range r.States {
+		states = append(states, s.Type)
+	}
+	fmt.Printf("    %s (flow %q): %s\n", name, r.Flow.Name, strings.Join(states, " > "))
+	for _, tr := range r.TaskRuns {
+		d, _ := em.TaskRunDetails(tr.ID)
+		fmt.Printf("      task run %-14s %s\n", d.TaskSlug, tr.State)
+	}
+	fmt.Println("      run log:")
+	for _, l := range r.Logs {
+		fmt.Printf("        %-7s %-24s %s\n", l.Level, l.Name, firstLine(l.Message))
+	}
+	pods, err := cluster.Client.CoreV1().Pods("flows").List(context.Background(), metav1.ListOptions{LabelSelector: "prefect.io/flow_run_id=" + id})
+	if err != nil || len(pods.Items) == 0 {
+		return
+	}
+	out, err := cluster.PodLog("flows", pods.Items[0].Name)
+	if err != nil {
+		return
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) > 4 {
+		lines = lines[len(lines)-4:]
+	}
+	fmt.Printf("      container output of pod %s (last lines):\n", pods.Items[0].Name)
+	for _, l := range lines {
+		fmt.Println("        " + l)
+	}
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " ..."
+	}
+	return s
 }
 
 // settled reports whether every k8s run has failed or had its Job finish; an
@@ -154,7 +254,7 @@ func settled(em *emulator.Emulator) bool {
 		if len(r.Labels) == 1 && r.Labels[0] == "gpu" {
 			continue
 		}
-		finished := r.State == "Failed"
+		finished := r.State == "Failed" || r.State == "Success"
 		for _, l := range r.Logs {
 			finished = finished || (l.Level == prefect.LevelWarning && strings.Contains(l.Message, "completed"))
 		}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -38,6 +39,11 @@ type Cluster struct {
 
 	tools   map[string]string
 	workdir string
+
+	// The pod executor (executor.go), started by the first test that needs it.
+	execOnce sync.Once
+	exec     *executor
+	execErr  error
 }
 
 // clustersRoot holds every test bed cluster's files, one folder each.
@@ -85,6 +91,13 @@ func startOnce(ctx context.Context, tools map[string]string, nodes int) (*Cluste
 		"--kubeconfig", c.Kubeconfig,
 		"--config", stagesPath,
 		"--disable-qps-limits",
+		// Logs objects tell kwok which file holds a container's log, so
+		// `kubectl logs` serves what the pod executor's processes wrote.
+		"--enable-crds", "Logs",
+		// One instance each: without leader election they cannot lose a
+		// lease (and exit) while a test keeps the kube-apiserver down.
+		"--extra-args", "kube-controller-manager=leader-elect=false",
+		"--extra-args", "kube-scheduler=leader-elect=false",
 		"--wait", "2m",
 	)
 	if err != nil {
@@ -148,6 +161,7 @@ func (c *Cluster) waitReady(ctx context.Context, nodes int) error {
 
 // Stop tears the cluster down and removes its files.
 func (c *Cluster) Stop() {
+	c.stopExecutor()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, _ = c.kwokctl(ctx, "delete", "cluster")

@@ -10,6 +10,11 @@ const (
 	// ImageSidecarExit1 keeps the container named flow running and makes
 	// every other container of the pod exit 1 (a crashing sidecar).
 	ImageSidecarExit1 = "testbed.invalid/fate:sidecar-exit-1"
+	// ImagePrefect runs the flow container's command for real: the pod
+	// executor (executor.go) runs it with Prefect 1.4.1's flow runner and
+	// writes its exit to the pod, once a test started the executor with
+	// RequireFlowRunner. kwok only makes such a pod Running.
+	ImagePrefect = "testbed.invalid/fate:prefect"
 )
 
 // UnschedulableCPU is a CPU request no simulated node can hold (they have 32).

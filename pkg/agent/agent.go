@@ -115,11 +115,17 @@ type Agent struct {
 	hurry       chan struct{}        // closed when in-flight work must wrap up
 	hurryNow    sync.Once
 	lastLoop    atomic.Int64
-	standby     atomic.Bool // waiting for the leader Lease; healthy without polling
-	slots       chan struct{}
-	workers     sync.WaitGroup
-	metrics     *metrics
-	access      accessProblems // watches refused for lack of a verb (permissions.go)
+	// lastQueueCall is the last get_runs_in_queue answered (poll loop only).
+	lastQueueCall time.Time
+	standby       atomic.Bool // waiting for the leader Lease; healthy without polling
+	slots         chan struct{}
+	workers       sync.WaitGroup
+	metrics       *metrics
+	access        accessProblems // watches refused for lack of a verb (permissions.go)
+	probe         probeState     // what /livez and /readyz read (probes.go)
+	// templateRetries holds runs whose template read failed for now
+	// (template_retry.go): flow run id -> templateRetry.
+	templateRetries sync.Map
 	// jobCache is the job manager's synced Job cache, nil until it syncs:
 	// a submission finds the run's earlier Jobs there without a request.
 	jobCache atomic.Pointer[cache.Indexer]
@@ -172,6 +178,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Labels == nil {
 		cfg.Labels = []string{}
 	}
+	if cfg.Job.Owner == "" {
+		cfg.Job.Owner = AgentIdentity(cfg.Name, cfg.Labels)
+	}
 	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, hurry: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics()}
 	if cfg.KubeRequests != nil {
 		a.metrics.registry.MustRegister(cfg.KubeRequests.vec)
@@ -188,19 +197,22 @@ func New(cfg Config) (*Agent, error) {
 // while it leads). In-flight submissions are given ShutdownTimeout to finish.
 func (a *Agent) Run(ctx context.Context) error {
 	log := klog.FromContext(ctx)
-	if err := a.connect(ctx); err != nil {
-		return err
-	}
-	log.Info("Agent registered", "agent", a.cfg.Name, "id", a.agentID, "tenant", a.tenantID, "labels", a.cfg.Labels, "namespace", a.cfg.Job.Namespace)
-	a.logGuardrails(log)
 	a.lastLoop.Store(a.cfg.Now().UnixNano())
 	if a.cfg.HealthAddress != "" {
+		// Served from the start: a pod waiting for the Prefect API is alive
+		// and says why it is not ready.
 		stop, err := a.serveHealth(ctx)
 		if err != nil {
 			return err
 		}
 		defer stop()
 	}
+	if err := a.connect(ctx); err != nil {
+		return err
+	}
+	log.Info("Agent registered", "agent", a.cfg.Name, "id", a.agentID, "tenant", a.tenantID, "labels", a.cfg.Labels, "namespace", a.cfg.Job.Namespace)
+	a.logGuardrails(log)
+	a.lastLoop.Store(a.cfg.Now().UnixNano())
 	if a.cfg.LeaderElection != nil {
 		return a.runAsLeader(ctx)
 	}
@@ -272,7 +284,12 @@ func (a *Agent) connect(ctx context.Context) error {
 	log := klog.FromContext(ctx)
 	delay := time.Second
 	for {
+		a.lastLoop.Store(a.cfg.Now().UnixNano())
+		a.probe.calling(a.cfg.Now(), true)
 		err := a.connectOnce(ctx)
+		a.probe.calling(a.cfg.Now(), false)
+		a.lastLoop.Store(a.cfg.Now().UnixNano())
+		a.probe.report(a.cfg.Now(), err == nil, "cannot reach the Prefect API", err)
 		if err == nil || ctx.Err() != nil || !transientPrefectError(err) {
 			return err
 		}
@@ -282,9 +299,13 @@ func (a *Agent) connect(ctx context.Context) error {
 			return err
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, 30*time.Second)
+		delay = min(2*delay, connectRetryMax)
 	}
 }
+
+// connectRetryMax caps the pause between tries to reach the Prefect API at
+// start, so the agent is ready within seconds of the API's return.
+const connectRetryMax = 5 * time.Second
 
 // transientPrefectError tells an API that could answer later from a refusal.
 func transientPrefectError(err error) bool {
@@ -325,7 +346,11 @@ func (a *Agent) loop(ctx, workCtx context.Context) {
 	for polls := 0; a.cfg.MaxPolls == 0 || polls < a.cfg.MaxPolls; polls++ {
 		a.lastLoop.Store(a.cfg.Now().UnixNano())
 		began := time.Now()
+		a.probe.calling(a.cfg.Now(), true)
 		result, err := a.poll(ctx, workCtx)
+		a.probe.calling(a.cfg.Now(), false)
+		a.lastLoop.Store(a.cfg.Now().UnixNano())
+		a.probe.report(a.cfg.Now(), true, "polling the Prefect API fails", err)
 		a.metrics.pollLatency.Observe(time.Since(began).Seconds())
 		if ctx.Err() != nil {
 			return
@@ -395,21 +420,21 @@ type pollResult struct{ queued, fresh, handed int }
 // poll asks for due runs and hands each new one to a worker.
 func (a *Agent) poll(ctx, workCtx context.Context) (pollResult, error) {
 	now := a.cfg.Now()
-	ids, err := a.cfg.Prefect.RunsInQueue(ctx, a.tenantID, a.cfg.Labels, now.Add(10*time.Second))
-	if err != nil {
-		return pollResult{}, err
-	}
-	result := pollResult{queued: len(ids)}
 	for id, until := range a.dropped {
 		if now.After(until) {
 			delete(a.dropped, id)
 		}
 	}
+	ids, err := a.dueRuns(ctx, now)
+	if err != nil {
+		return pollResult{}, err
+	}
+	result := pollResult{queued: len(ids)}
 	var fresh []string
 	for _, id := range ids {
 		_, busy := a.inFlight.Load(id)
 		_, skip := a.dropped[id]
-		if !busy && !skip && !a.lockedOut(id, now) {
+		if !busy && !skip && !a.lockedOut(id, now) && !a.templateBackingOff(id, now) {
 			fresh = append(fresh, id)
 		}
 	}
@@ -417,10 +442,11 @@ func (a *Agent) poll(ctx, workCtx context.Context) (pollResult, error) {
 	if len(fresh) == 0 {
 		return result, nil
 	}
-	runs, err := a.cfg.Prefect.RunsToSubmit(ctx, fresh, now.Add(-3*time.Second))
+	runs, err := a.cfg.Prefect.RunsToSubmit(ctx, fresh, now.Add(-retryBuffer))
 	if err != nil {
 		return result, err
 	}
+	inQueueOrder(runs, fresh)
 	// Ids the metadata query drops (Queued, Paused, a retry inside the
 	// in-pod buffer, ...) are not asked about again for one long interval.
 	returned := make(map[string]bool, len(runs))

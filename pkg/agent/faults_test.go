@@ -395,7 +395,7 @@ func TestPollsStayFewWhileARunWaitsForItsStartTime(t *testing.T) {
 	run := e.schedule(emulator.FlowRunSpec{ScheduledStartTime: time.Now().Add(9 * time.Second)})
 	e.start("", func(c *Config) { c.Intervals = DefaultIntervals })
 	time.Sleep(10 * time.Second)
-	polls := e.em.Requests()["GetRunsInQueue"]
+	polls := e.em.Requests()["DueFlowRuns"]
 	// The back-off steps 0.5, 1, 2, 4 s, capped at the start time: about ten.
 	if polls > 20 {
 		t.Fatalf("%d polls in 10 s while one run waited for its start time", polls)

@@ -78,11 +78,11 @@ func TestConcurrencyLimitHoldsRunsUntilASlotFreesOldestFirst(t *testing.T) {
 		})
 	}
 	// More polls go by: the runs stay Scheduled, with one line each.
-	polls := e.em.Requests()["GetRunsInQueue"]
+	polls := e.em.Requests()["DueFlowRuns"]
 	for i := 0; i < 3; i++ {
 		ra.agent.Poke()
-		eventually(t, "another poll", func() bool { return e.em.Requests()["GetRunsInQueue"] > polls })
-		polls = e.em.Requests()["GetRunsInQueue"]
+		eventually(t, "another poll", func() bool { return e.em.Requests()["DueFlowRuns"] > polls })
+		polls = e.em.Requests()["DueFlowRuns"]
 	}
 	for _, id := range []string{newer.ID, older.ID} {
 		r, _ := e.em.FlowRun(id)

@@ -24,12 +24,13 @@ const stallAfter = 5 * time.Minute
 // /metrics serves Prometheus metrics.
 func (a *Agent) serveHealth(ctx context.Context) (stop func(), err error) {
 	mux := http.NewServeMux()
+	a.probeHandlers(mux)
 	mux.HandleFunc("GET /api/health", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		last := time.Unix(0, a.lastLoop.Load())
-		if !a.standby.Load() && a.cfg.Now().Sub(last) > stallAfter+a.cfg.Intervals[len(a.cfg.Intervals)-1] {
+		if ok, why := a.alive(); !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, `{"error":"no poll since %s"}`, last.UTC().Format(time.RFC3339))
+			msg, _ := json.Marshal(map[string]string{"error": why})
+			_, _ = w.Write(msg)
 			return
 		}
 		if problem := a.access.message(); problem != "" {
@@ -58,7 +59,7 @@ func (a *Agent) serveHealth(ctx context.Context) (stop func(), err error) {
 			klog.FromContext(ctx).Error(err, "Agent HTTP server stopped")
 		}
 	}()
-	klog.FromContext(ctx).Info("Serving /api/health and /api/poke", "address", ln.Addr().String())
+	klog.FromContext(ctx).Info("Serving /livez, /readyz, /api/health and /api/poke", "address", ln.Addr().String())
 	return func() {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -92,11 +92,15 @@ func (a *Agent) newManager() *manager {
 	}
 	kube := a.cfg.Kube
 	labelled := func(o *metav1.ListOptions) { o.LabelSelector = manifest.LabelIdentifier }
+	// Only this agent's Jobs (owner.go); pods keep the wider selector, as the
+	// pods of Jobs adopted from an earlier version carry no identity, and a
+	// pod whose Job is not in the cache is ignored.
+	own := func(o *metav1.ListOptions) { o.LabelSelector = a.ownJobsSelector() }
 	m.jobs = m.informer("jobs", &batchv1.Job{}, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-		labelled(&o)
+		own(&o)
 		return kube.BatchV1().Jobs(ns).List(ctx, o)
 	}, func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-		labelled(&o)
+		own(&o)
 		return kube.BatchV1().Jobs(ns).Watch(ctx, o)
 	}, cache.Indexers{byFlowRun: func(obj any) ([]string, error) {
 		if job, ok := obj.(*cachedJob); ok {
@@ -271,6 +275,11 @@ func (m *manager) enqueueEventPodJob(obj any) {
 // run starts the informers and workers and blocks until ctx ends.
 func (m *manager) run(ctx context.Context) error {
 	m.waits.reset()
+	ns := m.a.cfg.Job.Namespace
+	if m.cfg.AllNamespaces {
+		ns = metav1.NamespaceAll
+	}
+	m.a.adoptAndCountOthers(ctx, ns)
 	informers := []cache.SharedIndexInformer{m.jobs, m.pods, m.failedCreates, m.autoscaler}
 	var running sync.WaitGroup
 	stop := make(chan struct{})

@@ -84,7 +84,7 @@ func TestUnschedulableRunWaitsThenGivesUp(t *testing.T) {
 	skipShort(t)
 	e := newEnv(t, emulator.Config{})
 	run := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": testbed.UnschedulableCPU}))
-	ra := e.start("", func(c *Config) { managed(false)(c); c.Manage.Pending.UnschedulableTimeout = 5 * time.Second })
+	ra := e.start("", func(c *Config) { managed(false)(c); c.Manage.Pending.UnschedulableTimeout = 10 * time.Second })
 	eventually(t, "the WARNING that the pod cannot be scheduled yet", func() bool {
 		r, _ := e.em.FlowRun(run.ID)
 		return contains(logsAt(r, "WARNING"), "Insufficient cpu")
@@ -92,12 +92,15 @@ func TestUnschedulableRunWaitsThenGivesUp(t *testing.T) {
 	if r, _ := e.em.FlowRun(run.ID); r.State != "Submitted" || len(logsAt(r, "ERROR")) > 0 {
 		t.Fatalf("within its timeout the run is %s with errors %q", r.State, logsAt(r, "ERROR"))
 	}
-	if got := gathered(t, ra, "prefect_agent_jobs_waiting", "unschedulable"); got != 1 {
-		t.Errorf("prefect_agent_jobs_waiting{reason=unschedulable} = %v, want 1", got)
-	}
-	if jobs := e.jobsFor(run.ID); len(jobs) != 1 || jobs[0].Annotations[AnnotationWaitingReason] != "unschedulable" {
-		t.Errorf("the Job does not record why it waits: %v", jobs)
-	}
+	// The line is written before the Job's annotation and the gauge are
+	// updated, so both are awaited (well inside the 10 s timeout).
+	eventually(t, "prefect_agent_jobs_waiting{reason=unschedulable} = 1", func() bool {
+		return gathered(t, ra, "prefect_agent_jobs_waiting", "unschedulable") == 1
+	})
+	eventually(t, "the Job to record why it waits", func() bool {
+		jobs := e.jobsFor(run.ID)
+		return len(jobs) == 1 && jobs[0].Annotations[AnnotationWaitingReason] == "unschedulable"
+	})
 	got := e.waitFailed(run.ID, "Insufficient cpu")
 	if msg := logsAt(got, "ERROR")[0]; !strings.Contains(msg, "Gave up after waiting") || !strings.Contains(msg, "s (unschedulable)") {
 		t.Fatalf("message %q does not say how long it waited", msg)

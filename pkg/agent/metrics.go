@@ -24,7 +24,7 @@ func newMetrics() *metrics {
 			Name: "prefect_agent_flow_runs_submitted_total", Help: "Flow runs marked Submitted whose Job was created.",
 		}),
 		submitFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "prefect_agent_submission_failures_total", Help: "Flow runs that could not be deployed, by stage (build, create).",
+			Name: "prefect_agent_submission_failures_total", Help: "Flow runs that could not be deployed, by stage (build, create, template-transient: tried again later).",
 		}, []string{"stage"}),
 		failuresReported: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "prefect_agent_job_problems_reported_total", Help: "Lines written to flow runs about their Jobs (problems, waits, disruptions), by reason.",

@@ -101,8 +101,8 @@ func TestDroppedRunsAreNotAskedAboutOnEveryPoll(t *testing.T) {
 	e.start("", func(c *Config) { c.Intervals = DefaultIntervals })
 	time.Sleep(4 * time.Second) // polls at 0, 0.5, 1.5 and 3.5 s
 	req := e.em.Requests()
-	if req["GetRunsInQueue"] < 3 || req["FlowRunsToSubmit"] != 1 {
-		t.Fatalf("%d polls, %d metadata queries: a dropped run should be asked about once per long interval", req["GetRunsInQueue"], req["FlowRunsToSubmit"])
+	if req["DueFlowRuns"] < 3 || req["FlowRunsToSubmit"] != 1 {
+		t.Fatalf("%d polls, %d metadata queries: a dropped run should be asked about once per long interval", req["DueFlowRuns"], req["FlowRunsToSubmit"])
 	}
 }
 

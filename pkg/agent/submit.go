@@ -58,6 +58,10 @@ func (a *Agent) submit(ctx, stop context.Context, run prefect.FlowRun) {
 	log.Info("Deploying flow run")
 
 	job, warnings, buildErr := a.buildJob(ctx, run, run.Version, relaunch)
+	if buildErr != nil && a.deferOnTransientTemplate(ctx, run, buildErr) {
+		return
+	}
+	a.templateRead(run.Id)
 	if buildErr != nil {
 		a.metrics.submitFailures.WithLabelValues("build").Inc()
 	}

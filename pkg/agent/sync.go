@@ -183,6 +183,11 @@ func (m *manager) report(ctx context.Context, job *batchv1.Job, runID string, fr
 			m.reported.markLogged(job, p.key)
 			m.a.metrics.failuresReported.WithLabelValues(p.reason).Inc()
 		}
+		if handsBack(p) && !m.reported.of(job)[p.key] {
+			if err := m.handBack(ctx, runID, job.Name); err != nil {
+				return err
+			}
+		}
 		if p.level == prefect.LevelError || p.reschedule {
 			next := prefect.FailedState(p.message)
 			if p.reschedule {

@@ -100,8 +100,11 @@ func Build(in Spec) Objects {
 			corev1ac.EnvVar().WithName("NAMESPACE").WithValueFrom(corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.namespace"))),
 			corev1ac.EnvVar().WithName(memlimit.ContainerLimitEnv).WithValueFrom(corev1ac.EnvVarSource().WithResourceFieldRef(corev1ac.ResourceFieldSelector().WithContainerName(containerName).WithResource("limits.memory"))),
 		).
-		WithLivenessProbe(probe(40, 20, 3)).
-		WithReadinessProbe(probe(5, 10, 3)).
+		// Liveness: the agent's loops turn (a pod waiting for the Prefect
+		// API or in a long back-off is alive); readiness: connected,
+		// permitted and polling, checked often so a returning API shows soon.
+		WithLivenessProbe(probe(LivenessPath, 10, 20, 3)).
+		WithReadinessProbe(probe(ReadinessPath, 2, 5, 2)).
 		WithResources(corev1ac.ResourceRequirements().
 			WithRequests(corev1.ResourceList{corev1.ResourceCPU: CPURequest, corev1.ResourceMemory: MemoryRequest}).
 			WithLimits(corev1.ResourceList{corev1.ResourceCPU: CPULimit, corev1.ResourceMemory: MemoryLimit})).
@@ -168,7 +171,13 @@ const containerName = "agent"
 // leaderElection: replicas above 1 elect a leader with a Lease named like the installation.
 func leaderElection(in Spec) bool { return in.Replicas > 1 }
 
-func probe(initialDelay, period, failures int32) *corev1ac.ProbeApplyConfiguration {
-	return corev1ac.Probe().WithHTTPGet(corev1ac.HTTPGetAction().WithPath("/api/health").WithPort(intstr.FromString("http"))).
+// The agent's probe paths (pkg/agent/probes.go).
+const (
+	LivenessPath  = "/livez"
+	ReadinessPath = "/readyz"
+)
+
+func probe(path string, initialDelay, period, failures int32) *corev1ac.ProbeApplyConfiguration {
+	return corev1ac.Probe().WithHTTPGet(corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromString("http"))).
 		WithInitialDelaySeconds(initialDelay).WithPeriodSeconds(period).WithFailureThreshold(failures)
 }

@@ -69,6 +69,9 @@ func (g *gcsReader) read(ctx context.Context, loc location) ([]byte, error) {
 	case http.StatusUnauthorized, http.StatusForbidden:
 		return nil, shown("cannot be read with the agent's Google credentials (HTTP %d)", resp.StatusCode)
 	default:
+		if busyStatus(resp.StatusCode) {
+			return nil, shownBusy("cannot be read (GCS answered HTTP %d)", resp.StatusCode)
+		}
 		return nil, shown("cannot be read (GCS answered HTTP %d)", resp.StatusCode)
 	}
 	if resp.ContentLength > MaxSize {

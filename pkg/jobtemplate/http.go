@@ -100,6 +100,9 @@ func readHTTP(ctx context.Context, client *http.Client, loc location) ([]byte, e
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if busyStatus(resp.StatusCode) {
+		return nil, shownBusy("answered HTTP %d, not 200", resp.StatusCode)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, shown("answered HTTP %d, not 200", resp.StatusCode)
 	}

@@ -175,9 +175,19 @@ func (l *Loader) read(ctx context.Context, raw string, loc location, client *htt
 	}
 	if err != nil {
 		var shown *shownError
+		var b busy
+		transient := errors.As(err, &b)
 		if !errors.As(err, &shown) {
+			// Not a cause worth showing. Over the network it is a transport
+			// error (DNS, refused, reset, timeout), which may pass unless the
+			// context ended; on the file system (permission denied, ...) it
+			// is final.
 			klog.FromContext(ctx).Info("Cannot read a job template", "location", raw, "err", err.Error())
 			err = &shownError{"cannot be read (the agent's log has the cause)"}
+			transient = loc.kind != kindFile && ctx.Err() == nil
+		}
+		if transient {
+			return nil, &TransientError{fmt.Sprintf("job template %s %v", raw, err)}
 		}
 		return nil, fmt.Errorf("job template %s %v", raw, err)
 	}

@@ -62,6 +62,9 @@ func (s *s3Reader) read(ctx context.Context, loc location) ([]byte, error) {
 			case "AccessDenied", "Forbidden":
 				return nil, shown("cannot be read with the agent's AWS credentials (access denied)")
 			}
+			if busyS3Codes[apiErr.ErrorCode()] {
+				return nil, shownBusy("cannot be read (S3 error %s)", apiErr.ErrorCode())
+			}
 			return nil, shown("cannot be read (S3 error %s)", apiErr.ErrorCode())
 		}
 		return nil, err

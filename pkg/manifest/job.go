@@ -18,6 +18,9 @@ const (
 	LabelIdentifier = "prefect.io/identifier"
 	LabelFlowRunID  = "prefect.io/flow_run_id"
 	LabelFlowID     = "prefect.io/flow_id"
+	// LabelAgent names the agent that created the Job (AgentSettings.Owner);
+	// job management watches only its own.
+	LabelAgent = "prefect.io/agent"
 	// AnnotationFlowRunVersion records the run version the Job was made for.
 	AnnotationFlowRunVersion = "prefect.io/flow-run-version"
 	// AnnotationFlowName and AnnotationFlowRunName record the names shown in Prefect.
@@ -51,6 +54,9 @@ func BuildJob(ctx context.Context, s AgentSettings, run FlowRun) (*batchv1.Job, 
 	job.Name, job.GenerateName, job.Namespace = name, "", s.Namespace
 	labels := sub.Labels()
 	labels[LabelFlowID] = run.FlowID
+	if s.Owner != "" {
+		labels[LabelAgent] = s.Owner
+	}
 	job.Labels = merged(job.Labels, labels)
 	job.Spec.Template.Labels = merged(job.Spec.Template.Labels, labels)
 	annotations := sub.Annotations()

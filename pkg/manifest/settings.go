@@ -49,6 +49,9 @@ type AgentSettings struct {
 	// StrictTemplates refuses run config templates with fields a Job does not
 	// have; else they are dropped with a warning, as the API server does.
 	StrictTemplates bool
+	// Owner, when set, is the prefect.io/agent label of the Jobs (and their
+	// pods): the identity of the agent creating them.
+	Owner string
 	// MaxRunTime is the Jobs' activeDeadlineSeconds when their template
 	// sets none (--max-run-time; 0: none).
 	MaxRunTime time.Duration

@@ -66,6 +66,22 @@ type DefaultServerTenantTenant struct {
 // GetId returns DefaultServerTenantTenant.Id, and is useful for accessing the field via an interface.
 func (v *DefaultServerTenantTenant) GetId() string { return v.Id }
 
+// DueFlowRunsFlow_run includes the requested fields of the GraphQL type flow_run.
+type DueFlowRunsFlow_run struct {
+	Id string `json:"id"`
+}
+
+// GetId returns DueFlowRunsFlow_run.Id, and is useful for accessing the field via an interface.
+func (v *DueFlowRunsFlow_run) GetId() string { return v.Id }
+
+// DueFlowRunsResponse is returned by DueFlowRuns on success.
+type DueFlowRunsResponse struct {
+	Flow_run []DueFlowRunsFlow_run `json:"flow_run"`
+}
+
+// GetFlow_run returns DueFlowRunsResponse.Flow_run, and is useful for accessing the field via an interface.
+func (v *DueFlowRunsResponse) GetFlow_run() []DueFlowRunsFlow_run { return v.Flow_run }
+
 // FlowRunHistoryFlow_run_by_pkFlow_run includes the requested fields of the GraphQL type flow_run.
 type FlowRunHistoryFlow_run_by_pkFlow_run struct {
 	Id               string                                                     `json:"id"`
@@ -650,6 +666,58 @@ func (v *Register_agent_input) GetType() string { return v.Type }
 // GetName returns Register_agent_input.Name, and is useful for accessing the field via an interface.
 func (v *Register_agent_input) GetName() string { return v.Name }
 
+// RunningTaskRunsFlow_run_by_pkFlow_run includes the requested fields of the GraphQL type flow_run.
+type RunningTaskRunsFlow_run_by_pkFlow_run struct {
+	State     string                                                   `json:"state"`
+	Task_runs []RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run `json:"task_runs"`
+}
+
+// GetState returns RunningTaskRunsFlow_run_by_pkFlow_run.State, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_run) GetState() string { return v.State }
+
+// GetTask_runs returns RunningTaskRunsFlow_run_by_pkFlow_run.Task_runs, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_run) GetTask_runs() []RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run {
+	return v.Task_runs
+}
+
+// RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run includes the requested fields of the GraphQL type task_run.
+type RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run struct {
+	Id      string                                                                       `json:"id"`
+	Version int                                                                          `json:"version"`
+	States  []RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state `json:"states"`
+}
+
+// GetId returns RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run.Id, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run) GetId() string { return v.Id }
+
+// GetVersion returns RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run.Version, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run) GetVersion() int { return v.Version }
+
+// GetStates returns RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run.States, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_run) GetStates() []RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state {
+	return v.States
+}
+
+// RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state includes the requested fields of the GraphQL type task_run_state.
+type RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state struct {
+	Timestamp time.Time `json:"timestamp"`
+}
+
+// GetTimestamp returns RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state.Timestamp, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state) GetTimestamp() time.Time {
+	return v.Timestamp
+}
+
+// RunningTaskRunsResponse is returned by RunningTaskRuns on success.
+type RunningTaskRunsResponse struct {
+	Flow_run_by_pk *RunningTaskRunsFlow_run_by_pkFlow_run `json:"flow_run_by_pk"`
+}
+
+// GetFlow_run_by_pk returns RunningTaskRunsResponse.Flow_run_by_pk, and is useful for accessing the field via an interface.
+func (v *RunningTaskRunsResponse) GetFlow_run_by_pk() *RunningTaskRunsFlow_run_by_pkFlow_run {
+	return v.Flow_run_by_pk
+}
+
 // SetFlowRunStatesResponse is returned by SetFlowRunStates on success.
 type SetFlowRunStatesResponse struct {
 	Set_flow_run_states SetFlowRunStatesSet_flow_run_statesSet_flow_run_states_payload `json:"set_flow_run_states"`
@@ -1134,6 +1202,34 @@ type __CancelledRunsSinceInput struct {
 // GetSince returns __CancelledRunsSinceInput.Since, and is useful for accessing the field via an interface.
 func (v *__CancelledRunsSinceInput) GetSince() time.Time { return v.Since }
 
+// __DueFlowRunsInput is used internally by genqlient
+type __DueFlowRunsInput struct {
+	TenantId    string          `json:"tenantId"`
+	Labels      json.RawMessage `json:"labels"`
+	Before      time.Time       `json:"before"`
+	RetryBefore time.Time       `json:"retryBefore"`
+	Skip        []string        `json:"skip"`
+	Limit       int             `json:"limit"`
+}
+
+// GetTenantId returns __DueFlowRunsInput.TenantId, and is useful for accessing the field via an interface.
+func (v *__DueFlowRunsInput) GetTenantId() string { return v.TenantId }
+
+// GetLabels returns __DueFlowRunsInput.Labels, and is useful for accessing the field via an interface.
+func (v *__DueFlowRunsInput) GetLabels() json.RawMessage { return v.Labels }
+
+// GetBefore returns __DueFlowRunsInput.Before, and is useful for accessing the field via an interface.
+func (v *__DueFlowRunsInput) GetBefore() time.Time { return v.Before }
+
+// GetRetryBefore returns __DueFlowRunsInput.RetryBefore, and is useful for accessing the field via an interface.
+func (v *__DueFlowRunsInput) GetRetryBefore() time.Time { return v.RetryBefore }
+
+// GetSkip returns __DueFlowRunsInput.Skip, and is useful for accessing the field via an interface.
+func (v *__DueFlowRunsInput) GetSkip() []string { return v.Skip }
+
+// GetLimit returns __DueFlowRunsInput.Limit, and is useful for accessing the field via an interface.
+func (v *__DueFlowRunsInput) GetLimit() int { return v.Limit }
+
 // __FlowRunHistoryInput is used internally by genqlient
 type __FlowRunHistoryInput struct {
 	FlowRunId  string   `json:"flowRunId"`
@@ -1197,6 +1293,14 @@ type __RegisterAgentInput struct {
 
 // GetInput returns __RegisterAgentInput.Input, and is useful for accessing the field via an interface.
 func (v *__RegisterAgentInput) GetInput() Register_agent_input { return v.Input }
+
+// __RunningTaskRunsInput is used internally by genqlient
+type __RunningTaskRunsInput struct {
+	Id string `json:"id"`
+}
+
+// GetId returns __RunningTaskRunsInput.Id, and is useful for accessing the field via an interface.
+func (v *__RunningTaskRunsInput) GetId() string { return v.Id }
 
 // __SetFlowRunStatesInput is used internally by genqlient
 type __SetFlowRunStatesInput struct {
@@ -1338,6 +1442,69 @@ func DefaultServerTenant(
 	}
 
 	data_ = &DefaultServerTenantResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The query executed by DueFlowRuns.
+const DueFlowRuns_Operation = `
+query DueFlowRuns ($tenantId: uuid!, $labels: jsonb!, $before: timestamptz!, $retryBefore: timestamptz!, $skip: [uuid!]!, $limit: Int!) {
+	flow_run(where: {tenant_id:{_eq:$tenantId},id:{_nin:$skip},labels:{_contained_in:$labels},_and:[{_or:[{labels:{_neq:[]}},{labels:{_eq:$labels}}]},{_or:[{state:{_eq:"Scheduled"},state_start_time:{_lte:$before}},{state:{_eq:"Running"},task_runs:{state:{_in:["Scheduled","Retrying","Resume","Paused","Queued"]},state_start_time:{_lte:$retryBefore}}}]}]}, order_by: [{state_start_time:asc},{id:asc}], limit: $limit) {
+		id
+	}
+}
+`
+
+// The agent's own search for the runs it may take. Server's get_runs_in_queue
+// (src/prefect_server/api/runs.py) reads the 75 oldest due runs of the whole
+// tenant and only then drops those whose labels do not fit the agent: 75 late
+// runs that no agent of these labels serves hide every other run, forever.
+// This query applies the same label rule in the database instead, oldest
+// first, so nothing another agent leaves behind can hide this agent's runs.
+//
+// It asks only for what the agent submits (FlowRunsToSubmit below): Scheduled
+// runs due before $before, and Running runs with a task run in a
+// Scheduled-family state due before $retryBefore. Runs in Paused, Resume,
+// Retrying or Queued, which the queue also lists and the agent never takes,
+// cannot fill a page here. $skip leaves out the runs the agent already holds
+// (waiting for their start time, being submitted, just dropped), so each page
+// is new work.
+//
+// Labels: a run's labels must all be among the agent's (_contained_in), and a
+// run without labels is taken only by an agent without labels (Server's rule,
+// api/runs.py get_runs_in_queue): for an agent with labels the second _or
+// leaves out [], for an agent without labels labels = $labels = [] holds.
+func DueFlowRuns(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	tenantId string,
+	labels json.RawMessage,
+	before time.Time,
+	retryBefore time.Time,
+	skip []string,
+	limit int,
+) (data_ *DueFlowRunsResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "DueFlowRuns",
+		Query:  DueFlowRuns_Operation,
+		Variables: &__DueFlowRunsInput{
+			TenantId:    tenantId,
+			Labels:      labels,
+			Before:      before,
+			RetryBefore: retryBefore,
+			Skip:        skip,
+			Limit:       limit,
+		},
+	}
+
+	data_ = &DueFlowRunsResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(
@@ -1675,6 +1842,50 @@ func RegisterAgent(
 	}
 
 	data_ = &RegisterAgentResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The query executed by RunningTaskRuns.
+const RunningTaskRuns_Operation = `
+query RunningTaskRuns ($id: uuid!) {
+	flow_run_by_pk(id: $id) {
+		state
+		task_runs(where: {state:{_eq:"Running"}}) {
+			id
+			version
+			states(where: {state:{_eq:"Running"}}, order_by: [{timestamp:desc}], limit: 1) {
+				timestamp
+			}
+		}
+	}
+}
+`
+
+// The task runs of a flow run that are Running, with when each became
+// Running: after a pod was disrupted, the dead attempt's are handed back so
+// the fresh attempt's runner runs them (it skips a Running task run).
+func RunningTaskRuns(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	id string,
+) (data_ *RunningTaskRunsResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "RunningTaskRuns",
+		Query:  RunningTaskRuns_Operation,
+		Variables: &__RunningTaskRunsInput{
+			Id: id,
+		},
+	}
+
+	data_ = &RunningTaskRunsResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(

@@ -144,6 +144,7 @@ type Emulator struct {
 	order       []string
 	taskRuns    map[string]*TaskRun
 	requests    map[string]int
+	runner      runnerState // the flow runner's rows (runner_flows.go)
 }
 
 // New returns an emulator with the given configuration.
@@ -218,6 +219,7 @@ func (e *Emulator) Handler() http.Handler {
 	mux.HandleFunc("POST /graphql", e.serveGraphQL)
 	e.registerControl(mux)
 	e.registerTowelControl(mux)
+	e.registerRunnerControl(mux)
 	return mux
 }
 

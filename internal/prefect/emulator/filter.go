@@ -12,6 +12,9 @@ import (
 
 func matchFlowRun(r *FlowRun, where map[string]any) (bool, error) {
 	return matchBoolExp(where, func(column string, cond map[string]any) (bool, error) {
+		if matched, ok, err := flowRunColumn(r, column, cond); ok {
+			return matched, err
+		}
 		switch column {
 		case "id":
 			return compareString(r.ID, false, cond)

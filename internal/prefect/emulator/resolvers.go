@@ -28,26 +28,7 @@ func (e *Emulator) queryRoot(info requestInfo) object {
 		case "auth_info":
 			return mapObject(map[string]any{"tenant_id": info.tenantID}), nil
 		case "flow_run":
-			where, _ := args["where"].(map[string]any)
-			limit, hasLimit := asInt(args["limit"])
-			var out []any
-			for _, id := range e.order {
-				r := e.runs[id]
-				if info.tenantID != "" && r.TenantID != info.tenantID {
-					continue
-				}
-				ok, err := matchFlowRun(r, where)
-				if err != nil {
-					return nil, err
-				}
-				if ok {
-					out = append(out, e.flowRunObject(r))
-				}
-				if hasLimit && len(out) >= limit {
-					break
-				}
-			}
-			return out, nil
+			return e.queryFlowRuns(info, args)
 		case "flow_run_by_pk":
 			r := e.runs[asString(args["id"])]
 			if r == nil || (info.tenantID != "" && r.TenantID != info.tenantID) {
@@ -77,6 +58,9 @@ func (e *Emulator) mutationRoot(info requestInfo) object {
 			return e.updateFlowRunHeartbeat(input)
 		case "update_task_run_heartbeat":
 			return e.updateTaskRunHeartbeat(input)
+		}
+		if v, handled, err := e.runnerMutation(field, input); handled {
+			return v, err
 		}
 		return nil, fmt.Errorf("emulator: mutation %s is not implemented", field)
 	}
@@ -285,6 +269,9 @@ func (e *Emulator) writeRunLogs(input map[string]any) (any, error) {
 // flowRunObject resolves a flow_run row. Resolvers run with e.mu held.
 func (e *Emulator) flowRunObject(r *FlowRun) object {
 	return func(field string, args map[string]any) (any, error) {
+		if v, handled, err := e.runnerFlowRunField(r, field, args); handled {
+			return v, err
+		}
 		switch field {
 		case "id":
 			return r.ID, nil

@@ -83,7 +83,7 @@ deployment.apps/prefect-agent serverside-applied
 		t.Fatal("the API key is in the Deployment")
 	}
 	c := d.Spec.Template.Spec.Containers[0]
-	if c.LivenessProbe == nil || c.ReadinessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/api/health" {
+	if c.LivenessProbe == nil || c.ReadinessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/livez" || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
 		t.Fatalf("probes: %+v %+v", c.LivenessProbe, c.ReadinessProbe)
 	}
 	if got := strings.Join(c.Command, " "); got != "/usr/local/bin/prefect-agent" {

@@ -30,6 +30,9 @@ const node = "node-000000"
 // agentJob is a Job as the agent makes them, pinned to one node.
 func agentJob(name, flow, run, runID, image string, cpu string) *batchv1.Job {
 	labels := map[string]string{manifest.LabelIdentifier: name[len(name)-4:], manifest.LabelFlowRunID: runID, manifest.LabelFlowID: "f-" + flow, "scenario": "jobs-test"}
+	if flow == "etl" { // created by this agent; the report Jobs by the 1.4.1 agent
+		labels[manifest.LabelAgent] = "agent-3f9c0a1b2d"
+	}
 	c := corev1.Container{Name: "flow", Image: image}
 	if cpu != "" {
 		c.Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}
@@ -131,11 +134,11 @@ report-dddd   report   slow-yak    Pending (Unschedulable)         0/1          
 	expect(t, "table stderr", stderr, "")
 
 	stdout, _ = run(t, now, "-n", ns, "-o", "wide")
-	expect(t, "wide", stdout, `NAME          FLOW     FLOW RUN    STATUS                          COMPLETIONS   DURATION   AGE   FLOW RUN ID   IMAGE                             NODE
-etl-aaaa      etl      brave-fox   Failed (BackoffLimitExceeded)   0/1           10h        10h   run-a         testbed.invalid/fate:exit-1       node-000000
-etl-bbbb      etl      calm-owl    Pending (ImagePullBackOff)      0/1           10h        10h   run-b         testbed.invalid/fate:image-pull   node-000000
-report-cccc   report   quick-elk   Running                         0/1           10h        10h   run-c         testbed.invalid/fate:run          node-000000
-report-dddd   report   slow-yak    Pending (Unschedulable)         0/1           10h        10h   run-d         example/big:1                     <none>
+	expect(t, "wide", stdout, `NAME          FLOW     FLOW RUN    STATUS                          COMPLETIONS   DURATION   AGE   FLOW RUN ID   IMAGE                             NODE          AGENT
+etl-aaaa      etl      brave-fox   Failed (BackoffLimitExceeded)   0/1           10h        10h   run-a         testbed.invalid/fate:exit-1       node-000000   agent-3f9c0a1b2d
+etl-bbbb      etl      calm-owl    Pending (ImagePullBackOff)      0/1           10h        10h   run-b         testbed.invalid/fate:image-pull   node-000000   agent-3f9c0a1b2d
+report-cccc   report   quick-elk   Running                         0/1           10h        10h   run-c         testbed.invalid/fate:run          node-000000   <none>
+report-dddd   report   slow-yak    Pending (Unschedulable)         0/1           10h        10h   run-d         example/big:1                     <none>        <none>
 `)
 
 	stdout, _ = run(t, now, "-A", "-l", "scenario=jobs-test", "--flow", "report", "--no-headers")

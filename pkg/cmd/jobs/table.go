@@ -24,6 +24,7 @@ var columns = []metav1.TableColumnDefinition{
 	{Name: "Flow Run ID", Type: "string", Priority: 1},
 	{Name: "Image", Type: "string", Priority: 1},
 	{Name: "Node", Type: "string", Priority: 1},
+	{Name: "Agent", Type: "string", Priority: 1},
 }
 
 // toTable builds a fresh table for the jobs (the printer changes it).
@@ -48,6 +49,7 @@ func toTable(jobs []batchv1.Job, podsByJob map[string][]*corev1.Pod, now time.Ti
 				orNone(job.Labels[manifest.LabelFlowRunID]),
 				orNone(flowImage(job)),
 				orNone(nodes(pods)),
+				orNone(job.Labels[manifest.LabelAgent]),
 			},
 			Object: runtime.RawExtension{Object: job},
 		})
