@@ -14,7 +14,7 @@ import (
 // submission, read from the run's state history by the claim rule: the
 // run's latest winning Submitted mark was made from this Job's namespace for
 // the Scheduled state the Job was made for (a relaunch: no new submission
-// since it). When it does not, it says why. Only the current submission's
+// since it). A mark that records no submission is judged by version alone. When it does not, it says why. Only the current submission's
 // Job may fail or reschedule the run.
 func (m *manager) currentSubmission(ctx context.Context, job *batchv1.Job, runID string) (bool, string, error) {
 	sub, ok := manifest.SubmissionOf(job)
@@ -29,7 +29,9 @@ func (m *manager) currentSubmission(ctx context.Context, job *batchv1.Job, runID
 	switch {
 	case !ok:
 		return false, "the run has no Submitted mark that won it", nil
-	case by.Namespace != job.Namespace:
+	case by.Token != "" && by.Namespace != job.Namespace:
+		// A mark without submitted_by (1.4.1, or a tool) names no
+		// namespace: the version alone decides.
 		return false, fmt.Sprintf("the run was last submitted by %s", describe(by)), nil
 	case sub.Relaunch != "" && claim.Version < sub.Version:
 		return true, "", nil
