@@ -4,6 +4,7 @@
 #   make test    unit and integration tests (builds the test binaries first if needed)
 #   make bench   size, idle memory and a 1000-run burst, built as released (about 3 minutes)
 #   make bench-manage  steady state with 100 and 10,000 managed Jobs (about 15 minutes)
+#   make bench-runs    `kubectl prefect runs` over 10,000 Jobs against `kubectl get jobs`
 #   make demo    a throwaway cluster, the Prefect emulator and the agent, end to end
 #   make tools   the test binaries: etcd, kube-apiserver, kube-controller-manager,
 #                kube-scheduler, kubectl, kwok, kwokctl, built from source into .cache/bin,
@@ -23,7 +24,7 @@ PYTHON_ENV := $(CURDIR)/.cache/python
 PYTHON_STAMP := $(PYTHON_ENV)/.stamp
 PYTHON_PINS := hack/flow-runner/requirements.txt
 
-.PHONY: all build test unit tools lint demo bench bench-manage clean release-tools release-check release-snapshot
+.PHONY: all build test unit tools lint demo bench bench-manage bench-runs clean release-tools release-check release-snapshot
 
 all: build
 
@@ -87,6 +88,9 @@ bench: tools
 
 bench-manage: tools
 	$(GO) run ./bench/manage -jobs 100,10000
+
+bench-runs: tools
+	$(GO) run ./bench/runs -jobs 10000
 
 # Release tools (goreleaser, krew, validate-krew-manifest), pinned in hack/release.
 RELEASE_STAMP := $(TOOLS)/.release-stamp

@@ -126,6 +126,8 @@ type Agent struct {
 	// templateRetries holds runs whose template read failed for now
 	// (template_retry.go): flow run id -> templateRetry.
 	templateRetries sync.Map
+	events          *jobEvents    // Events on Jobs (events.go)
+	drift           *driftCounter // disagreements between Prefect and the cluster (drift.go)
 	// jobCache is the job manager's synced Job cache, nil until it syncs:
 	// a submission finds the run's earlier Jobs there without a request.
 	jobCache atomic.Pointer[cache.Indexer]
@@ -181,7 +183,8 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Job.Owner == "" {
 		cfg.Job.Owner = AgentIdentity(cfg.Name, cfg.Labels)
 	}
-	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, hurry: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics()}
+	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, hurry: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics(), events: newJobEvents()}
+	a.drift = newDriftCounter(a.metrics.registry)
 	if cfg.KubeRequests != nil {
 		a.metrics.registry.MustRegister(cfg.KubeRequests.vec)
 	}
@@ -212,6 +215,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	log.Info("Agent registered", "agent", a.cfg.Name, "id", a.agentID, "tenant", a.tenantID, "labels", a.cfg.Labels, "namespace", a.cfg.Job.Namespace)
 	a.logGuardrails(log)
+	stopEvents := a.events.start(ctx, a.cfg.Kube)
+	defer stopEvents()
 	a.lastLoop.Store(a.cfg.Now().UnixNano())
 	if a.cfg.LeaderElection != nil {
 		return a.runAsLeader(ctx)

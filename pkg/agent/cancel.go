@@ -6,6 +6,7 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
@@ -90,6 +91,7 @@ func (m *manager) cancel(ctx context.Context, job *batchv1.Job, run prefect.RunS
 		}
 	}
 	if !m.reported.logged(job, keyCancelled) {
+		m.a.events.on(job, corev1.EventTypeNormal, EventCancelled, msg)
 		if err := m.writeLog(ctx, run.ID, prefect.LevelInfo, msg); err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
@@ -68,8 +69,9 @@ type jobClient interface {
 func (a *Agent) createOnce(ctx context.Context, jobs jobClient, job *batchv1.Job) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, createAttemptTimeout)
 	defer cancel()
-	_, err := jobs.Create(ctx, job, metav1.CreateOptions{FieldManager: FieldManager})
+	made, err := jobs.Create(ctx, job, metav1.CreateOptions{FieldManager: FieldManager})
 	if err == nil {
+		job.UID = made.UID // Events on the Job need it
 		return true, nil
 	}
 	if !apierrors.IsAlreadyExists(err) {
@@ -86,6 +88,7 @@ func (a *Agent) createOnce(ctx context.Context, jobs jobClient, job *batchv1.Job
 		return false, &refusedError{fmt.Errorf("a Job named %s already exists for another submission (flow run %s, version %s)",
 			job.Name, existing.Labels[manifest.LabelFlowRunID], existing.Annotations[manifest.AnnotationFlowRunVersion])}
 	}
+	job.UID = existing.UID
 	return false, nil
 }
 
@@ -129,7 +132,9 @@ func (a *Agent) retireOlderJobs(ctx context.Context, runID string, job *batchv1.
 		}
 		a.metrics.jobsDeleted.WithLabelValues("superseded").Inc()
 		log.Info("Deleted the flow run's older unfinished Job", "job", klog.KObj(old), "version", v)
-		a.runLog(ctx, runID, prefect.LevelInfo, fmt.Sprintf("Deleted Job %s of an earlier submission (version %d), which had not finished: the run was submitted again and only Job %s may run it", old.Name, v, job.Name))
+		msg := fmt.Sprintf("Deleted Job %s of an earlier submission (version %d), which had not finished: the run was submitted again and only Job %s may run it", old.Name, v, job.Name)
+		a.events.on(old, corev1.EventTypeNormal, EventSuperseded, msg)
+		a.runLog(ctx, runID, prefect.LevelInfo, msg)
 	}
 }
 

@@ -33,6 +33,9 @@ type problem struct {
 	// disrupted and the Job will not start another, so the run gets a fresh
 	// attempt (finished task runs are skipped by Prefect's flow runner).
 	reschedule bool
+	// failedPod and failedContainer name the flow container that failed,
+	// whose output the agent saves into the run log (evidence.go).
+	failedPod, failedContainer string
 }
 
 // waiting is why a Job's flow has not started, on purpose, and since when.
@@ -158,9 +161,11 @@ func (in *inspection) inspectPod(job *batchv1.Job, pod *corev1.Pod, replacement 
 		if flow != nil && flow.State.Terminated != nil && flow.State.Terminated.Reason != "" {
 			reason = flow.State.Terminated.Reason
 		}
-		in.problems = append(in.problems, problem{
-			key: prefix + "failed", reason: reason, level: prefect.LevelError, unlessFinished: true, message: msg,
-		})
+		p := problem{key: prefix + "failed", reason: reason, level: prefect.LevelError, unlessFinished: true, message: msg}
+		if flow != nil && flow.State.Terminated != nil {
+			p.failedPod, p.failedContainer = pod.Name, flow.Name
+		}
+		in.problems = append(in.problems, p)
 		return r
 	}
 	if finished || pod.Status.Phase != corev1.PodPending || pod.DeletionTimestamp != nil {

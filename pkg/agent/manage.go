@@ -36,6 +36,13 @@ type ManageConfig struct {
 	CancelCheckInterval time.Duration
 	// Workers process Jobs in parallel.
 	Workers int
+	// FailedPodLogLines is how many last lines of a failed flow container's
+	// output go into the run log (0: DefaultFailedPodLogLines; below 0: none).
+	FailedPodLogLines int
+	// FinishedRunGrace is how long a run may be finished in Prefect while its
+	// pod still runs before its Job is deleted (DefaultFinishedRunGrace when 0);
+	// DriftCheckInterval is how often that is checked.
+	FinishedRunGrace, DriftCheckInterval time.Duration
 }
 
 // manager watches the agent's Jobs, their pods, FailedCreate events and
@@ -60,6 +67,9 @@ type manager struct {
 
 	// cancelSince is where the next cancellation check starts.
 	cancelSince time.Time
+	// finishedSince is when each finished run with a running pod was first
+	// seen so (drift.go); only checkFinishedRuns uses it.
+	finishedSince map[string]time.Time
 }
 
 // Indexes of the caches.
@@ -81,12 +91,18 @@ func (a *Agent) newManager() *manager {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 4
 	}
+	if cfg.FinishedRunGrace <= 0 {
+		cfg.FinishedRunGrace = DefaultFinishedRunGrace
+	}
+	if cfg.DriftCheckInterval <= 0 {
+		cfg.DriftCheckInterval = DefaultDriftCheckInterval
+	}
 	ns := a.cfg.Job.Namespace
 	if cfg.AllNamespaces {
 		ns = metav1.NamespaceAll
 	}
 	m := &manager{
-		a: a, cfg: cfg, policy: policy, reported: newReportedSet(), waits: a.metrics.waiting, held: newHeldRuns(), gone: map[string][]*cachedPod{},
+		a: a, cfg: cfg, policy: policy, reported: newReportedSet(), waits: a.metrics.waiting, held: newHeldRuns(), gone: map[string][]*cachedPod{}, finishedSince: map[string]time.Time{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "prefect-jobs"}),
 	}
@@ -328,6 +344,11 @@ func (m *manager) run(ctx context.Context) error {
 	go func() {
 		defer workers.Done()
 		wait.UntilWithContext(ctx, m.sendHeartbeats, m.a.cfg.HeartbeatInterval)
+	}()
+	workers.Add(1)
+	go func() {
+		defer workers.Done()
+		wait.UntilWithContext(ctx, m.checkFinishedRuns, m.cfg.DriftCheckInterval)
 	}()
 	<-ctx.Done()
 	// Let each worker finish the Job in hand, so a report is never left

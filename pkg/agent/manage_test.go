@@ -97,6 +97,7 @@ func TestUnschedulableRunWaitsThenGivesUp(t *testing.T) {
 	eventually(t, "prefect_agent_jobs_waiting{reason=unschedulable} = 1", func() bool {
 		return gathered(t, ra, "prefect_agent_jobs_waiting", "unschedulable") == 1
 	})
+	// The annotation is patched right after the line is written.
 	eventually(t, "the Job to record why it waits", func() bool {
 		jobs := e.jobsFor(run.ID)
 		return len(jobs) == 1 && jobs[0].Annotations[AnnotationWaitingReason] == "unschedulable"

@@ -38,6 +38,10 @@ func RequiredPermissions(lease string) []Permission {
 		{Group: "batch", Resource: "jobs", Verbs: []string{"list", "watch", "patch", "delete"}, Watched: true},
 		{Resource: "pods", Verbs: []string{"list", "watch"}, Watched: true},
 		{Resource: "events", Verbs: []string{"list", "watch"}, Watched: true},
+		// Events on its Jobs (events.go): created, and patched when repeated.
+		{Resource: "events", Verbs: []string{"create", "patch"}, Watched: true},
+		// A failed flow container's last lines, saved into the run log (evidence.go).
+		{Resource: "pods/log", Verbs: []string{"get"}, Watched: true},
 	}
 	if lease != "" {
 		perms = append(perms,
@@ -58,8 +62,9 @@ func CheckPermissions(ctx context.Context, kube kubernetes.Interface, namespace 
 			ns, where = metav1.NamespaceAll, "in all namespaces (--watch-all-namespaces)"
 		}
 		for _, verb := range p.Verbs {
+			resource, subresource, _ := strings.Cut(p.Resource, "/") // pods/log: resource pods, subresource log
 			review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: p.Group, Resource: p.Resource, Name: p.ResourceName},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: p.Group, Resource: resource, Subresource: subresource, Name: p.ResourceName},
 			}}
 			got, err := kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
 			if err != nil {

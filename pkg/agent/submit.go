@@ -12,6 +12,7 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
@@ -188,6 +189,11 @@ func (a *Agent) launch(ctx context.Context, run prefect.FlowRun, job *batchv1.Jo
 	}
 	if created {
 		log.Info("Created Job for flow run", "job", klog.KObj(job))
+		reason, why := EventCreated, "Created"
+		if prefix != "" {
+			reason, why = EventRecovered, "Recovered: created"
+		}
+		a.events.on(job, corev1.EventTypeNormal, reason, fmt.Sprintf("%s for flow run %s (%s), version %d", why, run.Name, run.Id, version))
 	} else {
 		log.Info("The flow run's Job already existed from an earlier try", "job", klog.KObj(job))
 	}

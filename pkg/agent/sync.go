@@ -72,7 +72,9 @@ func (m *manager) sync(ctx context.Context, key string) error {
 		if err != nil || !deleted {
 			return err
 		}
-		m.a.runLog(ctx, runID, prefect.LevelInfo, fmt.Sprintf("Deleted Job %s of an earlier submission, which had not finished: the run was submitted again and only Job %s may run it", job.Name, newer))
+		msg := fmt.Sprintf("Deleted Job %s of an earlier submission, which had not finished: the run was submitted again and only Job %s may run it", job.Name, newer)
+		m.a.events.on(job, corev1.EventTypeNormal, EventSuperseded, msg)
+		m.a.runLog(ctx, runID, prefect.LevelInfo, msg)
 		return nil
 	}
 	facts := m.facts(job)
@@ -182,6 +184,10 @@ func (m *manager) report(ctx context.Context, job *batchv1.Job, runID string, fr
 			}
 			m.reported.markLogged(job, p.key)
 			m.a.metrics.failuresReported.WithLabelValues(p.reason).Inc()
+			m.a.events.on(job, corev1.EventTypeWarning, p.eventReason(), p.message)
+			if p.failedPod != "" {
+				m.saveEvidence(ctx, job, runID, p)
+			}
 		}
 		if handsBack(p) && !m.reported.of(job)[p.key] {
 			if err := m.handBack(ctx, runID, job.Name); err != nil {
@@ -321,6 +327,7 @@ func (m *manager) removeJob(ctx context.Context, job *batchv1.Job, why string) (
 		return false, fmt.Errorf("deleting Job %s/%s: %w", job.Namespace, job.Name, err)
 	}
 	m.a.metrics.jobsDeleted.WithLabelValues(why).Inc()
+	m.a.events.on(job, corev1.EventTypeNormal, EventDeleted, "Deleted by the agent: "+deletedBecause(why))
 	klog.FromContext(ctx).V(1).Info("Deleted Job", "job", klog.KObj(job), "why", why)
 	return true, nil
 }

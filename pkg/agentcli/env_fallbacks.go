@@ -16,6 +16,12 @@ import (
 // applyEnvFallbacks sets each flag the user did not give from the first of its
 // environment variables that is set and not empty.
 func applyEnvFallbacks(fs *pflag.FlagSet, fallbacks map[string][]string) error {
+	return ApplyEnvFallbacksFrom(fs, fallbacks, os.Getenv)
+}
+
+// ApplyEnvFallbacksFrom is applyEnvFallbacks reading the variables through
+// getenv: the plugin reads an installed agent's container environment so.
+func ApplyEnvFallbacksFrom(fs *pflag.FlagSet, fallbacks map[string][]string, getenv func(string) string) error {
 	names := make([]string, 0, len(fallbacks))
 	for name := range fallbacks {
 		names = append(names, name)
@@ -27,7 +33,7 @@ func applyEnvFallbacks(fs *pflag.FlagSet, fallbacks map[string][]string) error {
 			continue
 		}
 		for _, envName := range fallbacks[name] {
-			raw := os.Getenv(envName)
+			raw := getenv(envName)
 			if raw == "" {
 				continue
 			}

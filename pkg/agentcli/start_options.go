@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -57,6 +58,8 @@ type StartOptions struct {
 	LeaderElect        bool
 	LeaseName          string
 	Profiling          bool
+	FailedPodLogLines  int
+	FinishedRunGrace   time.Duration
 
 	address string
 }
@@ -69,7 +72,8 @@ var StartEnvFallbacks = map[string][]string{
 
 // NewStartOptions returns start's options with their defaults.
 func NewStartOptions() *StartOptions {
-	return &StartOptions{DeleteFinishedJobs: true, Concurrency: 32, KubeQPS: 100, KubeBurst: 200}
+	return &StartOptions{DeleteFinishedJobs: true, Concurrency: 32, KubeQPS: 100, KubeBurst: 200,
+		FailedPodLogLines: agentpkg.DefaultFailedPodLogLines, FinishedRunGrace: agentpkg.DefaultFinishedRunGrace}
 }
 
 // AddFlags registers the agent's flags.
@@ -83,6 +87,8 @@ func (o *StartOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.KeepFailedJobs, "keep-failed-jobs", false, "Keep failed Jobs for inspection while deleting succeeded ones")
 	fs.BoolVar(&o.WatchAllNamespaces, "watch-all-namespaces", false, "Manage the agent's Jobs in every namespace, not only the one it creates Jobs in")
 	o.Pending.AddFlags(fs)
+	fs.IntVar(&o.FailedPodLogLines, "failed-pod-log-lines", o.FailedPodLogLines, "Last lines of a failed flow container's output the agent copies into the run log before the Job may be deleted (0: none)")
+	fs.DurationVar(&o.FinishedRunGrace, "finished-run-grace", o.FinishedRunGrace, "How long a flow run may be finished in Prefect (set Failed, Success or Cancelled by someone else) while its pod still runs before the agent deletes its Job")
 	o.Guardrails.AddFlags(fs)
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect one leader among replicas with a Lease; only the leader submits and manages Jobs")
 	fs.StringVar(&o.LeaseName, "lease-name", "", "Name of the leader election Lease (default kubectl-prefect-<agent name>)")
@@ -120,6 +126,12 @@ func (o *StartOptions) Validate() error {
 	}
 	if o.MaxPolls < 0 {
 		return fmt.Errorf("--max-polls %d: expected 0 (no limit) or more", o.MaxPolls)
+	}
+	if o.FailedPodLogLines < 0 {
+		return fmt.Errorf("--failed-pod-log-lines %d: expected 0 (none) or more", o.FailedPodLogLines)
+	}
+	if o.FinishedRunGrace <= 0 {
+		return fmt.Errorf("--finished-run-grace %s: expected a positive duration such as 2m", o.FinishedRunGrace)
 	}
 	if o.Concurrency < 1 {
 		return fmt.Errorf("--concurrency %d: expected 1 or more", o.Concurrency)
@@ -190,6 +202,10 @@ func (o *StartOptions) AgentConfig(ctx context.Context, conn Connection) (agentp
 		}})
 	manage := agentpkg.ManageConfig{AllNamespaces: o.WatchAllNamespaces, DeleteFinishedJobs: o.DeleteFinishedJobs, KeepFailedJobs: o.KeepFailedJobs}
 	o.Pending.apply(&manage)
+	manage.FailedPodLogLines, manage.FinishedRunGrace = o.FailedPodLogLines, o.FinishedRunGrace
+	if o.FailedPodLogLines == 0 {
+		manage.FailedPodLogLines = -1
+	}
 	config := agentpkg.Config{
 		Prefect: client, Kube: kube, Backend: o.Settings.Backend, Name: o.Settings.AgentName,
 		Labels: settings.Labels, Job: settings, MaxPolls: o.MaxPolls, Concurrency: o.Concurrency,

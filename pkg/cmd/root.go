@@ -9,6 +9,8 @@ import (
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/agentcli"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/cmd/agent"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/cmd/jobs"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/cmd/logs"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/cmd/runs"
 )
 
 // NewCmdPrefect is the root command, `kubectl prefect`.
@@ -30,6 +32,8 @@ keeps the API key in a Secret.`,
 	agentcli.AddKlogFlags(root.PersistentFlags())
 	root.AddCommand(agent.NewCmdAgent(configFlags, streams))
 	root.AddCommand(jobs.NewCmdJobs(configFlags, streams))
+	root.AddCommand(runs.NewCmdRuns(configFlags, streams))
+	root.AddCommand(logs.NewCmdLogs(configFlags, streams))
 	root.AddCommand(NewCmdVersion(configFlags, streams))
 	registerCompletions(root, configFlags)
 	return root

@@ -666,6 +666,54 @@ func (v *Register_agent_input) GetType() string { return v.Type }
 // GetName returns Register_agent_input.Name, and is useful for accessing the field via an interface.
 func (v *Register_agent_input) GetName() string { return v.Name }
 
+// RunLogsFlow_run includes the requested fields of the GraphQL type flow_run.
+type RunLogsFlow_run struct {
+	Id    string                   `json:"id"`
+	Name  string                   `json:"name"`
+	State string                   `json:"state"`
+	Logs  []RunLogsFlow_runLogsLog `json:"logs"`
+}
+
+// GetId returns RunLogsFlow_run.Id, and is useful for accessing the field via an interface.
+func (v *RunLogsFlow_run) GetId() string { return v.Id }
+
+// GetName returns RunLogsFlow_run.Name, and is useful for accessing the field via an interface.
+func (v *RunLogsFlow_run) GetName() string { return v.Name }
+
+// GetState returns RunLogsFlow_run.State, and is useful for accessing the field via an interface.
+func (v *RunLogsFlow_run) GetState() string { return v.State }
+
+// GetLogs returns RunLogsFlow_run.Logs, and is useful for accessing the field via an interface.
+func (v *RunLogsFlow_run) GetLogs() []RunLogsFlow_runLogsLog { return v.Logs }
+
+// RunLogsFlow_runLogsLog includes the requested fields of the GraphQL type log.
+type RunLogsFlow_runLogsLog struct {
+	Timestamp time.Time `json:"timestamp"`
+	Level     string    `json:"level"`
+	Name      string    `json:"name"`
+	Message   string    `json:"message"`
+}
+
+// GetTimestamp returns RunLogsFlow_runLogsLog.Timestamp, and is useful for accessing the field via an interface.
+func (v *RunLogsFlow_runLogsLog) GetTimestamp() time.Time { return v.Timestamp }
+
+// GetLevel returns RunLogsFlow_runLogsLog.Level, and is useful for accessing the field via an interface.
+func (v *RunLogsFlow_runLogsLog) GetLevel() string { return v.Level }
+
+// GetName returns RunLogsFlow_runLogsLog.Name, and is useful for accessing the field via an interface.
+func (v *RunLogsFlow_runLogsLog) GetName() string { return v.Name }
+
+// GetMessage returns RunLogsFlow_runLogsLog.Message, and is useful for accessing the field via an interface.
+func (v *RunLogsFlow_runLogsLog) GetMessage() string { return v.Message }
+
+// RunLogsResponse is returned by RunLogs on success.
+type RunLogsResponse struct {
+	Flow_run []RunLogsFlow_run `json:"flow_run"`
+}
+
+// GetFlow_run returns RunLogsResponse.Flow_run, and is useful for accessing the field via an interface.
+func (v *RunLogsResponse) GetFlow_run() []RunLogsFlow_run { return v.Flow_run }
+
 // RunningTaskRunsFlow_run_by_pkFlow_run includes the requested fields of the GraphQL type flow_run.
 type RunningTaskRunsFlow_run_by_pkFlow_run struct {
 	State     string                                                   `json:"state"`
@@ -717,6 +765,78 @@ type RunningTaskRunsResponse struct {
 func (v *RunningTaskRunsResponse) GetFlow_run_by_pk() *RunningTaskRunsFlow_run_by_pkFlow_run {
 	return v.Flow_run_by_pk
 }
+
+// RunsNamedFlow_run includes the requested fields of the GraphQL type flow_run.
+type RunsNamedFlow_run struct {
+	Id    string `json:"id"`
+	Name  string `json:"name"`
+	State string `json:"state"`
+}
+
+// GetId returns RunsNamedFlow_run.Id, and is useful for accessing the field via an interface.
+func (v *RunsNamedFlow_run) GetId() string { return v.Id }
+
+// GetName returns RunsNamedFlow_run.Name, and is useful for accessing the field via an interface.
+func (v *RunsNamedFlow_run) GetName() string { return v.Name }
+
+// GetState returns RunsNamedFlow_run.State, and is useful for accessing the field via an interface.
+func (v *RunsNamedFlow_run) GetState() string { return v.State }
+
+// RunsNamedResponse is returned by RunsNamed on success.
+type RunsNamedResponse struct {
+	Flow_run []RunsNamedFlow_run `json:"flow_run"`
+}
+
+// GetFlow_run returns RunsNamedResponse.Flow_run, and is useful for accessing the field via an interface.
+func (v *RunsNamedResponse) GetFlow_run() []RunsNamedFlow_run { return v.Flow_run }
+
+// RunsOverviewFlow_run includes the requested fields of the GraphQL type flow_run.
+type RunsOverviewFlow_run struct {
+	Id               string                   `json:"id"`
+	Name             string                   `json:"name"`
+	Version          int                      `json:"version"`
+	State            string                   `json:"state"`
+	State_timestamp  time.Time                `json:"state_timestamp"`
+	Serialized_state json.RawMessage          `json:"serialized_state"`
+	Flow             RunsOverviewFlow_runFlow `json:"flow"`
+}
+
+// GetId returns RunsOverviewFlow_run.Id, and is useful for accessing the field via an interface.
+func (v *RunsOverviewFlow_run) GetId() string { return v.Id }
+
+// GetName returns RunsOverviewFlow_run.Name, and is useful for accessing the field via an interface.
+func (v *RunsOverviewFlow_run) GetName() string { return v.Name }
+
+// GetVersion returns RunsOverviewFlow_run.Version, and is useful for accessing the field via an interface.
+func (v *RunsOverviewFlow_run) GetVersion() int { return v.Version }
+
+// GetState returns RunsOverviewFlow_run.State, and is useful for accessing the field via an interface.
+func (v *RunsOverviewFlow_run) GetState() string { return v.State }
+
+// GetState_timestamp returns RunsOverviewFlow_run.State_timestamp, and is useful for accessing the field via an interface.
+func (v *RunsOverviewFlow_run) GetState_timestamp() time.Time { return v.State_timestamp }
+
+// GetSerialized_state returns RunsOverviewFlow_run.Serialized_state, and is useful for accessing the field via an interface.
+func (v *RunsOverviewFlow_run) GetSerialized_state() json.RawMessage { return v.Serialized_state }
+
+// GetFlow returns RunsOverviewFlow_run.Flow, and is useful for accessing the field via an interface.
+func (v *RunsOverviewFlow_run) GetFlow() RunsOverviewFlow_runFlow { return v.Flow }
+
+// RunsOverviewFlow_runFlow includes the requested fields of the GraphQL type flow.
+type RunsOverviewFlow_runFlow struct {
+	Name string `json:"name"`
+}
+
+// GetName returns RunsOverviewFlow_runFlow.Name, and is useful for accessing the field via an interface.
+func (v *RunsOverviewFlow_runFlow) GetName() string { return v.Name }
+
+// RunsOverviewResponse is returned by RunsOverview on success.
+type RunsOverviewResponse struct {
+	Flow_run []RunsOverviewFlow_run `json:"flow_run"`
+}
+
+// GetFlow_run returns RunsOverviewResponse.Flow_run, and is useful for accessing the field via an interface.
+func (v *RunsOverviewResponse) GetFlow_run() []RunsOverviewFlow_run { return v.Flow_run }
 
 // SetFlowRunStatesResponse is returned by SetFlowRunStates on success.
 type SetFlowRunStatesResponse struct {
@@ -1294,6 +1414,22 @@ type __RegisterAgentInput struct {
 // GetInput returns __RegisterAgentInput.Input, and is useful for accessing the field via an interface.
 func (v *__RegisterAgentInput) GetInput() Register_agent_input { return v.Input }
 
+// __RunLogsInput is used internally by genqlient
+type __RunLogsInput struct {
+	FlowRunId string    `json:"flowRunId"`
+	Since     time.Time `json:"since"`
+	Limit     int       `json:"limit"`
+}
+
+// GetFlowRunId returns __RunLogsInput.FlowRunId, and is useful for accessing the field via an interface.
+func (v *__RunLogsInput) GetFlowRunId() string { return v.FlowRunId }
+
+// GetSince returns __RunLogsInput.Since, and is useful for accessing the field via an interface.
+func (v *__RunLogsInput) GetSince() time.Time { return v.Since }
+
+// GetLimit returns __RunLogsInput.Limit, and is useful for accessing the field via an interface.
+func (v *__RunLogsInput) GetLimit() int { return v.Limit }
+
 // __RunningTaskRunsInput is used internally by genqlient
 type __RunningTaskRunsInput struct {
 	Id string `json:"id"`
@@ -1301,6 +1437,26 @@ type __RunningTaskRunsInput struct {
 
 // GetId returns __RunningTaskRunsInput.Id, and is useful for accessing the field via an interface.
 func (v *__RunningTaskRunsInput) GetId() string { return v.Id }
+
+// __RunsNamedInput is used internally by genqlient
+type __RunsNamedInput struct {
+	Name string `json:"name"`
+}
+
+// GetName returns __RunsNamedInput.Name, and is useful for accessing the field via an interface.
+func (v *__RunsNamedInput) GetName() string { return v.Name }
+
+// __RunsOverviewInput is used internally by genqlient
+type __RunsOverviewInput struct {
+	Ids       []string `json:"ids"`
+	AgentName string   `json:"agentName"`
+}
+
+// GetIds returns __RunsOverviewInput.Ids, and is useful for accessing the field via an interface.
+func (v *__RunsOverviewInput) GetIds() []string { return v.Ids }
+
+// GetAgentName returns __RunsOverviewInput.AgentName, and is useful for accessing the field via an interface.
+func (v *__RunsOverviewInput) GetAgentName() string { return v.AgentName }
 
 // __SetFlowRunStatesInput is used internally by genqlient
 type __SetFlowRunStatesInput struct {
@@ -1853,6 +2009,53 @@ func RegisterAgent(
 	return data_, err_
 }
 
+// The query executed by RunLogs.
+const RunLogs_Operation = `
+query RunLogs ($flowRunId: uuid!, $since: timestamptz!, $limit: Int!) {
+	flow_run(where: {id:{_eq:$flowRunId}}) {
+		id
+		name
+		state
+		logs(where: {timestamp:{_gte:$since}}, order_by: [{timestamp:asc}], limit: $limit) {
+			timestamp
+			level
+			name
+			message
+		}
+	}
+}
+`
+
+// A run's log lines at or after $since, oldest first, a page at a time.
+func RunLogs(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	flowRunId string,
+	since time.Time,
+	limit int,
+) (data_ *RunLogsResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "RunLogs",
+		Query:  RunLogs_Operation,
+		Variables: &__RunLogsInput{
+			FlowRunId: flowRunId,
+			Since:     since,
+			Limit:     limit,
+		},
+	}
+
+	data_ = &RunLogsResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
 // The query executed by RunningTaskRuns.
 const RunningTaskRuns_Operation = `
 query RunningTaskRuns ($id: uuid!) {
@@ -1886,6 +2089,91 @@ func RunningTaskRuns(
 	}
 
 	data_ = &RunningTaskRunsResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The query executed by RunsNamed.
+const RunsNamed_Operation = `
+query RunsNamed ($name: String!) {
+	flow_run(where: {name:{_eq:$name}}) {
+		id
+		name
+		state
+	}
+}
+`
+
+// Runs by name, to turn `logs NAME` into a run id.
+func RunsNamed(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	name string,
+) (data_ *RunsNamedResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "RunsNamed",
+		Query:  RunsNamed_Operation,
+		Variables: &__RunsNamedInput{
+			Name: name,
+		},
+	}
+
+	data_ = &RunsNamedResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The query executed by RunsOverview.
+const RunsOverview_Operation = `
+query RunsOverview ($ids: [uuid!]!, $agentName: String!) {
+	flow_run(where: {_or:[{id:{_in:$ids}},{state:{_in:["Submitted","Running"]},agent:{name:{_eq:$agentName}}}]}) {
+		id
+		name
+		version
+		state
+		state_timestamp
+		serialized_state
+		flow {
+			name
+		}
+	}
+}
+`
+
+// The runs behind one page of the agent's Jobs ($ids), and with $agentName
+// the runs Prefect shows Submitted or Running by the agent of that name
+// (flow_run.agent is the object relationship on agent_id): one request per
+// page, whatever the number of runs.
+func RunsOverview(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	ids []string,
+	agentName string,
+) (data_ *RunsOverviewResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "RunsOverview",
+		Query:  RunsOverview_Operation,
+		Variables: &__RunsOverviewInput{
+			Ids:       ids,
+			AgentName: agentName,
+		},
+	}
+
+	data_ = &RunsOverviewResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(

@@ -9,3 +9,9 @@ import (
 func TestManageOperationsValidate(t *testing.T) {
 	checkOperations(t, "manage.graphql", "CancelledRunsSince")
 }
+
+// TestObserveOperationsValidate checks the plugin's read-only operations
+// against the full Prefect schema and the project's copy.
+func TestObserveOperationsValidate(t *testing.T) {
+	checkOperations(t, "observe.graphql", "RunsOverview RunLogs RunsNamed")
+}

@@ -28,6 +28,24 @@ func matchFlowRun(r *FlowRun, where map[string]any) (bool, error) {
 			return compareTime(r.StateTimestamp, cond)
 		case "agent_id":
 			return compareString(r.AgentID, r.AgentID == "", cond)
+		case "agent":
+			// flow_run.agent is the object relationship on agent_id
+			// (services/hasura/migrations/metadata.yaml, table flow_run): a
+			// run without an agent matches no agent condition.
+			if r.AgentID == "" {
+				return false, nil
+			}
+			return matchBoolExp(cond, func(column string, c map[string]any) (bool, error) {
+				switch column {
+				case "id":
+					return compareString(r.AgentID, false, c)
+				case "name":
+					return compareString(r.agentName, r.agentName == "", c)
+				}
+				return false, fmt.Errorf("emulator: filtering agent on %s is not implemented", column)
+			})
+		case "name":
+			return compareString(r.Name, r.Name == "", cond)
 		case "heartbeat":
 			return compareTime(r.Heartbeat, cond)
 		case "times_resurrected":
@@ -68,6 +86,8 @@ func matchLog(l Log, where map[string]any) (bool, error) {
 			return compareString(l.Message, false, cond)
 		case "name":
 			return compareString(l.Name, false, cond)
+		case "timestamp":
+			return compareTime(l.Timestamp, cond)
 		}
 		return false, fmt.Errorf("emulator: filtering log on %s is not implemented", column)
 	})

@@ -193,6 +193,9 @@ func (e *Emulator) setFlowRunStates(info requestInfo, input map[string]any) (any
 		}
 		version := e.readVersionThenWait(&r.Version)
 		e.setFlowRunState(r, newState{typ: typ, message: msg, raw: raw, start: start, version: version}, info.agentID)
+		if a := e.agentByID(r.AgentID); a != nil {
+			r.agentName = a.Name // for filters through flow_run.agent
+		}
 		out = append(out, mapObject(map[string]any{"id": r.ID, "status": "SUCCESS", "message": nil}))
 	}
 	return mapObject(map[string]any{"states": out}), nil
@@ -316,7 +319,7 @@ func (e *Emulator) flowRunObject(r *FlowRun) object {
 			where, _ := args["where"].(map[string]any)
 			limit, hasLimit := asInt(args["limit"])
 			var out []any
-			for _, l := range r.Logs {
+			for _, l := range orderLogs(r.Logs, args["order_by"]) {
 				if hasLimit && len(out) >= limit {
 					break
 				}
@@ -325,7 +328,7 @@ func (e *Emulator) flowRunObject(r *FlowRun) object {
 					return nil, err
 				}
 				if ok {
-					out = append(out, mapObject(map[string]any{"level": l.Level, "message": l.Message, "name": l.Name}))
+					out = append(out, logObject(l))
 				}
 			}
 			return out, nil

@@ -114,6 +114,9 @@ type FlowRun struct {
 	States           []StateRecord `json:"states"`
 	Logs             []Log         `json:"logs"`
 	TaskRuns         []*TaskRun    `json:"task_runs"`
+	// agentName is the name of the agent AgentID names, for filters through
+	// the flow_run.agent relationship.
+	agentName string
 }
 
 // labelsMatch is the server's rule: every run label is an agent label, and an

@@ -15,9 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/cli-runtime/pkg/printers"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/cmd/printing"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 )
 
@@ -203,13 +203,7 @@ func (o *Options) completeNames(cmd *cobra.Command, args []string, _ string) ([]
 	return out, cobra.ShellCompDirectiveNoFileComp
 }
 
-func (o *Options) noResources() {
-	if o.AllNamespaces {
-		fmt.Fprintln(o.ErrOut, "No resources found")
-		return
-	}
-	fmt.Fprintf(o.ErrOut, "No resources found in %s namespace.\n", o.namespace)
-}
+func (o *Options) noResources() { printing.NoResources(o.ErrOut, o.AllNamespaces, o.namespace) }
 
 // list pages through the Jobs, then keeps those of --flow.
 func (o *Options) list(ctx context.Context) ([]batchv1.Job, string, error) {
@@ -301,10 +295,5 @@ func (o *Options) print(ctx context.Context, jobs []batchv1.Job, noHeaders bool)
 }
 
 func (o *Options) printTable(w io.Writer, table *metav1.Table, noHeaders bool) error {
-	tw := printers.GetNewTabWriter(w)
-	p := printers.NewTablePrinter(printers.PrintOptions{Wide: o.output == "wide", WithNamespace: o.AllNamespaces, NoHeaders: noHeaders})
-	if err := p.PrintObj(table, tw); err != nil {
-		return err
-	}
-	return tw.Flush()
+	return printing.Table(w, table, o.output == "wide", o.AllNamespaces, noHeaders)
 }

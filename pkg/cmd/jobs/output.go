@@ -1,17 +1,13 @@
 package jobs
 
 import (
-	"bytes"
-	"fmt"
 	"io"
-	"sort"
-	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/cli-runtime/pkg/printers"
-	"k8s.io/client-go/util/jsonpath"
+
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/cmd/printing"
 )
 
 // toUnstructured turns a Job into a map with its apiVersion and kind set.
@@ -24,65 +20,40 @@ func toUnstructured(job *batchv1.Job) (map[string]any, error) {
 	return obj, nil
 }
 
-// toList is what `kubectl get -o json|yaml` prints for many objects: a List
-// whose items each carry their apiVersion and kind.
-func toList(jobs []batchv1.Job) (*unstructured.UnstructuredList, error) {
-	list := &unstructured.UnstructuredList{Object: map[string]any{"apiVersion": "v1", "kind": "List", "metadata": map[string]any{"resourceVersion": ""}}}
+func toObjects(jobs []batchv1.Job) ([]map[string]any, error) {
+	objs := make([]map[string]any, 0, len(jobs))
 	for i := range jobs {
 		obj, err := toUnstructured(&jobs[i])
 		if err != nil {
 			return nil, err
 		}
-		list.Items = append(list.Items, unstructured.Unstructured{Object: obj})
+		objs = append(objs, obj)
 	}
-	return list, nil
+	return objs, nil
+}
+
+// toList is what `kubectl get -o json|yaml` prints for many Jobs.
+func toList(jobs []batchv1.Job) (*unstructured.UnstructuredList, error) {
+	objs, err := toObjects(jobs)
+	if err != nil {
+		return nil, err
+	}
+	return printing.List(objs), nil
 }
 
 // parseJSONPath accepts kubectl's forms: '{.a.b}' or '.a.b'.
-func parseJSONPath(expr string) (*jsonpath.JSONPath, error) {
-	if !strings.HasPrefix(expr, "{") {
-		expr = "{" + expr + "}"
-	}
-	jp := jsonpath.New("sort").AllowMissingKeys(true)
-	if err := jp.Parse(expr); err != nil {
-		return nil, err
-	}
-	return jp, nil
-}
+var parseJSONPath = printing.ParseJSONPath
 
 // sortJobs orders the Jobs by a JSONPath value: numbers as numbers, the rest as text.
 func sortJobs(jobs []batchv1.Job, expr string) error {
-	jp, err := parseJSONPath(expr)
+	objs, err := toObjects(jobs)
 	if err != nil {
 		return err
 	}
-	keys := make([]string, len(jobs))
-	nums := make([]float64, len(jobs))
-	numeric := true
-	for i := range jobs {
-		obj, err := toUnstructured(&jobs[i])
-		if err != nil {
-			return err
-		}
-		var buf bytes.Buffer
-		if err := jp.Execute(&buf, obj); err != nil {
-			return fmt.Errorf("--sort-by %q: %v", expr, err)
-		}
-		keys[i] = buf.String()
-		if _, err := fmt.Sscanf(keys[i], "%g", &nums[i]); err != nil {
-			numeric = false
-		}
+	idx, err := printing.SortOrder(objs, expr)
+	if err != nil {
+		return err
 	}
-	idx := make([]int, len(jobs))
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.SliceStable(idx, func(a, b int) bool {
-		if numeric {
-			return nums[idx[a]] < nums[idx[b]]
-		}
-		return keys[idx[a]] < keys[idx[b]]
-	})
 	sorted := make([]batchv1.Job, len(jobs))
 	for i, j := range idx {
 		sorted[i] = jobs[j]
@@ -93,47 +64,9 @@ func sortJobs(jobs []batchv1.Job, expr string) error {
 
 // printCustomColumns prints -o custom-columns=HEADER:.json.path,...
 func printCustomColumns(w io.Writer, spec string, jobs []batchv1.Job, noHeaders bool) error {
-	type column struct {
-		header string
-		path   *jsonpath.JSONPath
+	objs, err := toObjects(jobs)
+	if err != nil {
+		return err
 	}
-	var cols []column
-	for _, part := range strings.Split(spec, ",") {
-		header, expr, ok := strings.Cut(part, ":")
-		if !ok || header == "" || expr == "" {
-			return fmt.Errorf("-o custom-columns: %q is not HEADER:JSONPATH", part)
-		}
-		jp, err := parseJSONPath(expr)
-		if err != nil {
-			return fmt.Errorf("-o custom-columns: %q: %v", expr, err)
-		}
-		cols = append(cols, column{header, jp})
-	}
-	tw := printers.GetNewTabWriter(w)
-	if !noHeaders {
-		headers := make([]string, len(cols))
-		for i, c := range cols {
-			headers[i] = c.header
-		}
-		fmt.Fprintln(tw, strings.Join(headers, "\t"))
-	}
-	for i := range jobs {
-		obj, err := toUnstructured(&jobs[i])
-		if err != nil {
-			return err
-		}
-		cells := make([]string, len(cols))
-		for j, c := range cols {
-			var buf bytes.Buffer
-			if err := c.path.Execute(&buf, obj); err != nil {
-				return err
-			}
-			cells[j] = buf.String()
-			if cells[j] == "" {
-				cells[j] = "<none>"
-			}
-		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t"))
-	}
-	return tw.Flush()
+	return printing.CustomColumns(w, spec, objs, noHeaders)
 }

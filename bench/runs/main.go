@@ -1,0 +1,224 @@
+// Command runs times `kubectl prefect runs`, built as released, over many
+// Jobs with running pods (10,000 by default) against `kubectl get jobs` on
+// the same Jobs in the same run, on the test bed's real control plane, and
+// counts the Prefect requests each listing makes. It is a benchmark, not a
+// test: it takes several minutes of both cores.
+//
+//	go run ./bench/runs -jobs 10000
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"sort"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubectl-prefect/kubectl-prefect/bench/benchutil"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
+	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
+)
+
+// targetRatio is the issue's target: runs within 1.5x of kubectl get jobs.
+const targetRatio = 1.5
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	n := flag.Int("jobs", 10000, "Jobs (each with a running pod and a Running flow run)")
+	nodes := flag.Int("nodes", 100, "simulated nodes (110 pods each)")
+	repeats := flag.Int("repeats", 5, "timed listings of each command (the median is reported)")
+	flag.Parse()
+	ctx := context.Background()
+	began := time.Now()
+	logf("building kubectl-prefect as released...")
+	bins, err := benchutil.Build()
+	if err != nil {
+		return err
+	}
+	defer bins.Close()
+	logf("starting the test bed cluster with %d nodes...", *nodes)
+	cluster, err := testbed.Start(ctx, *nodes)
+	if err != nil {
+		return err
+	}
+	defer cluster.Stop()
+	ns := "bench-runs"
+	if _, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	em, err := emulator.New(emulator.Config{})
+	if err != nil {
+		return err
+	}
+	logf("creating %d Running flow runs and their Jobs...", *n)
+	if err := createJobs(ctx, cluster, em, ns, *n); err != nil {
+		return err
+	}
+	if err := waitPodsRunning(ctx, cluster, ns, *n); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: em.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	api := "http://" + ln.Addr().String()
+
+	kubectl, err := testbed.Tool("kubectl")
+	if err != nil {
+		return err
+	}
+	before := em.Requests()
+	logf("timing `kubectl prefect runs` and `kubectl get jobs`, %d times each, alternating...", *repeats)
+	var ours, theirs []time.Duration
+	for i := 0; i < *repeats; i++ {
+		d, err := timed(bins.Plugin, "runs", "--kubeconfig", cluster.Kubeconfig, "-n", ns, "--api", api, "--backend", "server")
+		if err != nil {
+			return err
+		}
+		ours = append(ours, d)
+		if d, err = timed(kubectl, "get", "jobs", "--kubeconfig", cluster.Kubeconfig, "-n", ns, "-l", manifest.LabelIdentifier); err != nil {
+			return err
+		}
+		theirs = append(theirs, d)
+	}
+	after := em.Requests()
+	perListing := map[string]float64{}
+	total := 0.0
+	for op, c := range after {
+		if d := c - before[op]; d > 0 {
+			perListing[op] = float64(d) / float64(*repeats)
+			total += perListing[op]
+		}
+	}
+	o, t := median(ours), median(theirs)
+	fmt.Printf("`kubectl prefect runs` built as released (-trimpath -ldflags \"-s -w\") over %d Jobs with running pods, against `kubectl get jobs` in the same run (median of %d, alternating):\n\n", *n, *repeats)
+	fmt.Printf("| listing %d Jobs | seconds |\n|---|---|\n", *n)
+	fmt.Printf("| kubectl prefect runs | %.2f |\n| kubectl get jobs -l prefect.io/identifier | %.2f |\n| ratio (target ≤ %.1f) | %.2f %s |\n\n", o.Seconds(), t.Seconds(), targetRatio, o.Seconds()/t.Seconds(), mark(o.Seconds()/t.Seconds() <= targetRatio))
+	fmt.Printf("| Prefect requests per `runs` listing | count |\n|---|---|\n")
+	ops := make([]string, 0, len(perListing))
+	for op := range perListing {
+		ops = append(ops, op)
+	}
+	sort.Strings(ops)
+	for _, op := range ops {
+		fmt.Printf("| %s | %.0f |\n", op, perListing[op])
+	}
+	fmt.Printf("| total | %.0f |\n", total)
+	logf("bench/runs took %s", time.Since(began).Round(time.Second))
+	return nil
+}
+
+func mark(ok bool) string {
+	if ok {
+		return "✓"
+	}
+	return "✗"
+}
+
+func timed(name string, args ...string) (time.Duration, error) {
+	start := time.Now()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return time.Since(start), nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+
+// createJobs makes n Running runs and, for each, the Job the agent would have made.
+func createJobs(ctx context.Context, c *testbed.Cluster, em *emulator.Emulator, ns string, n int) error {
+	var wg sync.WaitGroup
+	work := make(chan int)
+	errs := make(chan error, 32)
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				run, err := em.AddFlowRun(emulator.FlowRunSpec{State: "Running", Name: fmt.Sprintf("run-%05d", i), Flow: emulator.Flow{Name: "bench"}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				j, _, err := manifest.BuildJob(ctx, manifest.AgentSettings{Namespace: ns, Backend: "server", API: "http://x"},
+					manifest.FlowRun{ID: run.ID, Version: run.Version, FlowID: run.Flow.ID, CoreVersion: "1.4.1", FlowName: "bench", Name: run.Name,
+						RunConfig: []byte(`{"type":"KubernetesRun","image":"` + testbed.ImageRun + `","cpu_request":"1m","memory_request":"1Mi"}`)})
+				if err == nil {
+					_, err = c.Client.BatchV1().Jobs(ns).Create(ctx, j, metav1.CreateOptions{})
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case err := <-errs:
+			close(work)
+			return err
+		case work <- i:
+		}
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+func waitPodsRunning(ctx context.Context, c *testbed.Cluster, ns string, n int) error {
+	deadline := time.Now().Add(20 * time.Minute)
+	for time.Now().Before(deadline) {
+		running, cont := 0, ""
+		for {
+			list, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 2000, Continue: cont})
+			if err != nil {
+				return err
+			}
+			for _, p := range list.Items {
+				if p.Status.Phase == corev1.PodRunning {
+					running++
+				}
+			}
+			if cont = list.Continue; cont == "" {
+				break
+			}
+		}
+		if running >= n {
+			return nil
+		}
+		logf("  %d of %d pods running", running, n)
+		time.Sleep(10 * time.Second)
+	}
+	return fmt.Errorf("pods did not all run within 20 minutes")
+}

@@ -1,0 +1,100 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
+)
+
+// DefaultFailedPodLogLines is how many of a failed flow container's last
+// output lines the agent copies into the run log (--failed-pod-log-lines).
+const DefaultFailedPodLogLines = 50
+
+// maxEvidenceBytes bounds the output copied into one run log line.
+const maxEvidenceBytes = 64 << 10
+
+// evidenceTimeout bounds the read of a failed container's output.
+const evidenceTimeout = 10 * time.Second
+
+// saveEvidence copies the last lines of a failed flow container's output
+// into the run log, right after the failure's ERROR line and before the Job
+// may be deleted: a pod that dies before `prefect execute` starts (an
+// import error, a bad entrypoint) leaves nothing else behind. The line is
+// INFO, under the agent's name; a read that fails says why instead.
+func (m *manager) saveEvidence(ctx context.Context, job *batchv1.Job, runID string, p problem) {
+	lines := m.cfg.FailedPodLogLines
+	if lines < 0 {
+		return
+	}
+	if lines == 0 {
+		lines = DefaultFailedPodLogLines
+	}
+	out, err := m.tail(ctx, job.Namespace, p.failedPod, p.failedContainer, lines)
+	msg := evidenceLine(p.failedPod, p.failedContainer, lines, out, err)
+	if err := m.writeLog(ctx, runID, prefect.LevelInfo, msg); err != nil {
+		klog.FromContext(ctx).Error(err, "Could not save the failed container's output to the flow run", "job", klog.KObj(job), "flowRun", runID)
+	}
+}
+
+// tail reads a container's last lines.
+func (m *manager) tail(ctx context.Context, ns, pod, container string, lines int) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, evidenceTimeout)
+	defer cancel()
+	n, limit := int64(lines), int64(maxEvidenceBytes)
+	raw, err := m.a.cfg.Kube.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, TailLines: &n, LimitBytes: &limit}).DoRaw(ctx)
+	if err != nil {
+		return "", err
+	}
+	return string(bytes.TrimRight(raw, "\n")), nil
+}
+
+// evidenceLine is the run log line holding a failed container's output.
+func evidenceLine(pod, container string, lines int, out string, err error) string {
+	switch {
+	case err != nil:
+		return fmt.Sprintf("Could not read the output of container %q of pod %s: %v (the agent needs get on pods/log)", container, pod, err)
+	case strings.TrimSpace(out) == "":
+		return fmt.Sprintf("Container %q of pod %s wrote no output", container, pod)
+	}
+	return fmt.Sprintf("Last %d lines of the output of container %q of pod %s:\n%s", lines, container, pod, out)
+}
+
+// eventReason is the Event reason of a line written to the run.
+func (p problem) eventReason() string {
+	switch {
+	case p.giveUp:
+		return EventGaveUp
+	case strings.Contains(p.key, "/waiting/"):
+		return EventWaiting
+	case p.level == prefect.LevelError:
+		return EventFailureReported
+	}
+	return EventReported
+}
+
+// deletedBecause explains a deletion's why in an Event.
+func deletedBecause(why string) string {
+	switch why {
+	case "completed":
+		return "the Job completed"
+	case "failed":
+		return "the flow failed and its failure was reported to the flow run"
+	case "gave-up":
+		return "the flow never started and the run was failed"
+	case "cancelled":
+		return "the flow run was cancelled"
+	case "superseded":
+		return "a newer submission of the flow run replaced it"
+	case driftRunFinished:
+		return "the flow run finished in Prefect while its pod still ran"
+	}
+	return why
+}
