@@ -72,6 +72,15 @@ type Config struct {
 	Manage ManageConfig
 	// LeaderElection, when set, makes only the elected replica submit and manage.
 	LeaderElection *LeaderElection
+	// ClaimSettle is how long after a Submitted mark the run's history is
+	// read to decide the claim (default 1 s: writes in flight land), and
+	// ClaimRecheck how long after the Job's creation the claim is decided
+	// again (default 5 s); see claim.go.
+	ClaimSettle, ClaimRecheck time.Duration
+	// HeartbeatInterval is how often the agent sends the heartbeat of a run
+	// it holds on purpose (a Job waiting within its pending policy, a
+	// relaunch whose pod starts), well inside Lazarus' 10 min (default 2 min).
+	HeartbeatInterval time.Duration
 	// Guardrails are the concurrency limits and the late-run policy (guard.go).
 	Guardrails Guardrails
 	// Now is the clock (time.Now when nil).
@@ -101,6 +110,7 @@ type Agent struct {
 	recoverSoon chan struct{}
 	inFlight    sync.Map             // flow run id -> struct{}
 	waiting     sync.Map             // flow run id -> time.Time its worker waits for
+	refused     sync.Map             // flow run id -> time.Time its Submitted mark was refused
 	dropped     map[string]time.Time // ids the metadata query dropped -> when to ask again
 	hurry       chan struct{}        // closed when in-flight work must wrap up
 	hurryNow    sync.Once
@@ -151,6 +161,15 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.RecoverWindow <= 0 {
 		cfg.RecoverWindow = 10 * time.Minute
+	}
+	if cfg.ClaimSettle <= 0 {
+		cfg.ClaimSettle = DefaultClaimSettle
+	}
+	if cfg.ClaimRecheck <= 0 {
+		cfg.ClaimRecheck = DefaultClaimRecheck
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
 	}
 	if len(cfg.Intervals) == 0 {
 		cfg.Intervals = DefaultIntervals
@@ -420,7 +439,7 @@ func (a *Agent) poll(ctx, workCtx context.Context) (pollResult, error) {
 	for _, id := range ids {
 		_, busy := a.inFlight.Load(id)
 		_, skip := a.dropped[id]
-		if !busy && !skip && !a.templateBackingOff(id, now) {
+		if !busy && !skip && !a.lockedOut(id, now) && !a.templateBackingOff(id, now) {
 			fresh = append(fresh, id)
 		}
 	}

@@ -55,7 +55,7 @@ type cachedEvent struct {
 // version it was made for (to retire an older submission's Job).
 // The flow name, the run's labels and the run time limit serve the guardrails.
 var keptJobAnnotations = []string{AnnotationReported, AnnotationWaitingReason, AnnotationWaitingSince, manifest.AnnotationFlowRunVersion,
-	manifest.AnnotationFlowName, manifest.AnnotationFlowRunLabels, manifest.AnnotationRunTimeLimit}
+	manifest.AnnotationFlowName, manifest.AnnotationFlowRunLabels, manifest.AnnotationRunTimeLimit, manifest.AnnotationRelaunch}
 
 // leanMeta keeps name, namespace, uid, resource version, times and, given
 // keys, those labels and annotations.
@@ -89,7 +89,7 @@ func leanMeta(m *metav1.ObjectMeta, labels, annotations []string, owners bool) m
 func compact(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *batchv1.Job:
-		j := &cachedJob{ObjectMeta: leanMeta(&o.ObjectMeta, []string{manifest.LabelFlowRunID}, keptJobAnnotations, false),
+		j := &cachedJob{ObjectMeta: leanMeta(&o.ObjectMeta, []string{manifest.LabelFlowRunID, manifest.LabelIdentifier}, keptJobAnnotations, false),
 			active: o.Status.Active, succeeded: o.Status.Succeeded, fail: o.Status.Failed}
 		for _, c := range o.Status.Conditions {
 			if c.Status == corev1.ConditionTrue {

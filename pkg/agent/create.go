@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -85,19 +84,12 @@ func (a *Agent) createOnce(ctx context.Context, jobs jobClient, job *batchv1.Job
 	if err != nil {
 		return false, err // gone again, or unreachable: try again
 	}
-	if !sameSubmission(existing, job) {
+	if sub, ok := manifest.SubmissionOf(job); !ok || !sub.Is(existing) {
 		return false, &refusedError{fmt.Errorf("a Job named %s already exists for another submission (flow run %s, version %s)",
 			job.Name, existing.Labels[manifest.LabelFlowRunID], existing.Annotations[manifest.AnnotationFlowRunVersion])}
 	}
 	job.UID = existing.UID
 	return false, nil
-}
-
-// sameSubmission tells whether an existing Job is the one this submission makes.
-func sameSubmission(existing, job *batchv1.Job) bool {
-	return existing.Labels[manifest.LabelFlowRunID] == job.Labels[manifest.LabelFlowRunID] &&
-		existing.Labels[manifest.LabelIdentifier] == job.Labels[manifest.LabelIdentifier] &&
-		existing.Annotations[manifest.AnnotationFlowRunVersion] == job.Annotations[manifest.AnnotationFlowRunVersion]
 }
 
 // refusal tells a 4xx answer (other than timeouts and rate limits) from
@@ -116,8 +108,8 @@ func refusal(err error) bool {
 // pending, only the new Job may run. Each deletion gets a line in the run log.
 func (a *Agent) retireOlderJobs(ctx context.Context, runID string, job *batchv1.Job) {
 	log := klog.FromContext(ctx).WithValues("flowRun", runID)
-	version, err := strconv.Atoi(job.Annotations[manifest.AnnotationFlowRunVersion])
-	if err != nil {
+	sub, ok := manifest.SubmissionOf(job)
+	if !ok {
 		return
 	}
 	jobs := a.cfg.Kube.BatchV1().Jobs(job.Namespace)
@@ -127,10 +119,11 @@ func (a *Agent) retireOlderJobs(ctx context.Context, runID string, job *batchv1.
 		return
 	}
 	for _, old := range runJobs {
-		v, err := strconv.Atoi(old.Annotations[manifest.AnnotationFlowRunVersion])
-		if old.Name == job.Name || err != nil || v >= version || manifest.JobFinished(old) || old.DeletionTimestamp != nil {
+		was, ok := manifest.SubmissionOf(old)
+		if old.Name == job.Name || !ok || !sub.Supersedes(was) || manifest.JobFinished(old) || old.DeletionTimestamp != nil {
 			continue
 		}
+		v := was.Version
 		background := metav1.DeletePropagationBackground
 		err = jobs.Delete(ctx, old.Name, metav1.DeleteOptions{PropagationPolicy: &background, Preconditions: &metav1.Preconditions{UID: &old.UID}})
 		if err != nil && !apierrors.IsNotFound(err) {

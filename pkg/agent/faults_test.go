@@ -346,7 +346,9 @@ func TestTaskRunRetryRelaunchesTheRunningRun(t *testing.T) {
 }
 
 func TestRescheduledRunReplacesItsPendingJob(t *testing.T) {
-	e := newEnv(t, emulator.Config{})
+	// Server refuses a second Submitted mark for 30 s: Lazarus comes 10 min
+	// after the first, so a short lock keeps this test about the Jobs.
+	e := newEnv(t, emulator.Config{SubmittedLock: 2 * time.Second})
 	run := e.schedule(suspendedRun(t))
 	ra := e.start("", nil)
 	e.waitSubmitted(run.ID)

@@ -65,6 +65,8 @@ func (e *env) start(apiKey string, mutate func(*Config)) *runningAgent {
 		Name:      "test-agent",
 		Job:       manifest.AgentSettings{Namespace: e.ns, Backend: "server", API: e.api, APIKey: apiKey, LogToCloud: true},
 		Intervals: fastIntervals,
+		// The claim's delays, short: the emulator answers at once.
+		ClaimSettle: 20 * time.Millisecond, ClaimRecheck: 300 * time.Millisecond,
 	}
 	if mutate != nil {
 		mutate(&cfg)

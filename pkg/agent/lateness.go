@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -71,26 +72,35 @@ func (l *lateness) late(id string, start time.Time) (time.Duration, bool) {
 	return by, by > l.max
 }
 
-// handleLate applies the policy to a late run: a line saying how late it
-// was, then the run set Skipped (a final state of Prefect 1: Skipped is a
-// Success, so the run is done without running) or Failed.
+// handleLate applies the policy to a late run: like a submission, it first
+// claims the run (claim.go), so only the agent whose claim wins writes; then
+// a line saying how late it was, and the run set Skipped (a final state of
+// Prefect 1: Skipped is a Success, so the run is done without running) or
+// Failed.
 func (a *Agent) handleLate(ctx context.Context, run prefect.FlowRun, by time.Duration) {
-	ctx, cancel := freshContext(ctx)
-	defer cancel()
 	log := klog.FromContext(ctx).WithValues("flowRun", run.Id)
+	h, err := a.reread(ctx, run, nil)
+	if errors.Is(err, errNotAsPolled) {
+		log.V(1).Info("The late flow run changed since the poll; leaving it", "change", err.Error())
+		return
+	}
+	if err != nil {
+		log.Error(err, "Could not read the late flow run again before claiming it; it stays for a later poll")
+		return
+	}
+	claim := prefect.Submission{AgentID: a.agentID, Agent: a.cfg.Name, Namespace: a.cfg.Job.Namespace, Token: newToken()}
+	if _, won := a.claimRun(ctx, log, h, &claim, "Claimed by the agent to apply its late-run policy"); !won {
+		return
+	}
 	limit := a.late.max
-	version := run.Version
 	if a.late.policy == LateSkip {
 		message := fmt.Sprintf("Skipped: the run was %s late when the agent first saw it, more than --max-lateness %s (--late-runs skip)", roundLate(by), limit)
 		log.Info("Skipping a late flow run", "late", roundLate(by), "maxLateness", limit)
-		a.runLog(ctx, run.Id, prefect.LevelWarning, message)
-		if err := a.cfg.Prefect.SetFlowRunState(ctx, run.Id, &version, prefect.SkippedState(message)); err != nil {
-			log.Error(err, "Could not set the late flow run Skipped")
-		}
+		a.finish(ctx, run.Id, claim.Token, prefect.LevelWarning, message, prefect.SkippedState(message))
 		return
 	}
 	message := fmt.Sprintf("The run was %s late when the agent first saw it, more than --max-lateness %s (--late-runs fail): it is failed without running", roundLate(by), limit)
-	a.fail(ctx, run.Id, &version, message)
+	a.fail(ctx, run.Id, claim.Token, message)
 }
 
 // roundLate rounds a lateness for people.

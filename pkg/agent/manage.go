@@ -57,6 +57,8 @@ type manager struct {
 
 	reported *reportedSet
 	waits    *waitTracker
+	// held are the Jobs whose runs get heartbeats (heartbeat.go).
+	held *heldRuns
 
 	// gone holds, per Job key, pods deleted before they finished, as the
 	// delete event can be the only sign of them.
@@ -100,7 +102,7 @@ func (a *Agent) newManager() *manager {
 		ns = metav1.NamespaceAll
 	}
 	m := &manager{
-		a: a, cfg: cfg, policy: policy, reported: newReportedSet(), waits: a.metrics.waiting, gone: map[string][]*cachedPod{}, finishedSince: map[string]time.Time{},
+		a: a, cfg: cfg, policy: policy, reported: newReportedSet(), waits: a.metrics.waiting, held: newHeldRuns(), gone: map[string][]*cachedPod{}, finishedSince: map[string]time.Time{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "prefect-jobs"}),
 	}
@@ -337,6 +339,11 @@ func (m *manager) run(ctx context.Context) error {
 	go func() {
 		defer workers.Done()
 		wait.UntilWithContext(ctx, m.checkCancellations, m.cfg.CancelCheckInterval)
+	}()
+	workers.Add(1)
+	go func() {
+		defer workers.Done()
+		wait.UntilWithContext(ctx, m.sendHeartbeats, m.a.cfg.HeartbeatInterval)
 	}()
 	workers.Add(1)
 	go func() {

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,7 +19,7 @@ import (
 // RecoverGrace ago (one filtered query; Server records the submitting agent on
 // the run). For each whose log does not name its Job, it lists the run's Jobs
 // through the API and creates a missing one under the name the lost attempt
-// would have used: the Submitted version minus one. A late original
+// would have used: that of the Scheduled state the mark claimed. A late original
 // and the recovery then meet AlreadyExists, and only one Job exists.
 
 // recoverLoop runs recovery passes until ctx ends; the Jobs go through
@@ -78,10 +77,13 @@ func (a *Agent) recoverPass(ctx, workCtx context.Context) error {
 
 // recoverRun creates the Job of a Submitted run that has none and never had:
 // a Job the run's log names was created, and may have finished and been
-// deleted since. Everything that can tell the run has its Job is checked
-// before the Job is built (which may read a template over the network), and
-// a build that fails now leaves the run to the next pass, never Failed: its
-// Job was built once, and may be running.
+// deleted since. The run is read again first (the stranded query may be
+// old): its current state must still be this agent's mark, and that mark
+// must win its claim (claim.go), or nothing is created. Everything that can
+// tell the run has its Job is checked before the Job is built (which may
+// read a template over the network), and a build that fails now leaves the
+// run to the next pass, never Failed: its Job was built once, and may be
+// running.
 func (a *Agent) recoverRun(ctx context.Context, stranded prefect.StrandedRun) {
 	run := stranded.FlowRun
 	log := klog.FromContext(ctx).WithValues("flowRun", run.Id)
@@ -89,10 +91,24 @@ func (a *Agent) recoverRun(ctx context.Context, stranded prefect.StrandedRun) {
 	if !ok || by.AgentID != a.agentID || by.Namespace != a.cfg.Job.Namespace {
 		return // another agent's mark, or one sharing this registration elsewhere
 	}
-	_, identifier, err := manifest.JobName(manifest.DefaultJobPrefix, run.Id, run.Version-1, "")
+	h, err := a.cfg.Prefect.ReadHistory(ctx, run.Id, nil)
 	if err != nil {
+		log.Error(err, "Could not read the history of a flow run Submitted by this agent; trying again later")
 		return
 	}
+	i := prefect.Mark(h.Rows, by.Token)
+	cur, ok := h.Current()
+	if i < 0 || !ok || cur.ID != h.Rows[i].ID {
+		log.V(1).Info("The flow run moved on since the look for stranded runs; nothing to recover", "state", h.State)
+		return
+	}
+	_, winner, claim, ok := prefect.CurrentSubmission(h.Rows)
+	if !ok || winner.Token != by.Token {
+		log.V(1).Info("This agent's Submitted mark did not win its claim; creating no Job")
+		return
+	}
+	sub := manifest.Submission{RunID: run.Id, Version: claim.Version}
+	identifier := sub.Identifier()
 	for _, line := range stranded.JobLines {
 		if strings.Contains(line, "Submitted for execution: Job ") && strings.HasSuffix(line, "-"+identifier) {
 			return // created once; finished and deleted since, or still there
@@ -103,18 +119,18 @@ func (a *Agent) recoverRun(ctx context.Context, stranded prefect.StrandedRun) {
 		log.Error(err, "Could not list the Jobs of a flow run Submitted by this agent; trying again later")
 		return
 	}
-	for _, j := range list.Items {
-		if v, err := strconv.Atoi(j.Annotations[manifest.AnnotationFlowRunVersion]); err == nil && v >= run.Version-1 {
+	for i := range list.Items {
+		if other, ok := manifest.SubmissionOf(&list.Items[i]); ok && other.Relaunch == "" && other.Version >= sub.Version {
 			return // it has its Job
 		}
 	}
-	job, _, err := a.buildJob(ctx, run, run.Version-1, "")
+	job, _, err := a.buildJob(ctx, run, sub.Version, "")
 	if err != nil {
 		log.Error(err, "Could not build the Job of a flow run left Submitted by this agent; trying again at the next pass")
 		return
 	}
-	log.Info("Recovering flow run: it was marked Submitted by this agent but has no Job", "submitted", run.Version)
+	log.Info("Recovering flow run: it was marked Submitted by this agent but has no Job", "submitted", h.Version)
 	// Its Job was due before: it holds its slot under the limits whatever they say.
-	a.limits.reserve(run.Id, run.Version-1, factsOf(run))
-	a.launch(ctx, run, job, run.Version, true, "Recovered after the agent stopped between marking the run Submitted and creating its Job. ")
+	a.limits.reserve(run.Id, sub.Version, factsOf(run))
+	a.launch(ctx, run, job, h.Version, true, "Recovered after the agent stopped between marking the run Submitted and creating its Job. ", by)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -12,6 +13,8 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
@@ -21,13 +24,15 @@ import (
 // FieldManager is the field manager of the Jobs the agent creates.
 const FieldManager = "kubectl-prefect-agent"
 
-// submit deploys one flow run: build its Job, mark it Submitted, create the
-// Job, and log the Job's name on the run. ctx carries the work (it outlives a
-// stop); stop ends the wait for a run scheduled a few seconds ahead.
+// submit deploys one flow run: build its Job, claim the run (claim.go),
+// create the Job if the claim won, and log the Job's name on the run. ctx
+// carries the work (it outlives a stop); stop ends the wait for a run
+// scheduled a few seconds ahead.
 //
-// A Scheduled run is marked Submitted first; a Running run comes back when
-// task runs of it are due for a retry, and is relaunched with a Job of its own
-// after those task runs are marked Submitted, as the 1.4.1 agent does.
+// A Scheduled run is claimed with a Submitted mark; a Running run comes back
+// when task runs of it are due for a retry, and is relaunched with a Job of
+// its own after its due task runs are claimed the same way, as the 1.4.1
+// agent marks them.
 func (a *Agent) submit(ctx, stop context.Context, run prefect.FlowRun) {
 	log := klog.FromContext(stop).WithValues("flowRun", run.Id)
 	if start, ok := prefect.StateStartTime(run.Serialized_state); ok {
@@ -53,108 +58,72 @@ func (a *Agent) submit(ctx, stop context.Context, run prefect.FlowRun) {
 	}
 	log.Info("Deploying flow run")
 
-	job, warnings, err := a.buildJob(ctx, run, run.Version, relaunch)
-	if err != nil && a.deferOnTransientTemplate(ctx, run, err) {
+	job, warnings, buildErr := a.buildJob(ctx, run, run.Version, relaunch)
+	if buildErr != nil && a.deferOnTransientTemplate(ctx, run, buildErr) {
 		return
 	}
 	a.templateRead(run.Id)
-	if err != nil {
+	if buildErr != nil {
 		a.metrics.submitFailures.WithLabelValues("build").Inc()
-		a.fail(ctx, run.Id, &run.Version, fmt.Sprintf("Cannot build a Kubernetes Job for this flow run: %v", err))
+	}
+	// The poll's copy may be seconds old (the start time, a slot, the
+	// build): read the run again right before claiming it.
+	claimed := due
+	if scheduled {
+		claimed = nil
+	}
+	h, err := a.reread(ctx, run, claimed)
+	if errors.Is(err, errNotAsPolled) {
+		log.V(1).Info("The flow run changed since the poll; leaving it", "change", err.Error())
+		return
+	}
+	if err != nil {
+		log.Error(err, "Could not read the flow run again before claiming it; it stays for a later poll")
 		return
 	}
 	by := prefect.Submission{AgentID: a.agentID, Agent: a.cfg.Name, Namespace: a.cfg.Job.Namespace, Token: newToken()}
 	version := run.Version
 	if scheduled {
-		v, ours := a.markSubmitted(ctx, log, run, by)
-		if !ours {
+		message := "Submitted for execution"
+		if buildErr != nil {
+			message = "Claimed by the agent to report that its Job cannot be built"
+		}
+		v, won := a.claimRun(ctx, log, h, &by, message)
+		if !won {
 			return
 		}
 		version = v
+		a.markTaskRuns(ctx, log, due, by)
+	} else if !a.claimTaskRuns(ctx, log, h, due, &by) {
+		return
 	}
-	if marked := a.markTaskRuns(ctx, log, due, by); !scheduled && marked == 0 {
-		log.V(1).Info("Another agent relaunched the flow run for its task runs first")
+	if buildErr != nil {
+		message := fmt.Sprintf("Cannot build a Kubernetes Job for this flow run: %v", buildErr)
+		if scheduled {
+			a.fail(ctx, run.Id, by.Token, message)
+		} else {
+			a.failRelaunch(ctx, run.Id, message)
+		}
 		return
 	}
 	for _, w := range warnings {
 		a.runLog(ctx, run.Id, prefect.LevelWarning, w)
 	}
-	a.launch(ctx, run, job, version, scheduled, "")
-}
-
-// markSubmitted marks a Scheduled run Submitted and says whether the mark is
-// this agent's, with the run's version after it. The mark is sent once: after
-// any error or refusal the run is read back, because an answer lost after the
-// server applied the change looks the same as a change never made.
-func (a *Agent) markSubmitted(ctx context.Context, log klog.Logger, run prefect.FlowRun, by prefect.Submission) (int, bool) {
-	version := run.Version
-	state := prefect.SubmittedState("Submitted for execution", run.Serialized_state, by)
-	err := a.cfg.Prefect.SetFlowRunState(prefect.Once(ctx), run.Id, &version, state)
-	if err == nil {
-		return version + 1, true
-	}
-	got, readErr := a.readBack(ctx, run.Id)
-	switch {
-	case readErr != nil:
-		log.Error(readErr, "Could not tell whether the Submitted mark was applied; if it was, the agent's recovery creates the Job", "markError", err.Error())
-		select {
-		case a.recoverSoon <- struct{}{}:
-		default:
-		}
-		return 0, false
-	case got.State == "Submitted" && got.By.Token == by.Token:
-		log.Info("The Submitted mark was applied although its answer was lost; creating the Job", "markError", err.Error())
-		return got.Version, true
-	case prefect.ScheduledFamily(got.State) && got.Version == run.Version:
-		log.Error(err, "Could not mark the flow run Submitted; it stays Scheduled for a later poll")
-		return 0, false
-	}
-	log.V(1).Info("Another agent submitted the flow run first", "reason", err.Error(), "state", got.State, "submittedBy", got.By.Agent)
-	return 0, false
-}
-
-// readBack reads a run's state, retrying for up to readBackFor: only the
-// answer tells whether a Submitted mark was applied.
-func (a *Agent) readBack(ctx context.Context, id string) (prefect.RunSubmission, error) {
-	deadline := time.Now().Add(readBackFor)
-	delay := 250 * time.Millisecond
-	for {
-		got, err := a.cfg.Prefect.ReadSubmission(ctx, id)
-		if err == nil || time.Now().After(deadline) || a.hurried() {
-			return got, err
-		}
-		select {
-		case <-ctx.Done():
-			return got, err
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 5*time.Second)
-	}
+	a.launch(ctx, run, job, version, scheduled, "", by)
 }
 
 // readBackFor bounds the read back after an unanswered Submitted mark.
 const readBackFor = time.Minute
 
-// markTaskRuns marks the due task runs Submitted and returns how many it did.
-// 1.4.1 marks them whatever the flow run's state: a Running run is back in
-// the queue because of them.
-func (a *Agent) markTaskRuns(ctx context.Context, log klog.Logger, due []prefect.SubmittableRunTask_runsTask_run, by prefect.Submission) int {
-	marked := 0
+// markTaskRuns marks the due task runs of a Scheduled run this agent won
+// Submitted, as 1.4.1 does: the flow run's claim already decided.
+func (a *Agent) markTaskRuns(ctx context.Context, log klog.Logger, due []prefect.SubmittableRunTask_runsTask_run, by prefect.Submission) {
 	for _, tr := range due {
 		v := tr.Version
-		err := a.cfg.Prefect.SetTaskRunState(ctx, tr.Id, &v, prefect.SubmittedState("Submitted for execution.", tr.Serialized_state, by))
-		switch {
-		case err == nil:
-			marked++
-		case errors.Is(err, prefect.ErrVersionLocked):
-			log.V(1).Info("Another agent marked a task run Submitted first", "taskRun", tr.Id)
-		default:
-			// The mark may have been applied; count it so the relaunch goes on.
-			marked++
-			log.Error(err, "Could not mark a task run Submitted", "taskRun", tr.Id)
+		if err := a.cfg.Prefect.SetTaskRunState(ctx, tr.Id, &v, prefect.SubmittedState("Submitted for execution.", tr.Serialized_state, by)); err != nil {
+			log.V(1).Info("Could not mark a task run Submitted", "taskRun", tr.Id, "err", err.Error())
 		}
 	}
-	return marked
 }
 
 // dueTaskRuns are the run's task runs the queue returned it for: those in a
@@ -189,11 +158,12 @@ func (a *Agent) buildJob(ctx context.Context, run prefect.FlowRun, version int, 
 	})
 }
 
-// launch creates the Job of a run this agent submitted (at version, the
-// run's version after the mark), retires the run's older unfinished Jobs and
-// logs the Job on the run. A Job Kubernetes refuses fails the run; a Job it
-// could not be reached for hands a Scheduled run back to the queue.
-func (a *Agent) launch(ctx context.Context, run prefect.FlowRun, job *batchv1.Job, version int, scheduled bool, prefix string) {
+// launch creates the Job of a run this agent's claim by won (at version,
+// the run's version after the mark), retires the run's older unfinished Jobs,
+// logs the Job on the run and has the claim checked again ClaimRecheck later.
+// A Job Kubernetes refuses fails the run; a Job it could not be reached for
+// hands a Scheduled run back to the queue, unless the Job may exist.
+func (a *Agent) launch(ctx context.Context, run prefect.FlowRun, job *batchv1.Job, version int, scheduled bool, prefix string, by prefect.Submission) {
 	log := klog.FromContext(ctx).WithValues("flowRun", run.Id)
 	created, err := a.createJob(ctx, job)
 	if err != nil {
@@ -201,9 +171,9 @@ func (a *Agent) launch(ctx context.Context, run prefect.FlowRun, job *batchv1.Jo
 		var refused *refusedError
 		switch {
 		case errors.As(err, &refused):
-			a.fail(ctx, run.Id, &version, fmt.Sprintf("Kubernetes refused the flow run's Job %s: %v", job.Name, err))
+			a.fail(ctx, run.Id, by.Token, fmt.Sprintf("Kubernetes refused the flow run's Job %s: %v", job.Name, err))
 		case scheduled:
-			a.reschedule(ctx, run, version, fmt.Sprintf("Could not reach Kubernetes to create the flow run's Job %s (%v); the run goes back to Scheduled for another try", job.Name, err))
+			a.reschedule(ctx, run, job, version, by.Token, fmt.Sprintf("Could not reach Kubernetes to create the flow run's Job %s (%v); the run goes back to Scheduled for another try", job.Name, err))
 		default:
 			log.Error(err, "Could not create the Job relaunching the flow run for its task runs; Lazarus or a later poll takes it up", "job", klog.KObj(job))
 		}
@@ -213,6 +183,9 @@ func (a *Agent) launch(ctx context.Context, run prefect.FlowRun, job *batchv1.Jo
 		// A new submission of the run replaces its Jobs for older versions;
 		// a relaunch for task runs leaves the run's earlier Job alone.
 		a.retireOlderJobs(ctx, run.Id, job)
+		if by.Claims != nil {
+			a.recheckLater(ctx, run.Id, job, by)
+		}
 	}
 	if created {
 		log.Info("Created Job for flow run", "job", klog.KObj(job))
@@ -228,11 +201,22 @@ func (a *Agent) launch(ctx context.Context, run prefect.FlowRun, job *batchv1.Jo
 	a.runLog(ctx, run.Id, prefect.LevelInfo, prefix+"Submitted for execution: Job "+job.Name)
 }
 
-// reschedule hands a Submitted run back to the queue with its start time.
-func (a *Agent) reschedule(ctx context.Context, run prefect.FlowRun, version int, message string) {
+// reschedule hands a run this agent submitted back to the queue with its
+// start time, after its Job could not be created. It does nothing when the
+// Job may exist after all (an answer lost on the way back: recovery finds it)
+// or when the run's state is no longer this agent's mark.
+func (a *Agent) reschedule(ctx context.Context, run prefect.FlowRun, job *batchv1.Job, version int, token, message string) {
 	ctx, cancel := freshContext(ctx)
 	defer cancel()
 	log := klog.FromContext(ctx).WithValues("flowRun", run.Id)
+	if _, err := a.cfg.Kube.BatchV1().Jobs(job.Namespace).Get(ctx, job.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		log.Error(err, "The flow run's Job may exist although its creation failed; leaving the run Submitted (recovery creates the Job if it is missing)", "job", klog.KObj(job))
+		return
+	}
+	if _, mine, err := a.ownsRun(ctx, run.Id, token); err != nil || !mine {
+		log.Info("Not handing the flow run back to the queue: its state is no longer this agent's mark", "err", errString(err))
+		return
+	}
 	log.Info("Handing the flow run back to the queue", "reason", message)
 	start, ok := prefect.StateStartTime(run.Serialized_state)
 	if !ok {
@@ -248,15 +232,60 @@ func (a *Agent) reschedule(ctx context.Context, run prefect.FlowRun, version int
 }
 
 // fail reports a run that cannot be deployed: an ERROR line on the run, then
-// the run set Failed with the same message. It runs on a fresh context: the
-// work's context may be ending.
-func (a *Agent) fail(ctx context.Context, runID string, version *int, message string) {
+// the run set Failed with the same message, provided the run's state is
+// still this agent's winning mark (token): a state written since (a cancel,
+// another submission) is left alone. It runs on a fresh context: the work's
+// context may be ending.
+func (a *Agent) fail(ctx context.Context, runID, token, message string) {
+	a.failWhen(ctx, runID, message, markedBy(token))
+}
+
+// markedBy tells whether a run's current state is the mark with token.
+func markedBy(token string) func(prefect.RunHistory) bool {
+	return func(h prefect.RunHistory) bool {
+		by, ok := prefect.SubmittedBy(h.Serialized)
+		return h.State == "Submitted" && ok && by.Token == token
+	}
+}
+
+// finish writes a line then a final state on a run whose current state is
+// still this agent's winning mark (token).
+func (a *Agent) finish(ctx context.Context, runID, token, level, message string, state json.RawMessage) {
 	ctx, cancel := freshContext(ctx)
 	defer cancel()
 	log := klog.FromContext(ctx).WithValues("flowRun", runID)
+	h, err := a.cfg.Prefect.ReadHistory(ctx, runID, nil)
+	if err != nil || !markedBy(token)(h) {
+		log.Info("Not setting the flow run's state: it is no longer this agent's mark", "state", prefect.StateType(state), "err", errString(err))
+		return
+	}
+	a.runLog(ctx, runID, level, message)
+	version := h.Version
+	if err := a.cfg.Prefect.SetFlowRunState(ctx, runID, &version, state); err != nil {
+		log.Error(err, "Could not set the flow run's state", "state", prefect.StateType(state))
+	}
+}
+
+// failRelaunch fails a Running run whose relaunch this agent's claim on its
+// due task runs won, while the run is still Running.
+func (a *Agent) failRelaunch(ctx context.Context, runID, message string) {
+	a.failWhen(ctx, runID, message, func(h prefect.RunHistory) bool { return h.State == "Running" })
+}
+
+// failWhen is fail with the test of the run's state read just before.
+func (a *Agent) failWhen(ctx context.Context, runID, message string, mine func(prefect.RunHistory) bool) {
+	ctx, cancel := freshContext(ctx)
+	defer cancel()
+	log := klog.FromContext(ctx).WithValues("flowRun", runID)
+	h, err := a.cfg.Prefect.ReadHistory(ctx, runID, nil)
+	if err != nil || !mine(h) {
+		log.Info("Not failing the flow run: its state is no longer this agent's mark", "reason", message, "err", errString(err))
+		return
+	}
 	log.Info("Flow run cannot be deployed", "reason", message)
 	a.runLog(ctx, runID, prefect.LevelError, message)
-	if err := a.cfg.Prefect.SetFlowRunState(ctx, runID, version, prefect.FailedState(message)); err != nil {
+	version := h.Version
+	if err := a.cfg.Prefect.SetFlowRunState(ctx, runID, &version, prefect.FailedState(message)); err != nil {
 		log.Error(err, "Could not set the flow run Failed")
 	}
 }

@@ -176,8 +176,11 @@ func TestBadRunsFailWhileOthersProceed(t *testing.T) {
 			t.Errorf("run %s: Failed message %q, ERROR lines %q; want both to say %q", id, last.Message, errs, want)
 		}
 	}
-	if run, _ := e.em.FlowRun(docker.ID); len(run.States) != 2 {
-		t.Errorf("a run whose Job cannot be built must go straight to Failed, states: %+v", run.States)
+	// Failing goes through a claim, like a submission: only the agent whose
+	// mark wins the Scheduled state may fail the run.
+	if run, _ := e.em.FlowRun(docker.ID); len(run.States) != 3 || run.States[1].Type != "Submitted" ||
+		!strings.Contains(run.States[1].Message, "cannot be built") || len(e.jobsFor(docker.ID)) != 0 {
+		t.Errorf("a run whose Job cannot be built must be claimed then Failed, with no Job; states: %+v", run.States)
 	}
 	if run, _ := e.em.FlowRun(refused.ID); !strings.Contains(run.States[2].Message, "restartPolicy") {
 		t.Errorf("the API's reason is not in the message: %q", run.States[2].Message)

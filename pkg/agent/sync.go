@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +53,7 @@ func (m *manager) sync(ctx context.Context, key string) error {
 		m.reported.forgetKey(key)
 		m.takeGone(key)
 		m.waits.forget(key)
+		m.held.set(key, "", false)
 		return nil
 	}
 	if err != nil {
@@ -62,6 +62,7 @@ func (m *manager) sync(ctx context.Context, key string) error {
 	runID := job.Labels[manifest.LabelFlowRunID]
 	if runID == "" || job.DeletionTimestamp != nil {
 		m.waits.forget(key)
+		m.held.set(key, "", false)
 		return nil
 	}
 	if newer := m.newerSubmission(job, runID); newer != "" {
@@ -110,6 +111,7 @@ func (m *manager) sync(ctx context.Context, key string) error {
 	}
 	m.takeGone(key)
 	m.waits.set(key, in.waiting)
+	m.held.set(key, runID, holds(job, in) && !giveUpIn(in))
 	recordErr := m.record(ctx, job, in.waiting)
 
 	failedRun, giveUp := false, false
@@ -146,6 +148,23 @@ func (m *manager) report(ctx context.Context, job *batchv1.Job, runID string, fr
 		log.Info("The Job's flow run no longer exists in Prefect; nothing to report to")
 		m.reported.add(job, fresh)
 		return nil
+	}
+	if changesState(fresh) && !prefect.Finished(state.State) {
+		current, why, err := m.currentSubmission(ctx, job, runID)
+		if err != nil {
+			return err
+		}
+		if !current {
+			// A Job of an earlier submission (another namespace's, or one
+			// the run was submitted again after) must not fail the run's
+			// current submission: one line, and nothing else.
+			log.Info("Not reporting to the flow run: the Job is not its current submission", "why", why, "problem", fresh[0].reason)
+			if err := m.writeLog(ctx, runID, prefect.LevelWarning, fmt.Sprintf("Job %s, of an earlier submission of this run, reports: %s. The run's current submission is left alone: %s", job.Name, fresh[0].message, why)); err != nil {
+				return err
+			}
+			m.reported.add(job, fresh)
+			return nil
+		}
 	}
 	for _, p := range fresh {
 		logged := m.reported.logged(job, p.key)
@@ -187,6 +206,26 @@ func (m *manager) report(ctx context.Context, job *batchv1.Job, runID string, fr
 		m.reported.add(job, []problem{p})
 	}
 	return nil
+}
+
+// giveUpIn tells whether the inspection gives up on the Job.
+func giveUpIn(in inspection) bool {
+	for _, p := range in.problems {
+		if p.giveUp {
+			return true
+		}
+	}
+	return false
+}
+
+// changesState tells whether reporting problems would change the run's state.
+func changesState(problems []problem) bool {
+	for _, p := range problems {
+		if p.level == prefect.LevelError || p.reschedule {
+			return true
+		}
+	}
+	return false
 }
 
 // setState sets the run's state unless it finished, re-reading the run and
@@ -410,12 +449,12 @@ func (r *reportedSet) forgetKey(key string) {
 	}
 }
 
-// newerSubmission names the run's Job made for a later submission (not a
-// relaunch for task runs) when job is an older one that has not finished,
-// else "".
+// newerSubmission names the run's Job in job's namespace made for a
+// submission that supersedes job's (manifest.Submission.Supersedes) when job
+// has not finished, else "".
 func (m *manager) newerSubmission(job *batchv1.Job, runID string) string {
-	version, err := strconv.Atoi(job.Annotations[manifest.AnnotationFlowRunVersion])
-	if err != nil || manifest.JobFinished(job) {
+	sub, ok := manifest.SubmissionOf(job)
+	if !ok || manifest.JobFinished(job) {
 		return ""
 	}
 	objs, _ := m.jobs.GetIndexer().ByIndex(byFlowRun, runID)
@@ -424,13 +463,7 @@ func (m *manager) newerSubmission(job *batchv1.Job, runID string) string {
 		if !ok || other.Namespace != job.Namespace || other.DeletionTimestamp != nil {
 			continue
 		}
-		v, err := strconv.Atoi(other.Annotations[manifest.AnnotationFlowRunVersion])
-		if err != nil || v <= version {
-			continue
-		}
-		// A relaunch for due task runs leaves the run's earlier Job alone
-		// (as the submission does): only a new submission supersedes.
-		if _, id, err := manifest.JobName(manifest.DefaultJobPrefix, runID, v, ""); err == nil && strings.HasSuffix(other.Name, "-"+id) {
+		if newer, ok := manifest.SubmissionOf(other.job()); ok && newer.Supersedes(sub) {
 			return other.Name
 		}
 	}

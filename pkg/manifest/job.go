@@ -43,7 +43,8 @@ func BuildJob(ctx context.Context, s AgentSettings, run FlowRun) (*batchv1.Job, 
 		return nil, nil, err
 	}
 	job := tmpl.Job
-	name, identifier, err := JobName(job.Name, run.ID, run.Version, run.Relaunch)
+	sub := Submission{RunID: run.ID, Version: run.Version, Relaunch: run.Relaunch}
+	name, err := sub.JobName(job.Name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -51,13 +52,14 @@ func BuildJob(ctx context.Context, s AgentSettings, run FlowRun) (*batchv1.Job, 
 		return nil, nil, fmt.Errorf("the job template sets namespace %q but the agent creates Jobs in %q: remove metadata.namespace from the template or start the agent with -n %s", job.Namespace, s.Namespace, job.Namespace)
 	}
 	job.Name, job.GenerateName, job.Namespace = name, "", s.Namespace
-	labels := map[string]string{LabelIdentifier: identifier, LabelFlowRunID: run.ID, LabelFlowID: run.FlowID}
+	labels := sub.Labels()
+	labels[LabelFlowID] = run.FlowID
 	if s.Owner != "" {
 		labels[LabelAgent] = s.Owner
 	}
 	job.Labels = merged(job.Labels, labels)
 	job.Spec.Template.Labels = merged(job.Spec.Template.Labels, labels)
-	annotations := map[string]string{AnnotationFlowRunVersion: fmt.Sprint(run.Version)}
+	annotations := sub.Annotations()
 	if run.FlowName != "" {
 		annotations[AnnotationFlowName] = run.FlowName
 	}

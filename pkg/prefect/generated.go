@@ -82,6 +82,250 @@ type DueFlowRunsResponse struct {
 // GetFlow_run returns DueFlowRunsResponse.Flow_run, and is useful for accessing the field via an interface.
 func (v *DueFlowRunsResponse) GetFlow_run() []DueFlowRunsFlow_run { return v.Flow_run }
 
+// FlowRunHistoryFlow_run_by_pkFlow_run includes the requested fields of the GraphQL type flow_run.
+type FlowRunHistoryFlow_run_by_pkFlow_run struct {
+	Id               string                                                     `json:"id"`
+	Version          int                                                        `json:"version"`
+	State            string                                                     `json:"state"`
+	Serialized_state json.RawMessage                                            `json:"serialized_state"`
+	States           []FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state `json:"states"`
+	Task_runs        []FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_run    `json:"task_runs"`
+}
+
+// GetId returns FlowRunHistoryFlow_run_by_pkFlow_run.Id, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_run) GetId() string { return v.Id }
+
+// GetVersion returns FlowRunHistoryFlow_run_by_pkFlow_run.Version, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_run) GetVersion() int { return v.Version }
+
+// GetState returns FlowRunHistoryFlow_run_by_pkFlow_run.State, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_run) GetState() string { return v.State }
+
+// GetSerialized_state returns FlowRunHistoryFlow_run_by_pkFlow_run.Serialized_state, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_run) GetSerialized_state() json.RawMessage {
+	return v.Serialized_state
+}
+
+// GetStates returns FlowRunHistoryFlow_run_by_pkFlow_run.States, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_run) GetStates() []FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state {
+	return v.States
+}
+
+// GetTask_runs returns FlowRunHistoryFlow_run_by_pkFlow_run.Task_runs, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_run) GetTask_runs() []FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_run {
+	return v.Task_runs
+}
+
+// FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state includes the requested fields of the GraphQL type flow_run_state.
+type FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state struct {
+	HistoryRow `json:"-"`
+}
+
+// GetId returns FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state.Id, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state) GetId() string {
+	return v.HistoryRow.Id
+}
+
+// GetVersion returns FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state.Version, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state) GetVersion() int {
+	return v.HistoryRow.Version
+}
+
+// GetState returns FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state.State, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state) GetState() string {
+	return v.HistoryRow.State
+}
+
+// GetTimestamp returns FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state.Timestamp, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state) GetTimestamp() time.Time {
+	return v.HistoryRow.Timestamp
+}
+
+// GetSerialized_state returns FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state.Serialized_state, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state) GetSerialized_state() json.RawMessage {
+	return v.HistoryRow.Serialized_state
+}
+
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state) UnmarshalJSON(b []byte) error {
+
+	if string(b) == "null" {
+		return nil
+	}
+
+	var firstPass struct {
+		*FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state
+		graphql.NoUnmarshalJSON
+	}
+	firstPass.FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state = v
+
+	err := json.Unmarshal(b, &firstPass)
+	if err != nil {
+		return err
+	}
+
+	err = json.Unmarshal(
+		b, &v.HistoryRow)
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+type __premarshalFlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state struct {
+	Id string `json:"id"`
+
+	Version int `json:"version"`
+
+	State string `json:"state"`
+
+	Timestamp time.Time `json:"timestamp"`
+
+	Serialized_state json.RawMessage `json:"serialized_state"`
+}
+
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state) MarshalJSON() ([]byte, error) {
+	premarshaled, err := v.__premarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(premarshaled)
+}
+
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state) __premarshalJSON() (*__premarshalFlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state, error) {
+	var retval __premarshalFlowRunHistoryFlow_run_by_pkFlow_runStatesFlow_run_state
+
+	retval.Id = v.HistoryRow.Id
+	retval.Version = v.HistoryRow.Version
+	retval.State = v.HistoryRow.State
+	retval.Timestamp = v.HistoryRow.Timestamp
+	retval.Serialized_state = v.HistoryRow.Serialized_state
+	return &retval, nil
+}
+
+// FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_run includes the requested fields of the GraphQL type task_run.
+type FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_run struct {
+	Id               string                                                                      `json:"id"`
+	Version          int                                                                         `json:"version"`
+	State            string                                                                      `json:"state"`
+	Serialized_state json.RawMessage                                                             `json:"serialized_state"`
+	States           []FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state `json:"states"`
+}
+
+// GetId returns FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_run.Id, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_run) GetId() string { return v.Id }
+
+// GetVersion returns FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_run.Version, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_run) GetVersion() int { return v.Version }
+
+// GetState returns FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_run.State, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_run) GetState() string { return v.State }
+
+// GetSerialized_state returns FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_run.Serialized_state, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_run) GetSerialized_state() json.RawMessage {
+	return v.Serialized_state
+}
+
+// GetStates returns FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_run.States, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_run) GetStates() []FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state {
+	return v.States
+}
+
+// FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state includes the requested fields of the GraphQL type task_run_state.
+type FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state struct {
+	TaskHistoryRow `json:"-"`
+}
+
+// GetId returns FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state.Id, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state) GetId() string {
+	return v.TaskHistoryRow.Id
+}
+
+// GetVersion returns FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state.Version, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state) GetVersion() int {
+	return v.TaskHistoryRow.Version
+}
+
+// GetState returns FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state.State, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state) GetState() string {
+	return v.TaskHistoryRow.State
+}
+
+// GetTimestamp returns FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state.Timestamp, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state) GetTimestamp() time.Time {
+	return v.TaskHistoryRow.Timestamp
+}
+
+// GetSerialized_state returns FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state.Serialized_state, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state) GetSerialized_state() json.RawMessage {
+	return v.TaskHistoryRow.Serialized_state
+}
+
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state) UnmarshalJSON(b []byte) error {
+
+	if string(b) == "null" {
+		return nil
+	}
+
+	var firstPass struct {
+		*FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state
+		graphql.NoUnmarshalJSON
+	}
+	firstPass.FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state = v
+
+	err := json.Unmarshal(b, &firstPass)
+	if err != nil {
+		return err
+	}
+
+	err = json.Unmarshal(
+		b, &v.TaskHistoryRow)
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+type __premarshalFlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state struct {
+	Id string `json:"id"`
+
+	Version int `json:"version"`
+
+	State string `json:"state"`
+
+	Timestamp time.Time `json:"timestamp"`
+
+	Serialized_state json.RawMessage `json:"serialized_state"`
+}
+
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state) MarshalJSON() ([]byte, error) {
+	premarshaled, err := v.__premarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(premarshaled)
+}
+
+func (v *FlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state) __premarshalJSON() (*__premarshalFlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state, error) {
+	var retval __premarshalFlowRunHistoryFlow_run_by_pkFlow_runTask_runsTask_runStatesTask_run_state
+
+	retval.Id = v.TaskHistoryRow.Id
+	retval.Version = v.TaskHistoryRow.Version
+	retval.State = v.TaskHistoryRow.State
+	retval.Timestamp = v.TaskHistoryRow.Timestamp
+	retval.Serialized_state = v.TaskHistoryRow.Serialized_state
+	return &retval, nil
+}
+
+// FlowRunHistoryResponse is returned by FlowRunHistory on success.
+type FlowRunHistoryResponse struct {
+	Flow_run_by_pk *FlowRunHistoryFlow_run_by_pkFlow_run `json:"flow_run_by_pk"`
+}
+
+// GetFlow_run_by_pk returns FlowRunHistoryResponse.Flow_run_by_pk, and is useful for accessing the field via an interface.
+func (v *FlowRunHistoryResponse) GetFlow_run_by_pk() *FlowRunHistoryFlow_run_by_pkFlow_run {
+	return v.Flow_run_by_pk
+}
+
 // FlowRunStateFlow_run_by_pkFlow_run includes the requested fields of the GraphQL type flow_run.
 type FlowRunStateFlow_run_by_pkFlow_run struct {
 	Serialized_state json.RawMessage `json:"serialized_state"`
@@ -338,6 +582,30 @@ type HelloResponse struct {
 
 // GetHello returns HelloResponse.Hello, and is useful for accessing the field via an interface.
 func (v *HelloResponse) GetHello() string { return v.Hello }
+
+// HistoryRow includes the GraphQL fields of flow_run_state requested by the fragment HistoryRow.
+type HistoryRow struct {
+	Id               string          `json:"id"`
+	Version          int             `json:"version"`
+	State            string          `json:"state"`
+	Timestamp        time.Time       `json:"timestamp"`
+	Serialized_state json.RawMessage `json:"serialized_state"`
+}
+
+// GetId returns HistoryRow.Id, and is useful for accessing the field via an interface.
+func (v *HistoryRow) GetId() string { return v.Id }
+
+// GetVersion returns HistoryRow.Version, and is useful for accessing the field via an interface.
+func (v *HistoryRow) GetVersion() int { return v.Version }
+
+// GetState returns HistoryRow.State, and is useful for accessing the field via an interface.
+func (v *HistoryRow) GetState() string { return v.State }
+
+// GetTimestamp returns HistoryRow.Timestamp, and is useful for accessing the field via an interface.
+func (v *HistoryRow) GetTimestamp() time.Time { return v.Timestamp }
+
+// GetSerialized_state returns HistoryRow.Serialized_state, and is useful for accessing the field via an interface.
+func (v *HistoryRow) GetSerialized_state() json.RawMessage { return v.Serialized_state }
 
 type Log_level string
 
@@ -946,6 +1214,50 @@ func (v *SubmittableRunTask_runsTask_run) GetSerialized_state() json.RawMessage 
 	return v.Serialized_state
 }
 
+// TaskHistoryRow includes the GraphQL fields of task_run_state requested by the fragment TaskHistoryRow.
+type TaskHistoryRow struct {
+	Id               string          `json:"id"`
+	Version          int             `json:"version"`
+	State            string          `json:"state"`
+	Timestamp        time.Time       `json:"timestamp"`
+	Serialized_state json.RawMessage `json:"serialized_state"`
+}
+
+// GetId returns TaskHistoryRow.Id, and is useful for accessing the field via an interface.
+func (v *TaskHistoryRow) GetId() string { return v.Id }
+
+// GetVersion returns TaskHistoryRow.Version, and is useful for accessing the field via an interface.
+func (v *TaskHistoryRow) GetVersion() int { return v.Version }
+
+// GetState returns TaskHistoryRow.State, and is useful for accessing the field via an interface.
+func (v *TaskHistoryRow) GetState() string { return v.State }
+
+// GetTimestamp returns TaskHistoryRow.Timestamp, and is useful for accessing the field via an interface.
+func (v *TaskHistoryRow) GetTimestamp() time.Time { return v.Timestamp }
+
+// GetSerialized_state returns TaskHistoryRow.Serialized_state, and is useful for accessing the field via an interface.
+func (v *TaskHistoryRow) GetSerialized_state() json.RawMessage { return v.Serialized_state }
+
+// UpdateFlowRunHeartbeatResponse is returned by UpdateFlowRunHeartbeat on success.
+type UpdateFlowRunHeartbeatResponse struct {
+	Update_flow_run_heartbeat UpdateFlowRunHeartbeatUpdate_flow_run_heartbeatSuccess_payload `json:"update_flow_run_heartbeat"`
+}
+
+// GetUpdate_flow_run_heartbeat returns UpdateFlowRunHeartbeatResponse.Update_flow_run_heartbeat, and is useful for accessing the field via an interface.
+func (v *UpdateFlowRunHeartbeatResponse) GetUpdate_flow_run_heartbeat() UpdateFlowRunHeartbeatUpdate_flow_run_heartbeatSuccess_payload {
+	return v.Update_flow_run_heartbeat
+}
+
+// UpdateFlowRunHeartbeatUpdate_flow_run_heartbeatSuccess_payload includes the requested fields of the GraphQL type success_payload.
+type UpdateFlowRunHeartbeatUpdate_flow_run_heartbeatSuccess_payload struct {
+	Success bool `json:"success"`
+}
+
+// GetSuccess returns UpdateFlowRunHeartbeatUpdate_flow_run_heartbeatSuccess_payload.Success, and is useful for accessing the field via an interface.
+func (v *UpdateFlowRunHeartbeatUpdate_flow_run_heartbeatSuccess_payload) GetSuccess() bool {
+	return v.Success
+}
+
 // WriteRunLogsResponse is returned by WriteRunLogs on success.
 type WriteRunLogsResponse struct {
 	Write_run_logs WriteRunLogsWrite_run_logsSuccess_payload `json:"write_run_logs"`
@@ -1037,6 +1349,18 @@ func (v *__DueFlowRunsInput) GetSkip() []string { return v.Skip }
 
 // GetLimit returns __DueFlowRunsInput.Limit, and is useful for accessing the field via an interface.
 func (v *__DueFlowRunsInput) GetLimit() int { return v.Limit }
+
+// __FlowRunHistoryInput is used internally by genqlient
+type __FlowRunHistoryInput struct {
+	FlowRunId  string   `json:"flowRunId"`
+	TaskRunIds []string `json:"taskRunIds"`
+}
+
+// GetFlowRunId returns __FlowRunHistoryInput.FlowRunId, and is useful for accessing the field via an interface.
+func (v *__FlowRunHistoryInput) GetFlowRunId() string { return v.FlowRunId }
+
+// GetTaskRunIds returns __FlowRunHistoryInput.TaskRunIds, and is useful for accessing the field via an interface.
+func (v *__FlowRunHistoryInput) GetTaskRunIds() []string { return v.TaskRunIds }
 
 // __FlowRunStateInput is used internally by genqlient
 type __FlowRunStateInput struct {
@@ -1169,6 +1493,14 @@ func (v *__StrandedFlowRunsInput) GetSubmittedBefore() time.Time { return v.Subm
 
 // GetRetryStartTimeBuffer returns __StrandedFlowRunsInput.RetryStartTimeBuffer, and is useful for accessing the field via an interface.
 func (v *__StrandedFlowRunsInput) GetRetryStartTimeBuffer() time.Time { return v.RetryStartTimeBuffer }
+
+// __UpdateFlowRunHeartbeatInput is used internally by genqlient
+type __UpdateFlowRunHeartbeatInput struct {
+	FlowRunId string `json:"flowRunId"`
+}
+
+// GetFlowRunId returns __UpdateFlowRunHeartbeatInput.FlowRunId, and is useful for accessing the field via an interface.
+func (v *__UpdateFlowRunHeartbeatInput) GetFlowRunId() string { return v.FlowRunId }
 
 // __WriteRunLogsInput is used internally by genqlient
 type __WriteRunLogsInput struct {
@@ -1329,6 +1661,75 @@ func DueFlowRuns(
 	}
 
 	data_ = &DueFlowRunsResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The query executed by FlowRunHistory.
+const FlowRunHistory_Operation = `
+query FlowRunHistory ($flowRunId: uuid!, $taskRunIds: [uuid!]!) {
+	flow_run_by_pk(id: $flowRunId) {
+		id
+		version
+		state
+		serialized_state
+		states(order_by: [{timestamp:asc},{id:asc}]) {
+			... HistoryRow
+		}
+		task_runs(where: {id:{_in:$taskRunIds}}) {
+			id
+			version
+			state
+			serialized_state
+			states(order_by: [{timestamp:asc},{id:asc}]) {
+				... TaskHistoryRow
+			}
+		}
+	}
+}
+fragment HistoryRow on flow_run_state {
+	id
+	version
+	state
+	timestamp
+	serialized_state
+}
+fragment TaskHistoryRow on task_run_state {
+	id
+	version
+	state
+	timestamp
+	serialized_state
+}
+`
+
+// A run's current state and its whole state history, for the claim rule
+// (claim.go): read before a Submitted mark and after it, and before any other
+// state the agent writes. The due task runs' histories come with it, for the
+// marks of a relaunch. Histories are short (a few rows per submission).
+func FlowRunHistory(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	flowRunId string,
+	taskRunIds []string,
+) (data_ *FlowRunHistoryResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "FlowRunHistory",
+		Query:  FlowRunHistory_Operation,
+		Variables: &__FlowRunHistoryInput{
+			FlowRunId:  flowRunId,
+			TaskRunIds: taskRunIds,
+		},
+	}
+
+	data_ = &FlowRunHistoryResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(
@@ -1923,6 +2324,42 @@ func StrandedFlowRuns(
 	}
 
 	data_ = &StrandedFlowRunsResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The mutation executed by UpdateFlowRunHeartbeat.
+const UpdateFlowRunHeartbeat_Operation = `
+mutation UpdateFlowRunHeartbeat ($flowRunId: UUID!) {
+	update_flow_run_heartbeat(input: {flow_run_id:$flowRunId}) {
+		success
+	}
+}
+`
+
+// Keeps a run the agent holds on purpose (a Job waiting within its pending
+// policy, a relaunch whose pod starts) out of Lazarus' reach.
+func UpdateFlowRunHeartbeat(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	flowRunId string,
+) (data_ *UpdateFlowRunHeartbeatResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "UpdateFlowRunHeartbeat",
+		Query:  UpdateFlowRunHeartbeat_Operation,
+		Variables: &__UpdateFlowRunHeartbeatInput{
+			FlowRunId: flowRunId,
+		},
+	}
+
+	data_ = &UpdateFlowRunHeartbeatResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(

@@ -31,6 +31,9 @@ type Submission struct {
 	// apart by it.
 	Namespace string `json:"namespace,omitempty"`
 	Token     string `json:"token"`
+	// Claims names the Scheduled state the mark claims to replace (the
+	// claim rule, claim.go); nil on marks from before claims.
+	Claims *Claim `json:"claims,omitempty"`
 }
 
 // submittedByKey is the Submitted state's context key holding the Submission.
