@@ -85,18 +85,10 @@ func (t tally) done() bool {
 // count tallies the runs against the Jobs in the namespaces.
 func (e *env) count(ids []string, namespaces ...string) tally {
 	e.t.Helper()
-	jobs := map[string]int{}
-	for _, ns := range namespaces {
-		list, err := cluster.Client.BatchV1().Jobs(ns).List(context.Background(), metav1.ListOptions{})
-		if err != nil {
-			e.t.Logf("listing Jobs: %v", err)
-			return tally{runs: len(ids), pending: len(ids)}
-		}
-		for _, j := range list.Items {
-			if j.DeletionTimestamp == nil {
-				jobs[j.Labels[manifest.LabelFlowRunID]]++
-			}
-		}
+	jobs, err := liveJobCounts(namespaces...)
+	if err != nil {
+		e.t.Logf("listing Jobs: %v", err)
+		return tally{runs: len(ids), pending: len(ids)}
 	}
 	out := tally{runs: len(ids)}
 	for _, id := range ids {
