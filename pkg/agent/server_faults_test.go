@@ -294,7 +294,7 @@ func TestServerMarksHeldFortySecondsWhileAnotherAgentTakesTheRuns(t *testing.T) 
 	// then applied: past the 30 s lock, over agent-b's.
 	e.em.SetFaults(emulator.Faults{Holds: []emulator.Hold{{Field: "set_flow_run_states", StateType: "Submitted", AgentID: slow.ID, For: 40 * time.Second}}})
 	ids := e.scheduleMany(50, func() emulator.FlowRunSpec { return suspendedRun(t) })
-	got := e.waitExactlyOnce(ids, 2*time.Minute, e.ns, other)
+	e.waitExactlyOnce(ids, 2*time.Minute, e.ns, other)
 	waitLong(t, 2*time.Minute, "every held mark to be applied", func() bool {
 		f := e.em.InjectedFaults()
 		return f["held"] > 0 && f["held-applied"] == f["held"]
@@ -308,7 +308,7 @@ func TestServerMarksHeldFortySecondsWhileAnotherAgentTakesTheRuns(t *testing.T) 
 	passes := e.em.Requests()["StrandedFlowRuns"]
 	waitLong(t, time.Minute, "four more recovery passes", func() bool { return e.em.Requests()["StrandedFlowRuns"] >= passes+4 })
 	e.waitJobsOfWinners(ids, time.Minute, e.ns, other)
-	got = e.waitExactlyOnce(ids, time.Minute, e.ns, other)
+	got := e.waitExactlyOnce(ids, time.Minute, e.ns, other)
 	f := e.em.InjectedFaults()
 	t.Logf("agent-a's marks held 40 s: %d held and applied; %s; the Jobs were the winners' %s after the last late mark",
 		f["held-applied"], got, time.Since(landed).Round(time.Second))
