@@ -21,7 +21,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -73,13 +72,13 @@ func run() error {
 		counts = append(counts, n)
 	}
 
-	logf("building kubectl-prefect and prefect-agent as released...")
+	benchutil.Logf("building kubectl-prefect and prefect-agent as released...")
 	bins, err := benchutil.Build()
 	if err != nil {
 		return err
 	}
 	defer bins.Close()
-	logf("starting the test bed cluster with %d nodes...", *nodes)
+	benchutil.Logf("starting the test bed cluster with %d nodes...", *nodes)
 	cluster, err := testbed.Start(ctx, *nodes)
 	if err != nil {
 		return err
@@ -112,7 +111,7 @@ func run() error {
 
 	largest := counts[len(counts)-1]
 	ns := namespaceFor(largest)
-	logf("timing `kubectl prefect jobs` against `kubectl get jobs` on %d Jobs...", largest)
+	benchutil.Logf("timing `kubectl prefect jobs` against `kubectl get jobs` on %d Jobs...", largest)
 	ours, err := median(5, bins.Plugin, "jobs", "--kubeconfig", cluster.Kubeconfig, "-n", ns)
 	if err != nil {
 		return err
@@ -126,7 +125,7 @@ func run() error {
 	fmt.Printf("| kubectl prefect jobs | %.2f |\n", ours.Seconds())
 	fmt.Printf("| kubectl get jobs -l prefect.io/identifier | %.2f |\n", theirs.Seconds())
 	fmt.Printf("| ratio | %.2f |\n", ours.Seconds()/theirs.Seconds())
-	logf("bench/manage took %s", time.Since(began).Round(time.Second))
+	benchutil.Logf("bench/manage took %s", time.Since(began).Round(time.Second))
 	return nil
 }
 
@@ -151,16 +150,18 @@ func measure(ctx context.Context, cluster *testbed.Cluster, agentBin string, n i
 	if err != nil {
 		return r, err
 	}
-	logf("%d Jobs: creating running flow runs and their Jobs (pods that keep running)...", n)
+	benchutil.Logf("%d Jobs: creating running flow runs and their Jobs (pods that keep running)...", n)
 	began := time.Now()
-	if err := createJobs(ctx, cluster, em, ns, n); err != nil {
+	// Owned by the agent measured (default name, no labels), as it would have made them.
+	settings := manifest.AgentSettings{Namespace: ns, Backend: "server", API: "http://x", Owner: agent.AgentIdentity("agent", nil)}
+	if err := benchutil.CreateRunJobs(ctx, cluster, em, settings, n, func(int) emulator.FlowRunSpec { return emulator.FlowRunSpec{State: "Running"} }); err != nil {
 		return r, err
 	}
-	logf("  Jobs created in %s; waiting for their pods to run...", time.Since(began).Round(time.Second))
-	if err := waitPodsRunning(ctx, cluster, ns, n); err != nil {
+	benchutil.Logf("  Jobs created in %s; waiting for their pods to run...", time.Since(began).Round(time.Second))
+	if err := benchutil.WaitPodsRunning(ctx, cluster, ns, n); err != nil {
 		return r, err
 	}
-	logf("  all pods running after %s", time.Since(began).Round(time.Second))
+	benchutil.Logf("  all pods running after %s", time.Since(began).Round(time.Second))
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -183,7 +184,7 @@ func measure(ctx context.Context, cluster *testbed.Cluster, agentBin string, n i
 	if err := benchutil.WaitHealthy(metricsAddr, 2*time.Minute); err != nil {
 		return r, err
 	}
-	logf("  agent started; letting it settle for %s, then measuring for %s...", settleBeforeMeasured, window)
+	benchutil.Logf("  agent started; letting it settle for %s, then measuring for %s...", settleBeforeMeasured, window)
 	time.Sleep(settleBeforeMeasured)
 	kube0, prefect0 := kubeRequests(metricsAddr), prefectRequests(em)
 	time.Sleep(window)
@@ -215,82 +216,6 @@ func median(n int, name string, args ...string) (time.Duration, error) {
 	}
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	return times[n/2], nil
-}
-
-func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-
-// createJobs makes n Submitted runs and, for each, the Job the agent would have made.
-func createJobs(ctx context.Context, c *testbed.Cluster, em *emulator.Emulator, ns string, n int) error {
-	var wg sync.WaitGroup
-	work := make(chan int)
-	errs := make(chan error, 32)
-	for w := 0; w < 32; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range work {
-				run, err := em.AddFlowRun(emulator.FlowRunSpec{State: "Running"})
-				if err != nil {
-					errs <- err
-					return
-				}
-				// Owned by the agent measured (default name, no labels), as it would have made them.
-				j, _, err := manifest.BuildJob(ctx, manifest.AgentSettings{Namespace: ns, Backend: "server", API: "http://x", Owner: agent.AgentIdentity("agent", nil)},
-					manifest.FlowRun{ID: run.ID, Version: run.Version, FlowID: run.Flow.ID, CoreVersion: "1.4.1",
-						RunConfig: []byte(`{"type":"KubernetesRun","image":"` + testbed.ImageRun + `","cpu_request":"1m","memory_request":"1Mi"}`)})
-				if err == nil {
-					_, err = c.Client.BatchV1().Jobs(ns).Create(ctx, j, metav1.CreateOptions{})
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	for i := 0; i < n; i++ {
-		select {
-		case err := <-errs:
-			close(work)
-			return err
-		case work <- i:
-		}
-	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
-	}
-}
-
-func waitPodsRunning(ctx context.Context, c *testbed.Cluster, ns string, n int) error {
-	deadline := time.Now().Add(20 * time.Minute)
-	for time.Now().Before(deadline) {
-		running, cont := 0, ""
-		for {
-			list, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 2000, Continue: cont})
-			if err != nil {
-				return err
-			}
-			for _, p := range list.Items {
-				if p.Status.Phase == corev1.PodRunning {
-					running++
-				}
-			}
-			if cont = list.Continue; cont == "" {
-				break
-			}
-		}
-		if running >= n {
-			return nil
-		}
-		logf("  %d of %d pods running", running, n)
-		time.Sleep(10 * time.Second)
-	}
-	return fmt.Errorf("pods did not all run within 20 minutes")
 }
 
 // kubeRequests sums the agent's prefect_agent_kube_api_requests_total.

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"sort"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -45,13 +44,13 @@ func run() error {
 	flag.Parse()
 	ctx := context.Background()
 	began := time.Now()
-	logf("building kubectl-prefect as released...")
+	benchutil.Logf("building kubectl-prefect as released...")
 	bins, err := benchutil.Build()
 	if err != nil {
 		return err
 	}
 	defer bins.Close()
-	logf("starting the test bed cluster with %d nodes...", *nodes)
+	benchutil.Logf("starting the test bed cluster with %d nodes...", *nodes)
 	cluster, err := testbed.Start(ctx, *nodes)
 	if err != nil {
 		return err
@@ -65,11 +64,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	logf("creating %d Running flow runs and their Jobs...", *n)
-	if err := createJobs(ctx, cluster, em, ns, *n); err != nil {
+	benchutil.Logf("creating %d Running flow runs and their Jobs...", *n)
+	if err := benchutil.CreateRunJobs(ctx, cluster, em, manifest.AgentSettings{Namespace: ns, Backend: "server", API: "http://x"}, *n, func(i int) emulator.FlowRunSpec {
+		return emulator.FlowRunSpec{State: "Running", Name: fmt.Sprintf("run-%05d", i), Flow: emulator.Flow{Name: "bench"}}
+	}); err != nil {
 		return err
 	}
-	if err := waitPodsRunning(ctx, cluster, ns, *n); err != nil {
+	if err := benchutil.WaitPodsRunning(ctx, cluster, ns, *n); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -86,7 +87,7 @@ func run() error {
 		return err
 	}
 	before := em.Requests()
-	logf("timing `kubectl prefect runs` and `kubectl get jobs`, %d times each, alternating...", *repeats)
+	benchutil.Logf("timing `kubectl prefect runs` and `kubectl get jobs`, %d times each, alternating...", *repeats)
 	var ours, theirs []time.Duration
 	for i := 0; i < *repeats; i++ {
 		d, err := timed(bins.Plugin, "runs", "--kubeconfig", cluster.Kubeconfig, "-n", ns, "--api", api, "--backend", "server")
@@ -122,7 +123,7 @@ func run() error {
 		fmt.Printf("| %s | %.0f |\n", op, perListing[op])
 	}
 	fmt.Printf("| total | %.0f |\n", total)
-	logf("bench/runs took %s", time.Since(began).Round(time.Second))
+	benchutil.Logf("bench/runs took %s", time.Since(began).Round(time.Second))
 	return nil
 }
 
@@ -146,79 +147,4 @@ func median(ds []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
-}
-
-func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-
-// createJobs makes n Running runs and, for each, the Job the agent would have made.
-func createJobs(ctx context.Context, c *testbed.Cluster, em *emulator.Emulator, ns string, n int) error {
-	var wg sync.WaitGroup
-	work := make(chan int)
-	errs := make(chan error, 32)
-	for w := 0; w < 32; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				run, err := em.AddFlowRun(emulator.FlowRunSpec{State: "Running", Name: fmt.Sprintf("run-%05d", i), Flow: emulator.Flow{Name: "bench"}})
-				if err != nil {
-					errs <- err
-					return
-				}
-				j, _, err := manifest.BuildJob(ctx, manifest.AgentSettings{Namespace: ns, Backend: "server", API: "http://x"},
-					manifest.FlowRun{ID: run.ID, Version: run.Version, FlowID: run.Flow.ID, CoreVersion: "1.4.1", FlowName: "bench", Name: run.Name,
-						RunConfig: []byte(`{"type":"KubernetesRun","image":"` + testbed.ImageRun + `","cpu_request":"1m","memory_request":"1Mi"}`)})
-				if err == nil {
-					_, err = c.Client.BatchV1().Jobs(ns).Create(ctx, j, metav1.CreateOptions{})
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	for i := 0; i < n; i++ {
-		select {
-		case err := <-errs:
-			close(work)
-			return err
-		case work <- i:
-		}
-	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
-	}
-}
-
-func waitPodsRunning(ctx context.Context, c *testbed.Cluster, ns string, n int) error {
-	deadline := time.Now().Add(20 * time.Minute)
-	for time.Now().Before(deadline) {
-		running, cont := 0, ""
-		for {
-			list, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 2000, Continue: cont})
-			if err != nil {
-				return err
-			}
-			for _, p := range list.Items {
-				if p.Status.Phase == corev1.PodRunning {
-					running++
-				}
-			}
-			if cont = list.Continue; cont == "" {
-				break
-			}
-		}
-		if running >= n {
-			return nil
-		}
-		logf("  %d of %d pods running", running, n)
-		time.Sleep(10 * time.Second)
-	}
-	return fmt.Errorf("pods did not all run within 20 minutes")
 }

@@ -230,26 +230,7 @@ func (o *Options) list(ctx context.Context) ([]batchv1.Job, string, error) {
 
 // podsByJob reads the pods of the listed Jobs, for STATUS and NODE.
 func (o *Options) podsByJob(ctx context.Context) (map[string][]*corev1.Pod, error) {
-	out := map[string][]*corev1.Pod{}
-	opts := metav1.ListOptions{LabelSelector: manifest.LabelIdentifier, Limit: o.ChunkSize}
-	for {
-		page, err := o.client.CoreV1().Pods(o.namespace).List(ctx, opts)
-		if err != nil {
-			return nil, err
-		}
-		for i := range page.Items {
-			p := &page.Items[i]
-			for _, ref := range p.OwnerReferences {
-				if ref.Kind == "Job" {
-					out[p.Namespace+"/"+ref.Name] = append(out[p.Namespace+"/"+ref.Name], p)
-				}
-			}
-		}
-		if page.Continue == "" {
-			return out, nil
-		}
-		opts.Continue = page.Continue
-	}
+	return printing.PodsByJob(ctx, o.client, o.namespace, o.ChunkSize)
 }
 
 // needPods tells whether a Job's STATUS depends on its pods: one with pods

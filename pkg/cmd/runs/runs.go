@@ -314,26 +314,7 @@ func (o *Options) jobs(ctx context.Context, ns string) ([]batchv1.Job, error) {
 
 // pods pages through the pods of the agent's Jobs, by Job.
 func (o *Options) pods(ctx context.Context, ns string) (map[string][]*corev1.Pod, error) {
-	out := map[string][]*corev1.Pod{}
-	opts := metav1.ListOptions{LabelSelector: manifest.LabelIdentifier, Limit: o.ChunkSize}
-	for {
-		page, err := o.client.CoreV1().Pods(ns).List(ctx, opts)
-		if err != nil {
-			return nil, err
-		}
-		for i := range page.Items {
-			p := &page.Items[i]
-			for _, ref := range p.OwnerReferences {
-				if ref.Kind == "Job" {
-					out[p.Namespace+"/"+ref.Name] = append(out[p.Namespace+"/"+ref.Name], p)
-				}
-			}
-		}
-		if page.Continue == "" {
-			return out, nil
-		}
-		opts.Continue = page.Continue
-	}
+	return printing.PodsByJob(ctx, o.client, ns, o.ChunkSize)
 }
 
 // print writes the rows in the chosen output format.
