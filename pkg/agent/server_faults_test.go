@@ -428,3 +428,37 @@ func TestServerRescheduledRunIsNotTouchedWhenItsFirstJobGivesUp(t *testing.T) {
 		t.Fatalf("Jobs: %d first, %d of the new submission", len(first), liveJobs(t, other)[run.ID])
 	}
 }
+
+// TestServerRestartedRunIsNotFailedWhenItsOldJobGivesUp: a user restarts a
+// run (Scheduled again) while its Job waits for capacity; when that Job gives
+// up, the run is no longer its submission's, and stays Scheduled untouched.
+func TestServerRestartedRunIsNotFailedWhenItsOldJobGivesUp(t *testing.T) {
+	skipShort(t)
+	e := newEnv(t, emulator.Config{})
+	run := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": testbed.UnschedulableCPU}))
+	if _, err := e.em.SetFlowRunLabels(run.ID, []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	e.start("", func(c *Config) {
+		managed(false)(c)
+		c.Name, c.Labels = "agent-a", []string{"a"}
+		c.Manage.Pending.UnschedulableTimeout = 10 * time.Second
+	})
+	e.waitSubmitted(run.ID)
+	e.warned(run.ID, "Insufficient cpu")
+	// A user moves the run to a label no agent serves yet and restarts it:
+	// the run waits in the queue, Scheduled, for an agent that is coming.
+	if _, err := e.em.SetFlowRunLabels(run.ID, []string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.em.SetFlowRunState(run.ID, "Scheduled", "Restarted by a user"); err != nil {
+		t.Fatal(err)
+	}
+	// agent-a's Job gives up: the run it was made for is not the run's
+	// current state any more, so it must not fail it.
+	waitLong(t, time.Minute, "agent-a's Job to give up", func() bool { return len(e.jobsFor(run.ID)) == 0 })
+	got, _ := e.em.FlowRun(run.ID)
+	if got.State != "Scheduled" || everFailed(got) || len(logsAt(got, "ERROR")) != 0 {
+		t.Fatalf("the restarted run was touched by its old Job's give-up: %s, ERROR lines %q; history %s", got.State, logsAt(got, "ERROR"), history(got))
+	}
+}

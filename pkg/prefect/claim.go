@@ -183,9 +183,14 @@ func Replaced(rows []StateRow, i int) (StateRow, bool) {
 }
 
 // CurrentSubmission returns the latest winning Submitted mark of the
-// history, with the state it claims: the run's current submission.
+// history, with the state it claims: the run's current submission. A run
+// Scheduled again after that mark (a user's restart, Lazarus, the agent
+// handing it back) has none until a new mark wins.
 func CurrentSubmission(rows []StateRow) (StateRow, Submission, Claim, bool) {
 	for i := len(rows) - 1; i >= 0; i-- {
+		if rows[i].State == "Scheduled" {
+			return StateRow{}, Submission{}, Claim{}, false
+		}
 		if rows[i].State != "Submitted" || !winning(rows, i) {
 			continue
 		}

@@ -184,6 +184,11 @@ func TestCurrentSubmission(t *testing.T) {
 	if _, _, _, ok := CurrentSubmission(newHistory().add("s0", 1, "Scheduled", nil).rows); ok {
 		t.Fatal("a history without marks has a current submission")
 	}
+	restarted := newHistory().add("s0", 1, "Scheduled", nil).add("m0", 2, "Submitted", mark("a", "s0", 1)).
+		add("rs", 3, "Scheduled", nil)
+	if _, by, _, ok := CurrentSubmission(restarted.rows); ok {
+		t.Fatalf("a run Scheduled again after its mark still has %s's submission as current", by.Token)
+	}
 }
 
 func TestCurrentRow(t *testing.T) {
