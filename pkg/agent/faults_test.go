@@ -373,9 +373,12 @@ func TestRescheduledRunReplacesItsPendingJob(t *testing.T) {
 		return second != ""
 	})
 	got := e.waitState(run.ID, "Submitted")
-	if !contains(logsAt(got, "INFO"), "Deleted Job "+first.Name+" of an earlier submission") {
-		t.Fatalf("no run log line about the deleted Job: %q", logsAt(got, "INFO"))
-	}
+	// The line is written once the delete returned, which may be after the
+	// Job is seen gone.
+	eventually(t, "a run log line about the deleted Job", func() bool {
+		got, _ = e.em.FlowRun(run.ID)
+		return contains(logsAt(got, "INFO"), "Deleted Job "+first.Name+" of an earlier submission")
+	})
 	eventually(t, "the run log to name the new Job", func() bool {
 		got, _ = e.em.FlowRun(run.ID)
 		return contains(logsAt(got, "INFO"), "Submitted for execution: Job "+second)
