@@ -169,16 +169,9 @@ func (e *Emulator) setFlowRunStates(info requestInfo, input map[string]any) (any
 	for _, item := range asList(input["states"]) {
 		in, _ := item.(map[string]any)
 		id := asString(in["flow_run_id"])
-		raw, err := json.Marshal(in["state"])
+		st, err := decodeState("flow", id, in["state"])
 		if err != nil {
 			return nil, err
-		}
-		if len(raw) > maxStatePayload {
-			return nil, serverError("State payload is too large.")
-		}
-		typ, msg, start, err := stateFields(raw)
-		if err != nil || typ == "" {
-			return nil, serverError("State update failed for flow run ID %s: the state is not a serialized Prefect state", id)
 		}
 		r := e.runs[id]
 		if r == nil {
@@ -188,11 +181,11 @@ func (e *Emulator) setFlowRunStates(info requestInfo, input map[string]any) (any
 			return nil, errorWithCode("VERSION_LOCKING_ERROR",
 				"State update failed for flow run ID %s: provided version %d but current version is %d.", id, version, r.Version)
 		}
-		if isSubmitted(typ) && !e.takeSubmittedLock(info.replica, r.ID) {
+		if isSubmitted(st.typ) && !e.takeSubmittedLock(info.replica, r.ID) {
 			return nil, serverError("State update failed: this run has already been submitted.")
 		}
 		version := e.readVersionThenWait(&r.Version)
-		e.setFlowRunState(r, newState{typ: typ, message: msg, raw: raw, start: start, version: version}, info.agentID)
+		e.setFlowRunState(r, st.at(version), info.agentID)
 		if a := e.agentByID(r.AgentID); a != nil {
 			r.agentName = a.Name // for filters through flow_run.agent
 		}
@@ -209,16 +202,9 @@ func (e *Emulator) setTaskRunStates(input map[string]any) (any, error) {
 	for _, item := range asList(input["states"]) {
 		in, _ := item.(map[string]any)
 		id := asString(in["task_run_id"])
-		raw, err := json.Marshal(in["state"])
+		st, err := decodeState("task", id, in["state"])
 		if err != nil {
 			return nil, err
-		}
-		if len(raw) > maxStatePayload {
-			return nil, serverError("State payload is too large.")
-		}
-		typ, msg, start, err := stateFields(raw)
-		if err != nil || typ == "" {
-			return nil, serverError("State update failed for task run ID %s: the state is not a serialized Prefect state", id)
 		}
 		tr := e.taskRuns[id]
 		if tr == nil {
@@ -228,13 +214,13 @@ func (e *Emulator) setTaskRunStates(input map[string]any) (any, error) {
 			return nil, errorWithCode("VERSION_LOCKING_ERROR",
 				"State update failed for task run ID %s: provided version %d but current version is %d.", id, version, tr.Version)
 		}
-		if isRunning(typ) {
+		if isRunning(st.typ) {
 			if fr := e.runs[tr.FlowRunID]; fr == nil || fr.State != "Running" {
 				return nil, serverError("State update failed for task run ID %s: provided a running state but associated flow run %s is not in a running state.", id, tr.FlowRunID)
 			}
 		}
 		version := e.readVersionThenWait(&tr.Version)
-		e.insertTaskRunState(tr, newState{typ: typ, message: msg, raw: raw, start: start, version: version})
+		e.insertTaskRunState(tr, st.at(version))
 		out = append(out, mapObject(map[string]any{"id": tr.ID, "status": "SUCCESS", "message": nil}))
 	}
 	return mapObject(map[string]any{"states": out}), nil
@@ -426,4 +412,28 @@ func (e *Emulator) updateTaskRunHeartbeat(input map[string]any) (any, error) {
 		tr.Heartbeat = e.now()
 	}
 	return mapObject(map[string]any{"success": true, "error": nil}), nil
+}
+
+// decodeState reads the serialized state of one set_*_run_states item as
+// Server's resolver does (graphql/states.py): over 1 MB it is refused, and
+// what does not load as a Prefect state fails the update for that run.
+func decodeState(kind, id string, state any) (newState, error) {
+	raw, err := json.Marshal(state)
+	if err != nil {
+		return newState{}, err
+	}
+	if len(raw) > maxStatePayload {
+		return newState{}, serverError("State payload is too large.")
+	}
+	typ, msg, start, err := stateFields(raw)
+	if err != nil || typ == "" {
+		return newState{}, serverError("State update failed for %s run ID %s: the state is not a serialized Prefect state", kind, id)
+	}
+	return newState{typ: typ, message: msg, raw: raw, start: start}, nil
+}
+
+// at is the state with the version it is inserted at.
+func (s newState) at(version int) newState {
+	s.version = version
+	return s
 }
