@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent/runlog"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
@@ -128,9 +128,14 @@ type Agent struct {
 	templateRetries sync.Map
 	events          *jobEvents    // Events on Jobs (events.go)
 	drift           *driftCounter // disagreements between Prefect and the cluster (drift.go)
-	// jobCache is the job manager's synced Job cache, nil until it syncs:
-	// a submission finds the run's earlier Jobs there without a request.
-	jobCache atomic.Pointer[cache.Indexer]
+	// jobs is what the submitter reads of the Job controller's cache: a
+	// submission finds the run's earlier Jobs there without a request, and
+	// the limits count the unfinished Jobs.
+	jobs JobIndex
+	// index is the same cache as the Job controller publishes it.
+	index *jobIndex
+	// runs writes the agent's lines to flow runs' logs.
+	runs *runlog.Writer
 	// limits and late are the guardrails (limits.go, lateness.go).
 	limits *limiter
 	late   *lateness
@@ -183,7 +188,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Job.Owner == "" {
 		cfg.Job.Owner = AgentIdentity(cfg.Name, cfg.Labels)
 	}
-	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, hurry: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics(), events: newJobEvents()}
+	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, hurry: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics(), events: newJobEvents(),
+		runs: runlog.New(cfg.Prefect, cfg.Name, cfg.Now), index: &jobIndex{}}
+	a.jobs = a.index
 	a.drift = newDriftCounter(a.metrics.registry)
 	if cfg.KubeRequests != nil {
 		a.metrics.registry.MustRegister(cfg.KubeRequests.vec)

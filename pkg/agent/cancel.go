@@ -92,7 +92,7 @@ func (m *manager) cancel(ctx context.Context, job *batchv1.Job, run prefect.RunS
 	}
 	if !m.reported.logged(job, keyCancelled) {
 		m.a.events.on(job, corev1.EventTypeNormal, EventCancelled, msg)
-		if err := m.writeLog(ctx, run.ID, prefect.LevelInfo, msg); err != nil {
+		if err := m.a.runs.MustLand(ctx, run.ID, prefect.LevelInfo, msg); err != nil {
 			return err
 		}
 		m.reported.markLogged(job, keyCancelled)

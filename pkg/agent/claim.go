@@ -173,7 +173,7 @@ func (a *Agent) lose(ctx context.Context, log klog.Logger, h prefect.RunHistory,
 		return
 	}
 	log.Info("Put back the flow run's state: this agent's Submitted mark came too late", "state", back.State, "why", why)
-	a.runLog(ctx, h.ID, prefect.LevelWarning, fmt.Sprintf("This agent's Submitted mark came too late (%s): it created no Job and put back the run's %s state", why, back.State))
+	a.runs.BestEffort(ctx, h.ID, prefect.LevelWarning, fmt.Sprintf("This agent's Submitted mark came too late (%s): it created no Job and put back the run's %s state", why, back.State))
 }
 
 // describe names a submission in a log line.
@@ -317,7 +317,7 @@ func (a *Agent) recheckLater(ctx context.Context, runID string, job *batchv1.Job
 			why = fmt.Sprintf("%s claimed it first", describe(d.WinnerBy))
 		}
 		log.Info("Deleted the Job: a write that landed late took the flow run's claim from this agent", "why", why)
-		a.runLog(ctx, runID, prefect.LevelWarning, fmt.Sprintf("Deleted Job %s: a state written before this agent's Submitted mark landed late (%s), so the mark did not win the run", job.Name, why))
+		a.runs.BestEffort(ctx, runID, prefect.LevelWarning, fmt.Sprintf("Deleted Job %s: a state written before this agent's Submitted mark landed late (%s), so the mark did not win the run", job.Name, why))
 	}()
 }
 

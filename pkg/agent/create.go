@@ -134,26 +134,16 @@ func (a *Agent) retireOlderJobs(ctx context.Context, runID string, job *batchv1.
 		log.Info("Deleted the flow run's older unfinished Job", "job", klog.KObj(old), "version", v)
 		msg := fmt.Sprintf("Deleted Job %s of an earlier submission (version %d), which had not finished: the run was submitted again and only Job %s may run it", old.Name, v, job.Name)
 		a.events.on(old, corev1.EventTypeNormal, EventSuperseded, msg)
-		a.runLog(ctx, runID, prefect.LevelInfo, msg)
+		a.runs.BestEffort(ctx, runID, prefect.LevelInfo, msg)
 	}
 }
 
-// runJobs returns the run's Jobs in namespace: from the job manager's cache
-// once it has synced, so a submission costs no extra request, else (before
-// the first sync) from the API.
+// runJobs returns the run's Jobs in namespace: from the Job controller's
+// index once it has synced, so a submission costs no extra request, else
+// (before the first sync) from the API.
 func (a *Agent) runJobs(ctx context.Context, namespace, runID string) ([]*batchv1.Job, error) {
-	if jobs := a.jobCache.Load(); jobs != nil {
-		objs, err := (*jobs).ByIndex(byFlowRun, runID)
-		if err != nil {
-			return nil, err
-		}
-		var out []*batchv1.Job
-		for _, o := range objs {
-			if j, ok := o.(*cachedJob); ok && j.Namespace == namespace {
-				out = append(out, j.job())
-			}
-		}
-		return out, nil
+	if jobs, ok := a.jobs.RunJobs(namespace, runID); ok {
+		return jobs, nil
 	}
 	list, err := a.cfg.Kube.BatchV1().Jobs(namespace).List(ctx, metav1.ListOptions{LabelSelector: manifest.LabelFlowRunID + "=" + runID})
 	if err != nil {

@@ -133,7 +133,7 @@ func (m *manager) checkFinishedRuns(ctx context.Context) {
 			msg := fmt.Sprintf("Deleted Job %s: the flow run is %s in Prefect but its pod still ran %s later", job.Name, st.State, m.cfg.FinishedRunGrace)
 			log.Info("Deleted the Job of a flow run that finished in Prefect while its pod still ran", "job", klog.KObj(job), "flowRun", id, "state", st.State)
 			m.a.events.on(job, corev1.EventTypeWarning, EventDrift, msg)
-			m.a.runLog(ctx, id, prefect.LevelWarning, msg)
+			m.a.runs.BestEffort(ctx, id, prefect.LevelWarning, msg)
 		}
 		delete(m.finishedSince, id)
 	}

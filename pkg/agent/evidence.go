@@ -56,7 +56,7 @@ func (m *manager) saveEvidence(ctx context.Context, job *batchv1.Job, runID stri
 		out, err = m.tail(ctx, job.Namespace, p.failedPod, p.failedContainer, lines)
 	}
 	msg := evidenceLine(p.failedPod, p.failedContainer, lines, out, err)
-	if err := m.writeLog(ctx, runID, prefect.LevelInfo, msg); err != nil {
+	if err := m.a.runs.MustLand(ctx, runID, prefect.LevelInfo, msg); err != nil {
 		klog.FromContext(ctx).Error(err, "Could not save the failed container's output to the flow run", "job", klog.KObj(job), "flowRun", runID)
 	}
 }

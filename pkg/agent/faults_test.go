@@ -346,13 +346,9 @@ func TestRescheduledRunReplacesItsPendingJob(t *testing.T) {
 	e.waitSubmitted(run.ID)
 	first := e.jobsFor(run.ID)[0]
 	// Lazarus comes minutes later: the agent's Job cache has the first Job by then.
-	eventually(t, "the agent's Job cache to hold the first Job", func() bool {
-		jobs := ra.agent.jobCache.Load()
-		if jobs == nil {
-			return false
-		}
-		objs, _ := (*jobs).ByIndex(byFlowRun, run.ID)
-		return len(objs) == 1
+	eventually(t, "the agent's Job index to hold the first Job", func() bool {
+		jobs, synced := ra.agent.jobs.RunJobs(metav1.NamespaceAll, run.ID)
+		return synced && len(jobs) == 1
 	})
 	// Lazarus finds the run Submitted with no flow process and reschedules it.
 	if _, err := e.em.SetFlowRunState(run.ID, "Scheduled", "Rescheduled by a Lazarus process."); err != nil {

@@ -52,5 +52,5 @@ func (m *manager) handBack(ctx context.Context, runID, jobName string) error {
 		return nil
 	}
 	klog.FromContext(ctx).Info("Handed back the task runs of a disrupted pod", "flowRun", runID, "taskRuns", handed)
-	return m.writeLog(ctx, runID, prefect.LevelInfo, fmt.Sprintf("Handed back %d task run(s) that were Running in the disrupted pod of Job %s: the flow's fresh attempt runs them again", handed, jobName))
+	return m.a.runs.MustLand(ctx, runID, prefect.LevelInfo, fmt.Sprintf("Handed back %d task run(s) that were Running in the disrupted pod of Job %s: the flow's fresh attempt runs them again", handed, jobName))
 }

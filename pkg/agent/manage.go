@@ -168,7 +168,18 @@ func (a *Agent) newManager() *manager {
 		UpdateFunc: func(_, obj any) { m.enqueueJob(obj) },
 		DeleteFunc: m.enqueueJob,
 	})
-	a.limits.watchJobs(m.jobs, a.Poke)
+	if a.limits.enabled() {
+		_, _ = m.jobs.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			UpdateFunc: func(old, cur any) {
+				o, ok1 := old.(*cachedJob)
+				c, ok2 := cur.(*cachedJob)
+				if ok1 && ok2 && !o.finished() && (c.finished() || c.DeletionTimestamp != nil) {
+					a.limits.jobEnded(a.Poke)
+				}
+			},
+			DeleteFunc: func(any) { a.limits.jobEnded(a.Poke) },
+		})
+	}
 	_, _ = m.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    m.enqueuePodJob,
 		UpdateFunc: func(_, obj any) { m.enqueuePodJob(obj) },
@@ -314,7 +325,7 @@ func (m *manager) run(ctx context.Context) error {
 	for _, inf := range informers {
 		synced = append(synced, inf.HasSynced)
 	}
-	defer m.a.jobCache.Store(nil)
+	defer m.a.index.publish(nil)
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		m.queue.ShutDown()
 		if ctx.Err() != nil {
@@ -324,8 +335,7 @@ func (m *manager) run(ctx context.Context) error {
 	}
 	// The first lists can be large and are garbage now; give that memory back.
 	debug.FreeOSMemory()
-	jobs := m.jobs.GetIndexer()
-	m.a.jobCache.Store(&jobs)
+	m.a.index.publish(m.jobs.GetIndexer())
 	klog.FromContext(ctx).Info("Managing the agent's Jobs", "namespace", m.a.cfg.Job.Namespace, "allNamespaces", m.cfg.AllNamespaces)
 	var workers sync.WaitGroup
 	for i := 0; i < m.cfg.Workers; i++ {

@@ -14,6 +14,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent/runlog"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
 
@@ -55,7 +56,8 @@ func TestReportRetriesAfterVersionLocking(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	m := &manager{a: &Agent{cfg: Config{Prefect: newClient(srv.URL, ""), Name: "agent"}, metrics: newMetrics()}, reported: newReportedSet()}
+	client := newClient(srv.URL, "")
+	m := &manager{a: &Agent{cfg: Config{Prefect: client, Name: "agent"}, metrics: newMetrics(), runs: runlog.New(client, "agent", nil)}, reported: newReportedSet()}
 	m.a.cfg.Now = func() time.Time { return t0 }
 	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "j", Namespace: "ns", UID: "u"}}
 	p := problem{key: "pod/p/failed", reason: "Error", level: prefect.LevelError, unlessFinished: true, message: "Pod p failed"}
