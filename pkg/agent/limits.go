@@ -163,7 +163,7 @@ type limiter struct {
 	reserved map[string]*reservation // flow run id -> its slot
 	// noted are the held runs told why, with when they were last held.
 	noted map[string]time.Time
-	// recoveries counts the recovery passes since the job manager started:
+	// recoveries counts the recovery passes since the Job controller started:
 	// runs a stopped agent marked Submitted without creating their Job are
 	// found by the first two, and get their slot before new runs do.
 	recoveries int
@@ -228,14 +228,14 @@ type usage []int
 
 // counts computes the usage from the Job index and the reservations, and
 // drops the reservations whose Job is in the index. Callers hold l.mu.
-func (l *limiter) counts(jobs JobIndex, unfinished []metav1.Object) usage {
+func (l *limiter) counts(index JobIndex, unfinished []metav1.Object) usage {
 	now := l.now()
 	for id, r := range l.reserved {
 		if !r.ended.IsZero() && now.Sub(r.ended) > reservationLinger {
 			delete(l.reserved, id)
 			continue
 		}
-		runJobs, _ := jobs.RunJobs(metav1.NamespaceAll, id)
+		runJobs, _ := index.RunJobs(metav1.NamespaceAll, id)
 		for _, j := range runJobs {
 			if j.Annotations[manifest.AnnotationFlowRunVersion] == strconv.Itoa(r.version) {
 				delete(l.reserved, id)
@@ -279,9 +279,9 @@ type admission struct {
 // begin starts a poll's admissions; ok is false while the Job index has not
 // synced or the recovery passes at start have not run (the truth is not
 // known yet), and no run may start then.
-func (l *limiter) begin(jobs JobIndex) (*admission, bool) {
+func (l *limiter) begin(index JobIndex) (*admission, bool) {
 	l.mu.Lock()
-	unfinished, synced := jobs.Unfinished()
+	unfinished, synced := index.Unfinished()
 	if !synced || l.recoveries < 2 || l.recovering > 0 {
 		l.mu.Unlock()
 		return nil, false
@@ -291,7 +291,7 @@ func (l *limiter) begin(jobs JobIndex) (*admission, bool) {
 			delete(l.noted, id) // a held run that left the queue (cancelled, deleted, taken by another agent)
 		}
 	}
-	return &admission{l: l, usage: l.counts(jobs, unfinished)}, true
+	return &admission{l: l, usage: l.counts(index, unfinished)}, true
 }
 
 // end releases the poll's hold on the limiter.
@@ -375,14 +375,14 @@ func (l *limiter) heldRuns() int {
 }
 
 // inUse is each limit's current usage, for /metrics and the start line.
-func (l *limiter) inUse(jobs JobIndex) usage {
+func (l *limiter) inUse(index JobIndex) usage {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	unfinished, synced := jobs.Unfinished()
+	unfinished, synced := index.Unfinished()
 	if !synced {
 		return make(usage, len(l.limits))
 	}
-	return l.counts(jobs, unfinished)
+	return l.counts(index, unfinished)
 }
 
 // jobEnded pokes the poll, while runs are held, when one of the agent's

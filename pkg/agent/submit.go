@@ -17,12 +17,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
-
-// FieldManager is the field manager of the Jobs the agent creates.
-const FieldManager = "kubectl-prefect-agent"
 
 // submit deploys one flow run: build its Job, claim the run (claim.go),
 // create the Job if the claim won, and log the Job's name on the run. ctx
@@ -189,11 +187,11 @@ func (a *Agent) launch(ctx context.Context, run prefect.FlowRun, job *batchv1.Jo
 	}
 	if created {
 		log.Info("Created Job for flow run", "job", klog.KObj(job))
-		reason, why := EventCreated, "Created"
+		reason, why := jobs.EventCreated, "Created"
 		if prefix != "" {
-			reason, why = EventRecovered, "Recovered: created"
+			reason, why = jobs.EventRecovered, "Recovered: created"
 		}
-		a.events.on(job, corev1.EventTypeNormal, reason, fmt.Sprintf("%s for flow run %s (%s), version %d", why, run.Name, run.Id, version))
+		a.events.On(job, corev1.EventTypeNormal, reason, fmt.Sprintf("%s for flow run %s (%s), version %d", why, run.Name, run.Id, version))
 	} else {
 		log.Info("The flow run's Job already existed from an earlier try", "job", klog.KObj(job))
 	}

@@ -1,4 +1,4 @@
-package agent
+package jobs
 
 import (
 	"context"
@@ -15,9 +15,9 @@ import (
 
 // record brings the Job's annotations up to date: the reported problems and
 // why it waits. The patch is retried (through the queue) until it lands.
-func (m *manager) record(ctx context.Context, job *batchv1.Job, w *waiting) error {
+func (c *Controller) record(ctx context.Context, job *batchv1.Job, w *waiting) error {
 	annotations := map[string]any{}
-	keys := m.reported.keys(job)
+	keys := c.reported.keys(job)
 	if joined := strings.Join(keys, ","); joined != job.Annotations[AnnotationReported] && len(keys) > 0 {
 		annotations[AnnotationReported] = joined
 	}
@@ -32,7 +32,7 @@ func (m *manager) record(ctx context.Context, job *batchv1.Job, w *waiting) erro
 		return nil
 	}
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": annotations}})
-	_, err := m.a.cfg.Kube.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
+	_, err := c.kube.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

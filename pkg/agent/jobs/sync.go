@@ -1,4 +1,4 @@
-package agent
+package jobs
 
 import (
 	"context"
@@ -36,17 +36,17 @@ const (
 // sync looks at one Job and reports, cleans up or waits as needed. It
 // returns an error, and the Job is requeued rate-limited, while a report has
 // not been accepted by Prefect; a Job is never deleted before that.
-func (m *manager) sync(ctx context.Context, key string) error {
+func (c *Controller) sync(ctx context.Context, key string) error {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
 		return nil
 	}
-	job, err := m.getJob(ns, name)
+	job, err := c.getJob(ns, name)
 	if apierrors.IsNotFound(err) {
-		m.reported.forgetKey(key)
-		m.takeGone(key)
-		m.waits.forget(key)
-		m.held.set(key, "", false)
+		c.reported.forgetKey(key)
+		c.takeGone(key)
+		c.waits.forget(key)
+		c.held.set(key, "", false)
 		return nil
 	}
 	if err != nil {
@@ -54,38 +54,38 @@ func (m *manager) sync(ctx context.Context, key string) error {
 	}
 	runID := job.Labels[manifest.LabelFlowRunID]
 	if runID == "" || job.DeletionTimestamp != nil {
-		m.waits.forget(key)
-		m.held.set(key, "", false)
+		c.waits.forget(key)
+		c.held.set(key, "", false)
 		return nil
 	}
-	if newer := m.newerSubmission(job, runID); newer != "" {
+	if newer := c.newerSubmission(job, runID); newer != "" {
 		// The run was submitted again and the submission could not delete
 		// this Job: it must neither run nor report on the new submission.
-		deleted, err := m.removeJob(ctx, job, "superseded")
+		deleted, err := c.removeJob(ctx, job, "superseded")
 		if err != nil || !deleted {
 			return err
 		}
 		msg := fmt.Sprintf("Deleted Job %s of an earlier submission, which had not finished: the run was submitted again and only Job %s may run it", job.Name, newer)
-		m.a.events.on(job, corev1.EventTypeNormal, EventSuperseded, msg)
-		m.a.runs.BestEffort(ctx, runID, prefect.LevelInfo, msg)
+		c.events.On(job, corev1.EventTypeNormal, EventSuperseded, msg)
+		c.runs.BestEffort(ctx, runID, prefect.LevelInfo, msg)
 		return nil
 	}
-	facts := m.facts(job)
-	for _, gone := range m.peekGone(key) {
+	facts := c.facts(job)
+	for _, gone := range c.peekGone(key) {
 		// Seen as deleted: inspect it like a pod marked for deletion.
 		gone = gone.DeepCopy()
 		if gone.DeletionTimestamp == nil {
-			now := metav1.NewTime(m.a.cfg.Now())
+			now := metav1.NewTime(c.now())
 			gone.DeletionTimestamp = &now
 		}
 		facts.pods = append(facts.pods, gone)
 	}
-	facts.firstPod = m.reported.firstPod(job, facts.pods)
-	done := m.reported.of(job)
+	facts.firstPod = c.reported.firstPod(job, facts.pods)
+	done := c.reported.of(job)
 	for k := range done {
 		facts.disrupted = facts.disrupted || strings.HasSuffix(k, "/disrupted")
 	}
-	in := inspect(job, facts, m.a.cfg.Now(), m.policy)
+	in := inspect(job, facts, c.now(), c.policy)
 
 	var fresh []problem
 	for _, p := range in.problems {
@@ -98,14 +98,14 @@ func (m *manager) sync(ctx context.Context, key string) error {
 			message: fmt.Sprintf("Job %s completed but the flow run never reported a final state: the flow's process exited without reporting", job.Name)})
 	}
 	if len(fresh) > 0 {
-		if err := m.report(ctx, job, runID, fresh); err != nil {
+		if err := c.report(ctx, job, runID, fresh); err != nil {
 			return fmt.Errorf("reporting to flow run %s: %w", runID, err)
 		}
 	}
-	m.takeGone(key)
-	m.waits.set(key, in.waiting)
-	m.held.set(key, runID, holds(job, in) && !giveUpIn(in))
-	recordErr := m.record(ctx, job, in.waiting)
+	c.takeGone(key)
+	c.waits.set(key, in.waiting)
+	c.held.set(key, runID, holds(job, in) && !giveUpIn(in))
+	recordErr := c.record(ctx, job, in.waiting)
 
 	failedRun, giveUp := false, false
 	for _, p := range in.problems {
@@ -113,17 +113,17 @@ func (m *manager) sync(ctx context.Context, key string) error {
 		giveUp = giveUp || p.giveUp
 	}
 	if in.recheck > 0 {
-		m.queue.AddAfter(key, in.recheck)
+		c.queue.AddAfter(key, in.recheck)
 	}
 	switch {
 	case giveUp:
 		// The flow never started; its pod must not start after the run failed.
-		return errors.Join(recordErr, m.deleteJob(ctx, job, "gave-up"))
-	case in.complete && m.cfg.DeleteFinishedJobs:
-		return errors.Join(recordErr, m.deleteJob(ctx, job, "completed"))
-	case (failedRun || manifest.JobFinished(job)) && m.cfg.DeleteFinishedJobs && !m.cfg.KeepFailedJobs:
+		return errors.Join(recordErr, c.deleteJob(ctx, job, "gave-up"))
+	case in.complete && c.cfg.DeleteFinishedJobs:
+		return errors.Join(recordErr, c.deleteJob(ctx, job, "completed"))
+	case (failedRun || manifest.JobFinished(job)) && c.cfg.DeleteFinishedJobs && !c.cfg.KeepFailedJobs:
 		// A failed flow (as in 1.4.1, one failed pod finishes the Job) or a failed Job.
-		return errors.Join(recordErr, m.deleteJob(ctx, job, "failed"))
+		return errors.Join(recordErr, c.deleteJob(ctx, job, "failed"))
 	}
 	return recordErr
 }

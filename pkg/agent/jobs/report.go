@@ -1,4 +1,4 @@
-package agent
+package jobs
 
 import (
 	"context"
@@ -16,19 +16,19 @@ import (
 // report writes fresh problems to the flow run and fails (or reschedules)
 // it, unless it has finished. A problem counts as reported only once Prefect
 // accepted its log line and its state; any other outcome is an error.
-func (m *manager) report(ctx context.Context, job *batchv1.Job, runID string, fresh []problem) error {
+func (c *Controller) report(ctx context.Context, job *batchv1.Job, runID string, fresh []problem) error {
 	log := klog.FromContext(ctx).WithValues("job", klog.KObj(job), "flowRun", runID)
-	state, exists, err := m.runState(ctx, runID)
+	state, exists, err := c.runState(ctx, runID)
 	if err != nil {
 		return err
 	}
 	if !exists {
 		log.Info("The Job's flow run no longer exists in Prefect; nothing to report to")
-		m.reported.add(job, fresh)
+		c.reported.add(job, fresh)
 		return nil
 	}
 	if changesState(fresh) && !prefect.Finished(state.State) {
-		current, why, err := m.currentSubmission(ctx, job, runID)
+		current, why, err := c.currentSubmission(ctx, job, runID)
 		if err != nil {
 			return err
 		}
@@ -37,17 +37,17 @@ func (m *manager) report(ctx context.Context, job *batchv1.Job, runID string, fr
 			// the run was submitted again after) must not fail the run's
 			// current submission: one line, and nothing else.
 			log.Info("Not reporting to the flow run: the Job is not its current submission", "why", why, "problem", fresh[0].reason)
-			if err := m.a.runs.MustLand(ctx, runID, prefect.LevelWarning, fmt.Sprintf("Job %s, of an earlier submission of this run, reports: %s. The run's current submission is left alone: %s", job.Name, fresh[0].message, why)); err != nil {
+			if err := c.runs.MustLand(ctx, runID, prefect.LevelWarning, fmt.Sprintf("Job %s, of an earlier submission of this run, reports: %s. The run's current submission is left alone: %s", job.Name, fresh[0].message, why)); err != nil {
 				return err
 			}
-			m.reported.add(job, fresh)
+			c.reported.add(job, fresh)
 			return nil
 		}
 	}
 	for _, p := range fresh {
-		logged := m.reported.logged(job, p.key)
+		logged := c.reported.logged(job, p.key)
 		if !logged && p.unlessFinished && prefect.Finished(state.State) {
-			m.reported.add(job, []problem{p})
+			c.reported.add(job, []problem{p})
 			continue
 		}
 		if p.key == keyCompleted && state.State == "Running" {
@@ -57,31 +57,31 @@ func (m *manager) report(ctx context.Context, job *batchv1.Job, runID string, fr
 		}
 		if !logged {
 			log.Info("Reporting to the flow run", "reason", p.reason, "level", p.level, "message", p.message)
-			if err := m.a.runs.MustLand(ctx, runID, p.level, p.message); err != nil {
+			if err := c.runs.MustLand(ctx, runID, p.level, p.message); err != nil {
 				return err
 			}
-			m.reported.markLogged(job, p.key)
-			m.a.metrics.failuresReported.WithLabelValues(p.reason).Inc()
-			m.a.events.on(job, corev1.EventTypeWarning, p.eventReason(), p.message)
+			c.reported.markLogged(job, p.key)
+			c.metrics.failuresReported.WithLabelValues(p.reason).Inc()
+			c.events.On(job, corev1.EventTypeWarning, p.eventReason(), p.message)
 			if p.failedPod != "" {
-				m.saveEvidence(ctx, job, runID, p)
+				c.saveEvidence(ctx, job, runID, p)
 			}
 		}
-		if handsBack(p) && !m.reported.of(job)[p.key] {
-			if err := m.handBack(ctx, runID, job.Name); err != nil {
+		if handsBack(p) && !c.reported.of(job)[p.key] {
+			if err := c.handBack(ctx, runID, job.Name); err != nil {
 				return err
 			}
 		}
 		if p.level == prefect.LevelError || p.reschedule {
 			next := prefect.FailedState(p.message)
 			if p.reschedule {
-				next = prefect.ScheduledState(p.message, m.a.cfg.Now())
+				next = prefect.ScheduledState(p.message, c.now())
 			}
-			if state, err = m.setState(ctx, runID, state, next); err != nil {
+			if state, err = c.setState(ctx, runID, state, next); err != nil {
 				return err
 			}
 		}
-		m.reported.add(job, []problem{p})
+		c.reported.add(job, []problem{p})
 	}
 	return nil
 }
@@ -108,13 +108,13 @@ func changesState(problems []problem) bool {
 
 // setState sets the run's state unless it finished, re-reading the run and
 // trying again when another writer changed it first (version locking).
-func (m *manager) setState(ctx context.Context, runID string, state prefect.RunState, next json.RawMessage) (prefect.RunState, error) {
+func (c *Controller) setState(ctx context.Context, runID string, state prefect.RunState, next json.RawMessage) (prefect.RunState, error) {
 	for attempt := 0; ; attempt++ {
 		if prefect.Finished(state.State) {
 			return state, nil
 		}
 		version := state.Version
-		err := m.a.cfg.Prefect.SetFlowRunState(ctx, runID, &version, next)
+		err := c.prefect.SetFlowRunState(ctx, runID, &version, next)
 		if err == nil {
 			state.State, state.Version = prefect.StateType(next), state.Version+1
 			return state, nil
@@ -122,7 +122,7 @@ func (m *manager) setState(ctx context.Context, runID string, state prefect.RunS
 		if !errors.Is(err, prefect.ErrVersionLocked) || attempt >= 3 {
 			return state, err
 		}
-		fresh, exists, readErr := m.runState(ctx, runID)
+		fresh, exists, readErr := c.runState(ctx, runID)
 		if readErr != nil {
 			return state, readErr
 		}
@@ -134,8 +134,8 @@ func (m *manager) setState(ctx context.Context, runID string, state prefect.RunS
 }
 
 // runState reads one run's current state.
-func (m *manager) runState(ctx context.Context, runID string) (prefect.RunState, bool, error) {
-	states, err := m.a.cfg.Prefect.FlowRunStates(ctx, []string{runID})
+func (c *Controller) runState(ctx context.Context, runID string) (prefect.RunState, bool, error) {
+	states, err := c.prefect.FlowRunStates(ctx, []string{runID})
 	if err != nil {
 		return prefect.RunState{}, false, err
 	}

@@ -1,4 +1,4 @@
-package agent
+package jobs
 
 import (
 	"encoding/json"
@@ -14,7 +14,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent/runlog"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
 
@@ -56,9 +55,8 @@ func TestReportRetriesAfterVersionLocking(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	client := newClient(srv.URL, "")
-	m := &manager{a: &Agent{cfg: Config{Prefect: client, Name: "agent"}, metrics: newMetrics(), runs: runlog.New(client, "agent", nil)}, reported: newReportedSet()}
-	m.a.cfg.Now = func() time.Time { return t0 }
+	m := testController(newClient(srv.URL, ""), nil, Config{})
+	m.now = func() time.Time { return t0 }
 	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "j", Namespace: "ns", UID: "u"}}
 	p := problem{key: "pod/p/failed", reason: "Error", level: prefect.LevelError, unlessFinished: true, message: "Pod p failed"}
 	if err := m.report(t.Context(), job, "run-1", []problem{p}); err != nil {

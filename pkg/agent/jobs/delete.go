@@ -1,4 +1,4 @@
-package agent
+package jobs
 
 import (
 	"context"
@@ -12,16 +12,16 @@ import (
 )
 
 // deleteJob removes a Job and, in the background, its pods.
-func (m *manager) deleteJob(ctx context.Context, job *batchv1.Job, why string) error {
-	_, err := m.removeJob(ctx, job, why)
+func (c *Controller) deleteJob(ctx context.Context, job *batchv1.Job, why string) error {
+	_, err := c.removeJob(ctx, job, why)
 	return err
 }
 
 // removeJob is deleteJob that also says whether this call deleted the Job
 // (false when it was gone or replaced already).
-func (m *manager) removeJob(ctx context.Context, job *batchv1.Job, why string) (bool, error) {
+func (c *Controller) removeJob(ctx context.Context, job *batchv1.Job, why string) (bool, error) {
 	policy := metav1.DeletePropagationBackground
-	err := m.a.cfg.Kube.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
+	err := c.kube.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
 		PropagationPolicy: &policy, Preconditions: &metav1.Preconditions{UID: &job.UID},
 	})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
@@ -30,8 +30,8 @@ func (m *manager) removeJob(ctx context.Context, job *batchv1.Job, why string) (
 	if err != nil {
 		return false, fmt.Errorf("deleting Job %s/%s: %w", job.Namespace, job.Name, err)
 	}
-	m.a.metrics.jobsDeleted.WithLabelValues(why).Inc()
-	m.a.events.on(job, corev1.EventTypeNormal, EventDeleted, "Deleted by the agent: "+deletedBecause(why))
+	c.metrics.JobDeleted(why)
+	c.events.On(job, corev1.EventTypeNormal, EventDeleted, "Deleted by the agent: "+deletedBecause(why))
 	klog.FromContext(ctx).V(1).Info("Deleted Job", "job", klog.KObj(job), "why", why)
 	return true, nil
 }

@@ -1,4 +1,4 @@
-package agent
+package jobs
 
 import (
 	batchv1 "k8s.io/api/batch/v1"
@@ -9,12 +9,12 @@ import (
 // newerSubmission names the run's Job in job's namespace made for a
 // submission that supersedes job's (manifest.Submission.Supersedes) when job
 // has not finished, else "".
-func (m *manager) newerSubmission(job *batchv1.Job, runID string) string {
+func (c *Controller) newerSubmission(job *batchv1.Job, runID string) string {
 	sub, ok := manifest.SubmissionOf(job)
 	if !ok || manifest.JobFinished(job) {
 		return ""
 	}
-	objs, _ := m.jobs.GetIndexer().ByIndex(byFlowRun, runID)
+	objs, _ := c.jobs.GetIndexer().ByIndex(byFlowRun, runID)
 	for _, o := range objs {
 		other, ok := o.(*cachedJob)
 		if !ok || other.Namespace != job.Namespace || other.DeletionTimestamp != nil {
