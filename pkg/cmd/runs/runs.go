@@ -57,7 +57,9 @@ type Options struct {
 
 // NewOptions returns the options with their defaults.
 func NewOptions(configFlags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *Options {
-	return &Options{configFlags: configFlags, PrintFlags: genericclioptions.NewPrintFlags(""), ChunkSize: 500, WatchInterval: 5 * time.Second, IOStreams: streams}
+	o := &Options{configFlags: configFlags, PrintFlags: genericclioptions.NewPrintFlags(""), ChunkSize: 500, WatchInterval: 5 * time.Second, IOStreams: streams}
+	o.Prefect.WithLabels = true
+	return o
 }
 
 // NewCmdRuns is `kubectl prefect runs`.
@@ -69,8 +71,10 @@ func newCmdRuns(o *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "runs [RUN...]",
 		Short: "List the agent's flow runs: Prefect's state beside their Jobs and pods, and where the two disagree",
-		Long: `List the flow runs of the namespace's agent: those with Jobs here, and those
-Prefect shows Submitted or Running by the agent without one. Each row joins
+		Long: `List the flow runs of the namespace's agent: those with Jobs here (the Jobs
+labelled with the agent's identity, prefect.io/agent: its name and labels),
+and those Prefect shows Submitted or Running by the agent without one (their
+latest Submitted mark names this namespace's agent). Each row joins
 the run's Prefect state with its newest Job and pod; DRIFT names where they
 disagree:
 
@@ -122,11 +126,6 @@ func (o *Options) Complete(cmd *cobra.Command) error {
 		return err
 	}
 	o.namespace = ns
-	sel := []string{manifest.LabelIdentifier}
-	if o.Selector != "" {
-		sel = append(sel, o.Selector)
-	}
-	o.selector = strings.Join(sel, ",")
 	if o.PrintFlags.OutputFormat != nil {
 		o.output = *o.PrintFlags.OutputFormat
 	}
@@ -142,8 +141,16 @@ func (o *Options) Complete(cmd *cobra.Command) error {
 	if o.client, err = kubernetes.NewForConfig(cfg); err != nil {
 		return err
 	}
-	o.access, err = o.Prefect.Resolve(cmd.Context(), prefectaccess.InCluster{Client: o.client, Namespace: ns})
-	return err
+	if o.access, err = o.Prefect.Resolve(cmd.Context(), prefectaccess.InCluster{Client: o.client, Namespace: ns}); err != nil {
+		return err
+	}
+	// The agent's Jobs (and their pods) carry its identity.
+	sel := []string{manifest.LabelIdentifier, manifest.LabelAgent + "=" + o.access.AgentIdentity()}
+	if o.Selector != "" {
+		sel = append(sel, o.Selector)
+	}
+	o.selector = strings.Join(sel, ",")
+	return nil
 }
 
 // Validate checks the selector, the states and the output format.
@@ -228,7 +235,7 @@ func (o *Options) list(ctx context.Context) ([]*row, error) {
 	}
 	for start := 0; start == 0 || start < len(ids); start += RunsPage {
 		page := ids[min(start, len(ids)):min(start+RunsPage, len(ids))]
-		got, err := o.access.Client.RunsOverview(ctx, page, agent)
+		got, err := o.access.Client.RunsOverview(ctx, page, agent, o.access.AgentLabels)
 		if err != nil {
 			return nil, fmt.Errorf("reading the flow runs from Prefect at %s: %w", o.access.API, err)
 		}
@@ -314,7 +321,7 @@ func (o *Options) jobs(ctx context.Context, ns string) ([]batchv1.Job, error) {
 
 // pods pages through the pods of the agent's Jobs, by Job.
 func (o *Options) pods(ctx context.Context, ns string) (map[string][]*corev1.Pod, error) {
-	return printing.PodsByJob(ctx, o.client, ns, o.ChunkSize)
+	return printing.PodsByJobSelected(ctx, o.client, ns, manifest.LabelIdentifier+","+manifest.LabelAgent+"="+o.access.AgentIdentity(), o.ChunkSize)
 }
 
 // print writes the rows in the chosen output format.
