@@ -122,9 +122,7 @@ func (o *Options) Complete(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	cfg.ContentType = "application/vnd.kubernetes.protobuf" // much cheaper to decode for big lists
-	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	o.client, err = kubernetes.NewForConfig(cfg)
+	o.client, err = printing.ListClient(cfg)
 	return err
 }
 

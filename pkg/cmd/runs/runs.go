@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -20,7 +18,6 @@ import (
 
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/cmd/printing"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefectaccess"
 )
 
@@ -137,9 +134,7 @@ func (o *Options) Complete(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	cfg.ContentType = "application/vnd.kubernetes.protobuf"
-	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	if o.client, err = kubernetes.NewForConfig(cfg); err != nil {
+	if o.client, err = printing.ListClient(cfg); err != nil {
 		return err
 	}
 	o.access, err = o.Prefect.Resolve(cmd.Context(), prefectaccess.InCluster{Client: o.client, Namespace: ns})
@@ -204,48 +199,19 @@ func (o *Options) list(ctx context.Context) ([]*row, error) {
 	if o.AllNamespaces {
 		ns = metav1.NamespaceAll
 	}
-	jobs, err := o.jobs(ctx, ns)
-	if err != nil {
-		return nil, err
-	}
-	pods, err := o.pods(ctx, ns)
-	if err != nil {
-		return nil, err
-	}
-	var ids []string
-	seen := map[string]bool{}
-	for i := range jobs {
-		if id := jobs[i].Labels[manifest.LabelFlowRunID]; id != "" && !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
-		}
-	}
-	runs := map[string]prefect.RunOverview{}
-	var extra []prefect.RunOverview
 	agent := o.access.AgentName
 	if o.Selector != "" {
 		agent = "" // runs without Jobs have no labels to select on
 	}
-	for start := 0; start == 0 || start < len(ids); start += RunsPage {
-		page := ids[min(start, len(ids)):min(start+RunsPage, len(ids))]
-		got, err := o.access.Client.RunsOverview(ctx, page, agent)
-		if err != nil {
-			return nil, fmt.Errorf("reading the flow runs from Prefect at %s: %w", o.access.API, err)
-		}
-		for _, r := range got {
-			if seen[r.ID] {
-				runs[r.ID] = r
-			} else {
-				extra = append(extra, r)
-			}
-		}
-		agent = ""
+	got, err := o.fetch(ctx, ns, agent)
+	if err != nil {
+		return nil, err
 	}
 	extraNS := o.namespace
 	if o.AllNamespaces {
 		extraNS = ""
 	}
-	all := buildRows(jobs, pods, runs, extra, extraNS)
+	all := buildRows(got.jobs, got.pods, got.runs, got.extra, extraNS)
 	var out []*row
 	for _, r := range all {
 		if o.selected(r) {
@@ -293,28 +259,6 @@ func (o *Options) selected(r *row) bool {
 		}
 	}
 	return false
-}
-
-// jobs pages through the agent's Jobs.
-func (o *Options) jobs(ctx context.Context, ns string) ([]batchv1.Job, error) {
-	var out []batchv1.Job
-	opts := metav1.ListOptions{LabelSelector: o.selector, Limit: o.ChunkSize}
-	for {
-		page, err := o.client.BatchV1().Jobs(ns).List(ctx, opts)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, page.Items...)
-		if page.Continue == "" {
-			return out, nil
-		}
-		opts.Continue = page.Continue
-	}
-}
-
-// pods pages through the pods of the agent's Jobs, by Job.
-func (o *Options) pods(ctx context.Context, ns string) (map[string][]*corev1.Pod, error) {
-	return printing.PodsByJob(ctx, o.client, ns, o.ChunkSize)
 }
 
 // print writes the rows in the chosen output format.
