@@ -17,7 +17,8 @@ import (
 )
 
 // The pod executor plays the kubelet's container runtime for the flow
-// container of pods whose image is ImagePrefect: once kwok has the pod
+// container of pods whose image is ImagePrefect (or ImageImportError, a
+// broken environment): once kwok has the pod
 // Running, it runs the container's command and args as a local process with
 // the container's environment, the flow runner's virtual environment first
 // on PATH and the test flows on PYTHONPATH; it keeps the process's output as
@@ -34,6 +35,11 @@ type executor struct {
 	mu     sync.Mutex
 	procs  map[types.UID]*podProcess
 	logger func(format string, args ...any)
+
+	// The shadowing package of ImageImportError (executor_fates.go).
+	brokenOnce sync.Once
+	brokenDir  string
+	brokenErr  error
 }
 
 // RequireFlowRunner starts the pod executor on the cluster if it is not
@@ -134,7 +140,7 @@ func (x *executor) observe(ctx context.Context, obj any) {
 		return
 	}
 	i := flowContainerIndex(pod)
-	if pod.Spec.Containers[i].Image != ImagePrefect {
+	if !executorImages[pod.Spec.Containers[i].Image] {
 		return
 	}
 	if pod.DeletionTimestamp != nil {

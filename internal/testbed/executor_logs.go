@@ -2,7 +2,10 @@ package testbed
 
 import (
 	"context"
+	"fmt"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -15,13 +18,25 @@ import (
 // created with that kind enabled.
 var kwokLogs = schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version: "v1alpha1", Resource: "logs"}
 
-// serveLog points kwok at the log file of the pod's flow container. The pod
-// owns the object, so it goes with the pod.
+// logsServedWithin bounds the wait for kwok to serve a new Logs object.
+const logsServedWithin = 5 * time.Second
+
+// serveLog points kwok at the log file of the pod's flow container, and
+// waits until kwok serves it, so that the log of a container that fails at
+// once can be read as soon as the pod shows the failure, as from a kubelet.
+// The pod owns the object, so it goes with the pod.
+//
+// kwok (v0.8.0) serves the first Logs object of a fresh cluster only about
+// 2.5 s after it was created ("no logs found for container" until then;
+// later ones within milliseconds), longer than the agent's reads of a failed
+// container's output wait: without this wait its evidence of the first
+// failure was lost.
 func (p *podProcess) serveLog(ctx context.Context) error {
 	client, err := dynamic.NewForConfig(p.x.c.Config)
 	if err != nil {
 		return err
 	}
+	logs := client.Resource(kwokLogs).Namespace(p.pod.Namespace)
 	obj := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "kwok.x-k8s.io/v1alpha1",
 		"kind":       "Logs",
@@ -38,9 +53,19 @@ func (p *podProcess) serveLog(ctx context.Context) error {
 			"follow":     true,
 		}}},
 	}}
-	_, err = client.Resource(kwokLogs).Namespace(p.pod.Namespace).Create(ctx, obj, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		return nil
+	if _, err := logs.Create(ctx, obj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
 	}
-	return err
+	opts := &corev1.PodLogOptions{Container: p.pod.Spec.Containers[p.container].Name}
+	deadline := time.Now().Add(logsServedWithin)
+	for {
+		_, err := p.x.c.Client.CoreV1().Pods(p.pod.Namespace).GetLogs(p.pod.Name, opts).DoRaw(ctx)
+		if err == nil || apierrors.IsNotFound(err) {
+			return nil // served, or the pod is gone
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("kwok does not serve the log %s names yet: %w", p.pod.Name, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -82,10 +82,18 @@ func (p *podProcess) execute(ctx context.Context) (int32, string, string) {
 		return 128, "ContainerCannotRun", "the container has neither command nor args"
 	}
 	path := os.Getenv("PATH")
+	pythonPath := FlowsDir()
+	if c.Image == ImageImportError {
+		broken, err := p.x.brokenPrefect()
+		if err != nil {
+			return 128, "ContainerCannotRun", err.Error()
+		}
+		pythonPath = broken + ":" + pythonPath
+	}
 	base := []string{
 		"PATH=" + p.x.bin + ":" + path,
 		"HOME=" + filepath.Join(p.dir(), "home"),
-		"PYTHONPATH=" + FlowsDir(),
+		"PYTHONPATH=" + pythonPath,
 		"PYTHONUNBUFFERED=1",
 		"LANG=C.UTF-8",
 		"HOSTNAME=" + p.pod.Name,
@@ -174,11 +182,47 @@ func (p *podProcess) execute(ctx context.Context) (int32, string, string) {
 		return 0, "Completed", ""
 	case errors.As(err, &exitErr):
 		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int32(ws.Signal()), "Error", ""
+			return 128 + int32(ws.Signal()), "Error", p.fallbackMessage(c)
 		}
-		return int32(exitErr.ExitCode()), "Error", ""
+		return int32(exitErr.ExitCode()), "Error", p.fallbackMessage(c)
 	}
 	return 128, "Error", err.Error()
+}
+
+// The kubelet's bounds on a termination message taken from the log.
+const (
+	fallbackMessageLines = 80
+	fallbackMessageBytes = 2048
+)
+
+// fallbackMessage is the termination message of a container that failed
+// under terminationMessagePolicy FallbackToLogsOnError, as the kubelet makes
+// it: the last 80 lines of its log, at most the last 2048 bytes. The
+// executor cannot give the process a termination-log file of its own, so
+// the File policy (the default) always leaves the message empty here.
+func (p *podProcess) fallbackMessage(c *corev1.Container) string {
+	if c.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
+		return ""
+	}
+	raw, err := os.ReadFile(p.logPath())
+	if err != nil {
+		return ""
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(string(raw), "\n"), "\n") {
+		// timestamp stream tag content
+		if parts := strings.SplitN(l, " ", 4); len(parts) == 4 {
+			lines = append(lines, parts[3])
+		}
+	}
+	if len(lines) > fallbackMessageLines {
+		lines = lines[len(lines)-fallbackMessageLines:]
+	}
+	msg := strings.Join(lines, "\n")
+	if len(msg) > fallbackMessageBytes {
+		msg = msg[len(msg)-fallbackMessageBytes:]
+	}
+	return msg
 }
 
 // criLines copies a stream into the log in the container runtime's format,
@@ -316,7 +360,7 @@ func (p *podProcess) writeTerminated(ctx context.Context, code int32, reason, me
 		}
 		if !found {
 			pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{
-				Name: name, Image: ImagePrefect, State: corev1.ContainerState{Terminated: term}})
+				Name: name, Image: pod.Spec.Containers[p.container].Image, State: corev1.ContainerState{Terminated: term}})
 		}
 		phase := corev1.PodSucceeded
 		condReason := "PodCompleted"

@@ -15,7 +15,16 @@ const (
 	// writes its exit to the pod, once a test started the executor with
 	// RequireFlowRunner. kwok only makes such a pod Running.
 	ImagePrefect = "testbed.invalid/fate:prefect"
+	// ImageImportError is an image whose Python environment is broken: the
+	// pod executor runs the flow container's command as for ImagePrefect,
+	// but `import prefect` fails on a missing dependency, so the process
+	// prints a line to stdout and Python's traceback to stderr, and exits 1
+	// before Prefect starts (nothing reaches the run's Prefect log).
+	ImageImportError = "testbed.invalid/fate:import-error"
 )
+
+// executorImages are the images whose flow container the pod executor runs.
+var executorImages = map[string]bool{ImagePrefect: true, ImageImportError: true}
 
 // UnschedulableCPU is a CPU request no simulated node can hold (they have 32).
 const UnschedulableCPU = "1000"

@@ -2,6 +2,7 @@ package prefect
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -11,18 +12,24 @@ type RunOverview struct {
 	Version               int
 	// StateTimestamp is when the current state was set.
 	StateTimestamp time.Time
-	// By is the submission a Submitted state records (zero otherwise).
+	// By is the submission of the run's latest Submitted mark: its current
+	// state's if Submitted, else the latest in its history (zero if none
+	// records one).
 	By Submission
 }
 
 // RunsOverview reads, in one request, the runs among ids and, when
 // agentName is not empty, the runs Prefect shows Submitted or Running by the
-// agent of that name.
-func (c *Client) RunsOverview(ctx context.Context, ids []string, agentName string) ([]RunOverview, error) {
+// agent registered with that name and these labels (in any order).
+func (c *Client) RunsOverview(ctx context.Context, ids []string, agentName string, agentLabels []string) ([]RunOverview, error) {
 	if agentName == "" {
 		agentName = "\x00" // no agent has this name: only ids match
 	}
-	resp, err := RunsOverview(ctx, c.gql, nonNil(ids), agentName)
+	labels, err := json.Marshal(nonNil(agentLabels))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := RunsOverview(ctx, c.gql, nonNil(ids), agentName, labels)
 	if err != nil {
 		return nil, err
 	}
@@ -31,6 +38,9 @@ func (c *Client) RunsOverview(ctx context.Context, ids []string, agentName strin
 		o := RunOverview{ID: r.Id, Name: r.Name, Flow: r.Flow.Name, State: r.State, Version: r.Version, StateTimestamp: r.State_timestamp}
 		if r.State == "Submitted" {
 			o.By, _ = SubmittedBy(r.Serialized_state)
+		} else if len(r.States) > 0 {
+			// A run past its mark (Running...) was submitted by its latest one.
+			o.By, _ = SubmittedBy(r.States[0].Serialized_state)
 		}
 		out = append(out, o)
 	}

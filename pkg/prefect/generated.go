@@ -792,13 +792,14 @@ func (v *RunsNamedResponse) GetFlow_run() []RunsNamedFlow_run { return v.Flow_ru
 
 // RunsOverviewFlow_run includes the requested fields of the GraphQL type flow_run.
 type RunsOverviewFlow_run struct {
-	Id               string                   `json:"id"`
-	Name             string                   `json:"name"`
-	Version          int                      `json:"version"`
-	State            string                   `json:"state"`
-	State_timestamp  time.Time                `json:"state_timestamp"`
-	Serialized_state json.RawMessage          `json:"serialized_state"`
-	Flow             RunsOverviewFlow_runFlow `json:"flow"`
+	Id               string                                     `json:"id"`
+	Name             string                                     `json:"name"`
+	Version          int                                        `json:"version"`
+	State            string                                     `json:"state"`
+	State_timestamp  time.Time                                  `json:"state_timestamp"`
+	Serialized_state json.RawMessage                            `json:"serialized_state"`
+	Flow             RunsOverviewFlow_runFlow                   `json:"flow"`
+	States           []RunsOverviewFlow_runStatesFlow_run_state `json:"states"`
 }
 
 // GetId returns RunsOverviewFlow_run.Id, and is useful for accessing the field via an interface.
@@ -822,6 +823,11 @@ func (v *RunsOverviewFlow_run) GetSerialized_state() json.RawMessage { return v.
 // GetFlow returns RunsOverviewFlow_run.Flow, and is useful for accessing the field via an interface.
 func (v *RunsOverviewFlow_run) GetFlow() RunsOverviewFlow_runFlow { return v.Flow }
 
+// GetStates returns RunsOverviewFlow_run.States, and is useful for accessing the field via an interface.
+func (v *RunsOverviewFlow_run) GetStates() []RunsOverviewFlow_runStatesFlow_run_state {
+	return v.States
+}
+
 // RunsOverviewFlow_runFlow includes the requested fields of the GraphQL type flow.
 type RunsOverviewFlow_runFlow struct {
 	Name string `json:"name"`
@@ -829,6 +835,16 @@ type RunsOverviewFlow_runFlow struct {
 
 // GetName returns RunsOverviewFlow_runFlow.Name, and is useful for accessing the field via an interface.
 func (v *RunsOverviewFlow_runFlow) GetName() string { return v.Name }
+
+// RunsOverviewFlow_runStatesFlow_run_state includes the requested fields of the GraphQL type flow_run_state.
+type RunsOverviewFlow_runStatesFlow_run_state struct {
+	Serialized_state json.RawMessage `json:"serialized_state"`
+}
+
+// GetSerialized_state returns RunsOverviewFlow_runStatesFlow_run_state.Serialized_state, and is useful for accessing the field via an interface.
+func (v *RunsOverviewFlow_runStatesFlow_run_state) GetSerialized_state() json.RawMessage {
+	return v.Serialized_state
+}
 
 // RunsOverviewResponse is returned by RunsOverview on success.
 type RunsOverviewResponse struct {
@@ -1484,8 +1500,9 @@ func (v *__RunsNamedInput) GetName() string { return v.Name }
 
 // __RunsOverviewInput is used internally by genqlient
 type __RunsOverviewInput struct {
-	Ids       []string `json:"ids"`
-	AgentName string   `json:"agentName"`
+	Ids         []string        `json:"ids"`
+	AgentName   string          `json:"agentName"`
+	AgentLabels json.RawMessage `json:"agentLabels"`
 }
 
 // GetIds returns __RunsOverviewInput.Ids, and is useful for accessing the field via an interface.
@@ -1493,6 +1510,9 @@ func (v *__RunsOverviewInput) GetIds() []string { return v.Ids }
 
 // GetAgentName returns __RunsOverviewInput.AgentName, and is useful for accessing the field via an interface.
 func (v *__RunsOverviewInput) GetAgentName() string { return v.AgentName }
+
+// GetAgentLabels returns __RunsOverviewInput.AgentLabels, and is useful for accessing the field via an interface.
+func (v *__RunsOverviewInput) GetAgentLabels() json.RawMessage { return v.AgentLabels }
 
 // __SetFlowRunStatesInput is used internally by genqlient
 type __SetFlowRunStatesInput struct {
@@ -2195,8 +2215,8 @@ func RunsNamed(
 
 // The query executed by RunsOverview.
 const RunsOverview_Operation = `
-query RunsOverview ($ids: [uuid!]!, $agentName: String!) {
-	flow_run(where: {_or:[{id:{_in:$ids}},{state:{_in:["Submitted","Running"]},agent:{name:{_eq:$agentName}}}]}) {
+query RunsOverview ($ids: [uuid!]!, $agentName: String!, $agentLabels: jsonb!) {
+	flow_run(where: {_or:[{id:{_in:$ids}},{state:{_in:["Submitted","Running"]},agent:{name:{_eq:$agentName},labels:{_contains:$agentLabels,_contained_in:$agentLabels}}}]}) {
 		id
 		name
 		version
@@ -2206,26 +2226,34 @@ query RunsOverview ($ids: [uuid!]!, $agentName: String!) {
 		flow {
 			name
 		}
+		states(where: {state:{_eq:"Submitted"}}, order_by: [{timestamp:desc},{id:desc}], limit: 1) {
+			serialized_state
+		}
 	}
 }
 `
 
 // The runs behind one page of the agent's Jobs ($ids), and with $agentName
 // the runs Prefect shows Submitted or Running by the agent of that name
-// (flow_run.agent is the object relationship on agent_id): one request per
-// page, whatever the number of runs.
+// and labels (flow_run.agent is the object relationship on agent_id; the
+// labels are compared as sets): one request per page, whatever the number of
+// runs. Agents of one name and labels share a registration across
+// namespaces, so each run comes with its latest Submitted mark, whose
+// submitted_by names the namespace it was made for.
 func RunsOverview(
 	ctx_ context.Context,
 	client_ graphql.Client,
 	ids []string,
 	agentName string,
+	agentLabels json.RawMessage,
 ) (data_ *RunsOverviewResponse, err_ error) {
 	req_ := &graphql.Request{
 		OpName: "RunsOverview",
 		Query:  RunsOverview_Operation,
 		Variables: &__RunsOverviewInput{
-			Ids:       ids,
-			AgentName: agentName,
+			Ids:         ids,
+			AgentName:   agentName,
+			AgentLabels: agentLabels,
 		},
 	}
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/agentcli"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
@@ -27,14 +28,26 @@ type Flags struct {
 	TenantID  string
 	Backend   string
 	AgentName string
+	// AgentLabels are the agent's labels: with its name, they make its
+	// identity, the prefect.io/agent label of its Jobs.
+	AgentLabels []string
 	// Agent names the installed agent's Deployment (default: the only one).
 	Agent string
+	// WithLabels, set before AddFlags, adds --agent-label, and has Resolve
+	// learn the agent's labels from the installed agent when neither the
+	// flag nor its variable gives them (`runs` selects the agent's Jobs by
+	// its identity).
+	WithLabels bool
 
 	fs *pflag.FlagSet
 }
 
 // envFlags are the flags that fall back to the agent's 1.x variables.
 var envFlags = []string{"api", "key", "tenant-id", "backend", "agent-name"}
+
+// labelsFlag is the flag of the agent's labels; it falls back to the
+// variable of `agent start --label`.
+const labelsFlag = "agent-label"
 
 // AddFlags registers the flags (no shorthands: -a, -k, -l and -b are
 // taken or ambiguous among kubectl's and the commands' own flags).
@@ -45,6 +58,9 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.TenantID, "tenant-id", "", "Prefect tenant id (default: the installed agent's, else Server's first tenant or the key's) [PREFECT__CLOUD__TENANT_ID]")
 	fs.StringVar(&f.Backend, "backend", "", "Prefect backend, server or cloud (default: the installed agent's) [PREFECT__BACKEND]")
 	fs.StringVar(&f.AgentName, "agent-name", "", "The agent's name in Prefect (default: the installed agent's) [PREFECT__CLOUD__AGENT__NAME]")
+	if f.WithLabels {
+		fs.StringArrayVar(&f.AgentLabels, labelsFlag, nil, "The agent's label; repeat for more (default: the installed agent's) [PREFECT__CLOUD__AGENT__LABELS]")
+	}
 	fs.StringVar(&f.Agent, "agent", "", "The installed agent's Deployment to read the connection from (default: the only one in the namespace)")
 	f.fs = fs
 }
@@ -52,6 +68,7 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet) {
 // Access is a resolved connection to Prefect.
 type Access struct {
 	API, Backend, TenantID, AgentName string
+	AgentLabels                       []string
 	// From says where the settings came from, for messages.
 	From string
 	// Client talks to the API; its key never appears in errors.
@@ -59,39 +76,52 @@ type Access struct {
 	key    string
 }
 
+// AgentIdentity is the agent's identity, the prefect.io/agent label of the
+// Jobs it creates (its name and labels, as the agent computes it).
+func (a *Access) AgentIdentity() string { return agent.AgentIdentity(a.AgentName, a.AgentLabels) }
+
 // HasKey tells whether a key is sent (the key itself is never exposed).
 func (a *Access) HasKey() bool { return a.key != "" }
 
-// given reads the flags and their environment variables.
-func (f *Flags) given(getenv func(string) string) (Flags, error) {
+// given reads the flags and their environment variables, and tells whether
+// the agent's labels were among them.
+func (f *Flags) given(getenv func(string) string) (Flags, bool, error) {
 	out := *f
+	labelsGiven := f.AgentLabels != nil
 	if f.fs != nil {
-		fallbacks := map[string][]string{}
+		fallbacks := map[string][]string{labelsFlag: agentcli.SettingsEnvFallbacks["label"]}
 		for _, name := range envFlags {
 			fallbacks[name] = agentcli.SettingsEnvFallbacks[name]
 		}
+		labelsGiven = f.fs.Changed(labelsFlag)
+		for _, name := range fallbacks[labelsFlag] {
+			labelsGiven = labelsGiven || getenv(name) != ""
+		}
 		if err := agentcli.ApplyEnvFallbacksFrom(f.fs, fallbacks, getenv); err != nil {
-			return out, err
+			return out, false, err
 		}
 		out = *f
+		if f.fs.Changed(labelsFlag) {
+			out.AgentLabels = uniqueLabels(out.AgentLabels)
+		}
 	}
 	switch {
 	case out.KeyFile != "" && out.Key != "":
-		return out, fmt.Errorf("--key and --key-file both give the API key: use one")
+		return out, false, fmt.Errorf("--key and --key-file both give the API key: use one")
 	case out.KeyFile != "":
 		raw, err := os.ReadFile(out.KeyFile)
 		if err != nil {
-			return out, fmt.Errorf("reading the API key from --key-file %s: %w", out.KeyFile, err)
+			return out, false, fmt.Errorf("reading the API key from --key-file %s: %w", out.KeyFile, err)
 		}
 		out.Key = strings.TrimSpace(string(raw))
 		if out.Key == "" || strings.ContainsAny(out.Key, "\r\n") {
-			return out, fmt.Errorf("--key-file %s: expected the API key alone on one line", out.KeyFile)
+			return out, false, fmt.Errorf("--key-file %s: expected the API key alone on one line", out.KeyFile)
 		}
 	}
 	if out.Backend != "" && out.Backend != "server" && out.Backend != "cloud" {
-		return out, fmt.Errorf("--backend %q: expected server or cloud", out.Backend)
+		return out, false, fmt.Errorf("--backend %q: expected server or cloud", out.Backend)
 	}
-	return out, nil
+	return out, labelsGiven, nil
 }
 
 // complete reports whether the flags say everything needed without the
@@ -103,23 +133,30 @@ func (f Flags) complete() bool {
 // Resolve builds the connection: flags and environment first, then the
 // installed agent for what they leave out (looked up only when needed).
 func (f *Flags) Resolve(ctx context.Context, installed Installed) (*Access, error) {
-	given, err := f.given(os.Getenv)
+	given, labelsGiven, err := f.given(os.Getenv)
 	if err != nil {
 		return nil, err
 	}
 	from := "flags and environment"
-	if !given.complete() && installed != nil {
-		agent, err := installed.Lookup(ctx, given.Agent, given.Key == "")
+	incomplete := !given.complete()
+	if (incomplete || (f.WithLabels && !labelsGiven)) && installed != nil {
+		inst, err := installed.Lookup(ctx, given.Agent, incomplete && given.Key == "")
 		switch {
 		case err != nil && given.API == "":
 			return nil, err
 		case err == nil:
-			from = agent.From
-			given.API = or(given.API, agent.API)
-			given.Backend = or(given.Backend, agent.Backend)
-			given.TenantID = or(given.TenantID, agent.TenantID)
-			given.AgentName = or(given.AgentName, agent.AgentName)
-			given.Key = or(given.Key, agent.key)
+			if incomplete {
+				from = inst.From
+				given.API = or(given.API, inst.API)
+				given.Backend = or(given.Backend, inst.Backend)
+				given.TenantID = or(given.TenantID, inst.TenantID)
+				given.AgentName = or(given.AgentName, inst.AgentName)
+				given.Key = or(given.Key, inst.key)
+			}
+			// The installed agent's labels, if it is the agent named.
+			if !labelsGiven && (given.AgentName == "" || given.AgentName == inst.AgentName) {
+				given.AgentLabels = inst.Labels
+			}
 		}
 	}
 	if given.API == "" {
@@ -134,7 +171,7 @@ func (f *Flags) Resolve(ctx context.Context, installed Installed) (*Access, erro
 	if given.AgentName == "" {
 		given.AgentName = "agent"
 	}
-	a := &Access{API: given.API, Backend: given.Backend, TenantID: given.TenantID, AgentName: given.AgentName, From: from, key: given.Key}
+	a := &Access{API: given.API, Backend: given.Backend, TenantID: given.TenantID, AgentName: given.AgentName, AgentLabels: given.AgentLabels, From: from, key: given.Key}
 	a.Client = prefect.NewClient(prefect.Config{API: a.API, APIKey: a.key, TenantID: a.TenantID, MaxAttempts: 3, Backoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second})
 	return a, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/agentcli"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/install"
 )
@@ -44,7 +45,11 @@ func cloud(t *testing.T) string {
 
 func parse(t *testing.T, args ...string) *Flags {
 	t.Helper()
-	f := &Flags{}
+	return parseInto(t, &Flags{}, args...)
+}
+
+func parseInto(t *testing.T, f *Flags, args ...string) *Flags {
+	t.Helper()
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	f.AddFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -107,9 +112,9 @@ func TestFlagsAndEnvironment(t *testing.T) {
 }
 
 // install applies what `agent install` makes, with the key in a Secret.
-func installAgent(t *testing.T, ns, api string) {
+func installAgent(t *testing.T, ns, api string, labels ...string) {
 	t.Helper()
-	settings := agentcli.SettingsFlags{Backend: "cloud", API: api, AgentName: "nightly", TenantID: theTenant}
+	settings := agentcli.SettingsFlags{Backend: "cloud", API: api, AgentName: "nightly", TenantID: theTenant, Labels: labels}
 	objs := install.Build(install.Spec{Name: "prefect-agent", Namespace: ns, Image: "example/agent:1", Replicas: 1, APIKey: theKey, Args: settings.Args(false)})
 	ctx := context.Background()
 	opts := metav1.ApplyOptions{FieldManager: "test", Force: true}
@@ -193,5 +198,50 @@ func TestFromTheInstalledAgent(t *testing.T) {
 	empty := cluster.Namespace(t)
 	if _, err := parse(t).Resolve(ctx, InCluster{Client: cluster.Client, Namespace: empty}); err == nil || !strings.Contains(err.Error(), "no agent installed in namespace "+empty) {
 		t.Fatalf("no agent: %v", err)
+	}
+}
+
+// TestAgentIdentityFromLabels: `runs` selects the agent's Jobs by its
+// identity, made of its name and labels. The labels come from
+// --agent-label, else PREFECT__CLOUD__AGENT__LABELS, else the installed
+// agent's Deployment (even when the flags give everything else), and only
+// when that agent is the one named.
+func TestAgentIdentityFromLabels(t *testing.T) {
+	ns := cluster.Namespace(t)
+	api := cloud(t)
+	installAgent(t, ns, api, "gpu", "etl", "gpu")
+	ctx := context.Background()
+	here := InCluster{Client: cluster.Client, Namespace: ns}
+	resolve := func(args ...string) *Access {
+		t.Helper()
+		a, err := parseInto(t, &Flags{WithLabels: true}, args...).Resolve(ctx, here)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	given := []string{"--api", api, "--backend", "cloud", "--key", theKey}
+	for _, c := range []struct {
+		name string
+		args []string
+		env  string
+		want string
+	}{
+		{"the installed agent's", nil, "", agent.AgentIdentity("nightly", []string{"etl", "gpu"})},
+		{"the installed agent's, everything else given", append(given, "--agent-name", "nightly"), "", agent.AgentIdentity("nightly", []string{"etl", "gpu"})},
+		{"another agent's name: not the installed agent's labels", append(given, "--agent-name", "other"), "", agent.AgentIdentity("other", nil)},
+		{"--agent-label", append(given, "--agent-name", "nightly", "--agent-label", "b", "--agent-label", "a", "--agent-label", "b"), "", agent.AgentIdentity("nightly", []string{"a", "b"})},
+		{"the variable", append(given, "--agent-name", "nightly"), `["x"]`, agent.AgentIdentity("nightly", []string{"x"})},
+	} {
+		t.Setenv("PREFECT__CLOUD__AGENT__LABELS", c.env)
+		if got := resolve(c.args...).AgentIdentity(); got != c.want {
+			t.Errorf("%s: identity %s, want %s", c.name, got, c.want)
+		}
+	}
+	// Without WithLabels (logs), the flag does not exist.
+	fs := pflag.NewFlagSet("logs", pflag.ContinueOnError)
+	(&Flags{}).AddFlags(fs)
+	if fs.Lookup("agent-label") != nil {
+		t.Errorf("--agent-label is offered to a command that does not select by identity")
 	}
 }

@@ -3,6 +3,7 @@ package prefectaccess
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -26,6 +27,7 @@ type Installed interface {
 // installedAgent is what the plugin learnt from an installed agent.
 type installedAgent struct {
 	API, Backend, TenantID, AgentName string
+	Labels                            []string
 	From                              string
 	key                               string
 }
@@ -72,7 +74,11 @@ func (c InCluster) Lookup(ctx context.Context, name string, withKey bool) (insta
 		return installedAgent{}, fmt.Errorf("reading the environment of %s: %w", from, err)
 	}
 	s := o.Settings
-	out := installedAgent{API: s.API, Backend: s.Backend, TenantID: s.TenantID, AgentName: s.AgentName, From: from, key: s.Key}
+	labels := s.Labels
+	if fs.Changed("label") {
+		labels = uniqueLabels(labels) // as `agent start` takes its --label flags
+	}
+	out := installedAgent{API: s.API, Backend: s.Backend, TenantID: s.TenantID, AgentName: s.AgentName, Labels: labels, From: from, key: s.Key}
 	if out.API == "" {
 		out.API = "https://api.prefect.io"
 		if out.Backend == "server" {
@@ -139,6 +145,13 @@ func agentContainer(dep *appsv1.Deployment) (corev1.Container, bool) {
 		return corev1.Container{}, false
 	}
 	return cs[0], true
+}
+
+// uniqueLabels sorts labels and drops repeats, as the agent does with the
+// labels of its --label flags (those of PREFECT__CLOUD__AGENT__LABELS it
+// keeps as they are).
+func uniqueLabels(labels []string) []string {
+	return slices.Compact(slices.Sorted(slices.Values(labels)))
 }
 
 type nopWriter struct{}

@@ -41,6 +41,8 @@ func matchFlowRun(r *FlowRun, where map[string]any) (bool, error) {
 					return compareString(r.AgentID, false, c)
 				case "name":
 					return compareString(r.agentName, r.agentName == "", c)
+				case "labels":
+					return compareStringArray(r.agentLabels, c)
 				}
 				return false, fmt.Errorf("emulator: filtering agent on %s is not implemented", column)
 			})

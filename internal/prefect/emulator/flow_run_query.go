@@ -42,8 +42,8 @@ func flowRunColumn(r *FlowRun, column string, cond map[string]any) (matched, ok 
 }
 
 // compareStringArray compares a jsonb column holding an array of strings, as
-// Postgres's jsonb operators do: <@ (_contained_in) is set containment,
-// = and <> compare the arrays element by element.
+// Postgres's jsonb operators do: <@ (_contained_in) and @> (_contains) are
+// set containment, = and <> compare the arrays element by element.
 func compareStringArray(v []string, cond map[string]any) (bool, error) {
 	for op, arg := range cond {
 		want := asStrings(arg)
@@ -53,6 +53,14 @@ func compareStringArray(v []string, cond map[string]any) (bool, error) {
 			ok = true
 			for _, s := range v {
 				if !contains(want, s) {
+					ok = false
+					break
+				}
+			}
+		case "_contains":
+			ok = true
+			for _, s := range want {
+				if !contains(v, s) {
 					ok = false
 					break
 				}

@@ -187,7 +187,7 @@ func (e *Emulator) setFlowRunStates(info requestInfo, input map[string]any) (any
 		version := e.readVersionThenWait(&r.Version)
 		e.setFlowRunState(r, st.at(version), info.agentID)
 		if a := e.agentByID(r.AgentID); a != nil {
-			r.agentName = a.Name // for filters through flow_run.agent
+			r.agentName, r.agentLabels = a.Name, a.Labels // for filters through flow_run.agent
 		}
 		out = append(out, mapObject(map[string]any{"id": r.ID, "status": "SUCCESS", "message": nil}))
 	}

@@ -114,9 +114,10 @@ type FlowRun struct {
 	States           []StateRecord `json:"states"`
 	Logs             []Log         `json:"logs"`
 	TaskRuns         []*TaskRun    `json:"task_runs"`
-	// agentName is the name of the agent AgentID names, for filters through
-	// the flow_run.agent relationship.
-	agentName string
+	// agentName and agentLabels are the name and labels of the agent
+	// AgentID names, for filters through the flow_run.agent relationship.
+	agentName   string
+	agentLabels []string
 }
 
 // labelsMatch is the server's rule: every run label is an agent label, and an

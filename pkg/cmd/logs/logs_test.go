@@ -2,6 +2,7 @@ package logs
 
 import (
 	"context"
+	"io"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -56,7 +57,15 @@ func writeLine(t *testing.T, api, runID, name, level, msg string, at time.Time) 
 // runLogs runs the command with a client of the test's choice.
 func runLogs(t *testing.T, client kubernetes.Interface, kubeconfig, api string, args ...string) (string, string, error) {
 	t.Helper()
-	streams, _, out, errOut := genericiooptions.NewTestIOStreams()
+	out, errOut := &testbed.SyncBuffer{}, &testbed.SyncBuffer{}
+	err := runLogsTo(context.Background(), out, errOut, client, kubeconfig, api, args...)
+	return out.String(), errOut.String(), err
+}
+
+// runLogsTo runs the command writing to out and errOut, which a test may
+// read while the command runs.
+func runLogsTo(ctx context.Context, out, errOut io.Writer, client kubernetes.Interface, kubeconfig, api string, args ...string) error {
+	streams := genericiooptions.IOStreams{In: strings.NewReader(""), Out: out, ErrOut: errOut}
 	configFlags := genericclioptions.NewConfigFlags(false)
 	o := NewOptions(configFlags, streams)
 	o.client = client
@@ -69,8 +78,7 @@ func runLogs(t *testing.T, client kubernetes.Interface, kubeconfig, api string, 
 	}
 	cmd.SetArgs(append(base, args...))
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	err := cmd.Execute()
-	return out.String(), errOut.String(), err
+	return cmd.ExecuteContext(ctx)
 }
 
 // TestLogsInterleavesBothSources reads the Prefect log and the container's
@@ -128,7 +136,8 @@ func TestLogsInterleavesBothSources(t *testing.T) {
 }
 
 // TestLogsFollowEndsWhenTheRunFinishes follows a running flow's run against
-// the real control plane and returns once Prefect shows it finished.
+// the real control plane: a line written while it follows is printed, and
+// the command returns once Prefect shows the run finished.
 func TestLogsFollowEndsWhenTheRunFinishes(t *testing.T) {
 	ns := cluster.Namespace(t)
 	em, api, runID := prefectWith(t)
@@ -136,36 +145,40 @@ func TestLogsFollowEndsWhenTheRunFinishes(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeLine(t, api, runID, "prefect.CloudFlowRunner", "INFO", "Beginning Flow run for 'etl'", t0.Add(time.Second))
-	type result struct {
-		out string
-		err error
-	}
-	done := make(chan result, 1)
+	out, errOut := &testbed.SyncBuffer{}, &testbed.SyncBuffer{}
+	done := make(chan error, 1)
 	go func() {
-		out, _, err := runLogs(t, cluster.Client, cluster.Kubeconfig, api, "-n", ns, "-f", "brave-fox")
-		done <- result{out, err}
+		done <- runLogsTo(context.Background(), out, errOut, cluster.Client, cluster.Kubeconfig, api, "-n", ns, "-f", "brave-fox")
 	}()
-	time.Sleep(300 * time.Millisecond)
-	writeLine(t, api, runID, "prefect.CloudFlowRunner", "INFO", "Flow run SUCCESS: all reference tasks succeeded", t0.Add(5*time.Second))
+	testbed.Eventually(t, "-f to print the run's log so far", func() bool { return strings.Contains(out.String(), "Beginning Flow run for 'etl'") })
+	writeLine(t, api, runID, "prefect.CloudFlowRunner", "INFO", "Task 'extract': Finished task run for task with final state: 'Success'", t0.Add(3*time.Second))
+	// A line written while the run is Running is followed: -f printed it,
+	// so it had not returned.
+	testbed.Eventually(t, "-f to print the line written while it follows", func() bool {
+		return strings.Contains(out.String(), "Task 'extract': Finished task run")
+	})
 	select {
-	case r := <-done:
-		t.Fatalf("-f returned while the run was Running: %v\n%s", r.err, r.out)
-	case <-time.After(500 * time.Millisecond):
+	case err := <-done:
+		t.Fatalf("-f returned while the run was Running: %v\n%s", err, out.String())
+	default:
 	}
+	writeLine(t, api, runID, "prefect.CloudFlowRunner", "INFO", "Flow run SUCCESS: all reference tasks succeeded", t0.Add(5*time.Second))
 	if _, err := em.SetFlowRunState(runID, "Success", "done"); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case r := <-done:
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
-		for _, want := range []string{"Beginning Flow run for 'etl'", "Flow run SUCCESS"} {
-			if !strings.Contains(r.out, want) {
-				t.Errorf("-f did not print %q:\n%s", want, r.out)
-			}
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%v (%s)", err, errOut.String())
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("-f did not end within 10 s of the run finishing")
+		t.Fatalf("-f did not end within 10 s of the run finishing; it printed:\n%s", out.String())
+	}
+	want := `2026-01-01T00:00:01Z [prefect] INFO prefect.CloudFlowRunner: Beginning Flow run for 'etl'
+2026-01-01T00:00:03Z [prefect] INFO prefect.CloudFlowRunner: Task 'extract': Finished task run for task with final state: 'Success'
+2026-01-01T00:00:05Z [prefect] INFO prefect.CloudFlowRunner: Flow run SUCCESS: all reference tasks succeeded
+`
+	if got := out.String(); got != want {
+		t.Errorf("-f printed:\n--- got\n%s--- want\n%s", got, want)
 	}
 }

@@ -37,7 +37,7 @@ func (o *Options) fetch(ctx context.Context, ns, agent string) (*fetched, error)
 	g, gctx := errgroup.WithContext(ctx)
 	out := &fetched{runs: map[string]prefect.RunOverview{}}
 	g.Go(func() error {
-		pods, err := printing.PodsByJob(gctx, o.client, ns, o.ChunkSize)
+		pods, err := printing.PodsByJobSelected(gctx, o.client, ns, manifest.LabelIdentifier+","+manifest.LabelAgent+"="+o.access.AgentIdentity(), o.ChunkSize)
 		out.pods = pods
 		return err
 	})
@@ -53,7 +53,7 @@ func (o *Options) fetch(ctx context.Context, ns, agent string) (*fetched, error)
 				return gctx.Err()
 			}
 			defer func() { <-inFlight }()
-			got, err := o.access.Client.RunsOverview(gctx, ids, agent)
+			got, err := o.access.Client.RunsOverview(gctx, ids, agent, o.access.AgentLabels)
 			if err != nil {
 				return fmt.Errorf("reading the flow runs from Prefect at %s: %w", o.access.API, err)
 			}

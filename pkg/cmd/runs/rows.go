@@ -56,7 +56,8 @@ func (r *row) job() *batchv1.Job {
 }
 
 // buildRows joins the Jobs, their pods and Prefect's runs into rows: one per
-// run with Jobs here, and one per agent run with none (extra).
+// run with Jobs here, and one per agent run with none (extra) whose latest
+// Submitted mark was made for extraNamespace (any, when empty).
 func buildRows(jobs []batchv1.Job, podsByJob map[string][]*corev1.Pod, runs map[string]prefect.RunOverview, extra []prefect.RunOverview, extraNamespace string) []*row {
 	byRun := map[string]*row{}
 	for i := range jobs {
@@ -93,12 +94,12 @@ func buildRows(jobs []batchv1.Job, podsByJob map[string][]*corev1.Pod, runs map[
 		if withJobs[run.ID] {
 			continue
 		}
+		// The run's latest Submitted mark says for which namespace's agent:
+		// agents of one name share a registration across namespaces. A mark
+		// that names none (the 1.4.1 agent's) is no agent's here.
 		ns := run.By.Namespace
-		if ns == "" {
-			ns = extraNamespace
-		}
-		if extraNamespace != "" && ns != extraNamespace {
-			continue // submitted by an agent of this name in another namespace
+		if ns == "" || (extraNamespace != "" && ns != extraNamespace) {
+			continue
 		}
 		r := &row{Namespace: ns, RunID: run.ID}
 		r.fromPrefect(run)

@@ -57,9 +57,21 @@ func TestDriftRules(t *testing.T) {
 			t.Errorf("%s: drift %s, want %q", c.name, got, c.want)
 		}
 	}
-	// A run Prefect shows Submitted by an agent of this name in another namespace is not listed.
-	rows := buildRows(nil, nil, nil, []prefect.RunOverview{{ID: "x", State: "Submitted", By: prefect.Submission{Namespace: "other"}}, {ID: "y", State: "Submitted", By: prefect.Submission{Namespace: "ns"}}}, "ns")
+	// A run Prefect shows Submitted by an agent of this name in another
+	// namespace, or by one that names no namespace (the 1.4.1 agent), is
+	// not listed.
+	extra := []prefect.RunOverview{
+		{ID: "x", State: "Submitted", By: prefect.Submission{Namespace: "other"}},
+		{ID: "y", State: "Submitted", By: prefect.Submission{Namespace: "ns"}},
+		{ID: "z", State: "Running"},
+	}
+	rows := buildRows(nil, nil, nil, extra, "ns")
 	if len(rows) != 1 || rows[0].RunID != "y" || joinOrNone(rows[0].Drift) != DriftSubmittedWithoutJob {
 		t.Fatalf("runs without Jobs: %+v", rows)
+	}
+	// Across namespaces, each where its mark says.
+	rows = buildRows(nil, nil, nil, extra, "")
+	if len(rows) != 2 || rows[0].Namespace != "ns" || rows[1].Namespace != "other" {
+		t.Fatalf("runs without Jobs, all namespaces: %+v", rows)
 	}
 }

@@ -54,7 +54,9 @@ type Options struct {
 
 // NewOptions returns the options with their defaults.
 func NewOptions(configFlags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *Options {
-	return &Options{configFlags: configFlags, PrintFlags: genericclioptions.NewPrintFlags(""), ChunkSize: 500, WatchInterval: 5 * time.Second, IOStreams: streams}
+	o := &Options{configFlags: configFlags, PrintFlags: genericclioptions.NewPrintFlags(""), ChunkSize: 500, WatchInterval: 5 * time.Second, IOStreams: streams}
+	o.Prefect.WithLabels = true
+	return o
 }
 
 // NewCmdRuns is `kubectl prefect runs`.
@@ -66,8 +68,10 @@ func newCmdRuns(o *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "runs [RUN...]",
 		Short: "List the agent's flow runs: Prefect's state beside their Jobs and pods, and where the two disagree",
-		Long: `List the flow runs of the namespace's agent: those with Jobs here, and those
-Prefect shows Submitted or Running by the agent without one. Each row joins
+		Long: `List the flow runs of the namespace's agent: those with Jobs here (the Jobs
+labelled with the agent's identity, prefect.io/agent: its name and labels),
+and those Prefect shows Submitted or Running by the agent without one (their
+latest Submitted mark names this namespace's agent). Each row joins
 the run's Prefect state with its newest Job and pod; DRIFT names where they
 disagree:
 
@@ -119,11 +123,6 @@ func (o *Options) Complete(cmd *cobra.Command) error {
 		return err
 	}
 	o.namespace = ns
-	sel := []string{manifest.LabelIdentifier}
-	if o.Selector != "" {
-		sel = append(sel, o.Selector)
-	}
-	o.selector = strings.Join(sel, ",")
 	if o.PrintFlags.OutputFormat != nil {
 		o.output = *o.PrintFlags.OutputFormat
 	}
@@ -137,8 +136,16 @@ func (o *Options) Complete(cmd *cobra.Command) error {
 	if o.client, err = printing.ListClient(cfg); err != nil {
 		return err
 	}
-	o.access, err = o.Prefect.Resolve(cmd.Context(), prefectaccess.InCluster{Client: o.client, Namespace: ns})
-	return err
+	if o.access, err = o.Prefect.Resolve(cmd.Context(), prefectaccess.InCluster{Client: o.client, Namespace: ns}); err != nil {
+		return err
+	}
+	// The agent's Jobs (and their pods) carry its identity.
+	sel := []string{manifest.LabelIdentifier, manifest.LabelAgent + "=" + o.access.AgentIdentity()}
+	if o.Selector != "" {
+		sel = append(sel, o.Selector)
+	}
+	o.selector = strings.Join(sel, ",")
+	return nil
 }
 
 // Validate checks the selector, the states and the output format.

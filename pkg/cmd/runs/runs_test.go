@@ -18,6 +18,7 @@ import (
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
@@ -86,7 +87,13 @@ const node = "node-000000"
 // job creates a Job as the agent makes them for a run, pinned to one node.
 func (w *world) job(name, runID, runName, flow, image string) {
 	w.t.Helper()
-	labels := map[string]string{manifest.LabelIdentifier: name[len(name)-4:], manifest.LabelFlowRunID: runID}
+	w.jobOf(agent.AgentIdentity(agentName, nil), name, runID, runName, flow, image)
+}
+
+// jobOf creates a Job as the agent of an identity makes them.
+func (w *world) jobOf(owner, name, runID, runName, flow, image string) {
+	w.t.Helper()
+	labels := map[string]string{manifest.LabelIdentifier: name[len(name)-4:], manifest.LabelFlowRunID: runID, manifest.LabelAgent: owner}
 	j := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels,
 			Annotations: map[string]string{manifest.AnnotationFlowName: flow, manifest.AnnotationFlowRunName: runName}},
@@ -264,6 +271,55 @@ func TestRunsNoFalseDrift(t *testing.T) {
 	}
 	if n := w.em.Requests()["RunsOverview"] - before; n != 1 {
 		t.Errorf("%d Prefect requests for 200 runs, want 1 (one per page of %d)", n, RunsPage)
+	}
+}
+
+// TestRunsKeepsToTheNamespacesAgent: agents of one name and labels in two
+// namespaces share one Prefect registration. `runs -n A` lists only A's
+// runs: the Jobs carrying the agent's identity (not another agent's Job in
+// A, nor B's Jobs of the same identity), and, of the runs without a Job,
+// those whose latest Submitted mark A's agent made (Submitted, and Running
+// since), with their drift; B's likewise.
+func TestRunsKeepsToTheNamespacesAgent(t *testing.T) {
+	a := newWorld(t)
+	b := &world{t: t, ns: cluster.Namespace(t), em: a.em, api: a.api, client: a.client}
+	a.job("etl-a001", a.run("a-running", "etl", "submitted", "Running"), "a-running", "etl", testbed.ImageRun)
+	a.run("a-no-job", "etl", "submitted")
+	a.run("a-gone", "etl", "submitted", "Running")
+	b.job("etl-b001", b.run("b-running", "etl", "submitted", "Running"), "b-running", "etl", testbed.ImageRun)
+	b.run("b-no-job", "etl", "submitted")
+	b.run("b-gone", "etl", "submitted", "Running")
+	other := a.run("other-agents", "etl", "Running")
+	a.jobOf(agent.AgentIdentity(agentName, []string{"gpu"}), "etl-c001", other, "other-agents", "etl", testbed.ImageRun)
+	a.podPhases(map[string]corev1.PodPhase{"etl-a001": corev1.PodRunning, "etl-c001": corev1.PodRunning})
+	b.podPhases(map[string]corev1.PodPhase{"etl-b001": corev1.PodRunning})
+
+	expect(t, "runs -n A", a.mustRun(), `NAME        FLOW   STATE       AGE   JOB        POD       NODE          ATTEMPTS   DRIFT
+a-gone      etl    Running     10h   <none>     <none>    <none>        0          RunningWithoutPod
+a-no-job    etl    Submitted   10h   <none>     <none>    <none>        0          SubmittedWithoutJob
+a-running   etl    Running     10h   etl-a001   Running   node-000000   1          <none>
+`)
+	expect(t, "runs -n B", b.mustRun(), `NAME        FLOW   STATE       AGE   JOB        POD       NODE          ATTEMPTS   DRIFT
+b-gone      etl    Running     10h   <none>     <none>    <none>        0          RunningWithoutPod
+b-no-job    etl    Submitted   10h   <none>     <none>    <none>        0          SubmittedWithoutJob
+b-running   etl    Running     10h   etl-b001   Running   node-000000   1          <none>
+`)
+	// The other agent (same name, other labels: another registration) has
+	// its Job listed, and none of the first agent's runs.
+	expect(t, "runs -n A --agent-label gpu", a.mustRun("--agent-label", "gpu", "--no-headers"),
+		"other-agents   etl   Running   10h   etl-c001   Running   node-000000   1     <none>\n")
+	// Across namespaces, each run once, in its own namespace.
+	all := a.mustRun("-A", "-o", "custom-columns=NAMESPACE:.metadata.namespace,RUN:.metadata.name,DRIFT:.status.drift",
+		"a-gone", "a-no-job", "a-running", "b-gone", "b-no-job", "b-running", "other-agents")
+	block := func(ns, prefix string) string {
+		return fmt.Sprintf("%[1]s %[2]s-gone [\"RunningWithoutPod\"]\n%[1]s %[2]s-no-job [\"SubmittedWithoutJob\"]\n%[1]s %[2]s-running []\n", ns, prefix)
+	}
+	want := "NAMESPACE RUN DRIFT\n" + block(a.ns, "a") + block(b.ns, "b")
+	if b.ns < a.ns {
+		want = "NAMESPACE RUN DRIFT\n" + block(b.ns, "b") + block(a.ns, "a")
+	}
+	if strings.Join(strings.Fields(all), " ") != strings.Join(strings.Fields(want), " ") {
+		t.Errorf("runs -A (spaces aside):\n--- got\n%s--- want\n%s", all, want)
 	}
 }
 
