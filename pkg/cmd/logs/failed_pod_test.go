@@ -3,7 +3,6 @@ package logs
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
@@ -29,13 +27,7 @@ import (
 func TestLogsShowAPodThatDiedBeforePrefectStarted(t *testing.T) {
 	cluster.RequireFlowRunner(t)
 	ns := cluster.Namespace(t)
-	em, err := emulator.New(emulator.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(em.Close)
-	srv := httptest.NewServer(em.Handler())
-	t.Cleanup(srv.Close)
+	em, api := prefectServer(t)
 	rc, err := json.Marshal(map[string]any{"type": "KubernetesRun", "image": testbed.ImageImportError,
 		"job_template": map[string]any{"spec": map[string]any{"backoffLimit": 0, "template": map[string]any{"spec": map[string]any{
 			"containers": []any{map[string]any{"name": "flow", "terminationMessagePolicy": "FallbackToLogsOnError"}}}}}}})
@@ -47,30 +39,7 @@ func TestLogsShowAPodThatDiedBeforePrefectStarted(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	a, err := agent.New(agent.Config{
-		Prefect: prefect.NewClient(prefect.Config{API: srv.URL, Backoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}),
-		Kube:    cluster.Client, Backend: "server", Name: "agent",
-		Job:         manifest.AgentSettings{Namespace: ns, Backend: "server", API: srv.URL, LogToCloud: true},
-		Intervals:   []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond},
-		ClaimSettle: 20 * time.Millisecond, ClaimRecheck: 300 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	stopped := make(chan error, 1)
-	go func() { stopped <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		stop()
-		select {
-		case err := <-stopped:
-			if err != nil {
-				t.Errorf("the agent returned: %v", err)
-			}
-		case <-time.After(time.Minute):
-			t.Errorf("the agent did not stop within a minute")
-		}
-	})
+	startAgent(t, ns, api)
 
 	// The agent fails the run and saves the container's output into its log.
 	deadline := time.Now().Add(2 * time.Minute)
@@ -98,7 +67,7 @@ func TestLogsShowAPodThatDiedBeforePrefectStarted(t *testing.T) {
 	// While the Job exists: the container's output, from the pod, after the
 	// agent's submission and before its report of the failure, which
 	// carries the termination message (the log's last lines).
-	out, errOut, err := runLogs(t, cluster.Client, cluster.Kubeconfig, srv.URL, "-n", ns, "broken-env")
+	out, errOut, err := runLogs(t, cluster.Client, cluster.Kubeconfig, api, "-n", ns, "broken-env")
 	if err != nil {
 		t.Fatalf("logs: %v (%s)", err, errOut)
 	}
@@ -138,7 +107,7 @@ func TestLogsShowAPodThatDiedBeforePrefectStarted(t *testing.T) {
 		list, err := cluster.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: manifest.LabelFlowRunID + "=" + run.ID})
 		return err == nil && len(list.Items) == 0
 	})
-	out, errOut, err = runLogs(t, cluster.Client, cluster.Kubeconfig, srv.URL, "-n", ns, "broken-env")
+	out, errOut, err = runLogs(t, cluster.Client, cluster.Kubeconfig, api, "-n", ns, "broken-env")
 	if err != nil {
 		t.Fatalf("logs after the Job was deleted: %v (%s)", err, errOut)
 	}

@@ -419,12 +419,17 @@ func (o *Options) follow(ctx context.Context, runID string, pods []corev1.Pod, p
 	ticker := time.NewTicker(o.PollInterval)
 	defer ticker.Stop()
 	finished := prefect.Finished(state)
+	// flushed ends the wait for the containers' last lines once the run
+	// finished in Prefect.
+	var flushed <-chan time.Time
 	for {
 		if finished && streams == 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-flushed:
 			return nil
 		case l, ok := <-out:
 			if !ok {
@@ -439,13 +444,22 @@ func (o *Options) follow(ctx context.Context, runID string, pods []corev1.Pod, p
 			if o.PodOnly {
 				st, err := o.runState(ctx, runID)
 				if err != nil {
+					if ctx.Err() != nil {
+						return nil // interrupted
+					}
 					return err
 				}
 				finished = prefect.Finished(st)
+				if finished && streams > 0 && flushed == nil {
+					flushed = time.After(followFlush)
+				}
 				continue
 			}
 			got, st, err := o.prefectLines(ctx, runID, last, nil)
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil // interrupted
+				}
 				return err
 			}
 			for _, l := range got {
@@ -459,19 +473,17 @@ func (o *Options) follow(ctx context.Context, runID string, pods []corev1.Pod, p
 				fmt.Fprintln(o.Out, l)
 			}
 			finished = prefect.Finished(st)
-			if finished && streams > 0 {
+			if finished && streams > 0 && flushed == nil {
 				// Give the containers a moment to flush their last lines.
-				go func() {
-					select {
-					case <-ctx.Done():
-					case <-time.After(10 * time.Second):
-						cancel()
-					}
-				}()
+				flushed = time.After(followFlush)
 			}
 		}
 	}
 }
+
+// followFlush is how long -f still streams the containers' output once the
+// run finished in Prefect.
+const followFlush = 10 * time.Second
 
 func (o *Options) runState(ctx context.Context, runID string) (string, error) {
 	page, _, err := o.access.Client.RunLogs(ctx, runID, o.now(), 1)
