@@ -15,12 +15,21 @@ import (
 // Recovery of stranded runs: a run this agent marked Submitted whose Job it
 // never created (the process was killed, the node lost, or the answer to the
 // mark lost) would wait for Lazarus. At start and then every RecoverInterval
-// the agent asks for its Submitted runs marked between RecoverWindow and
-// RecoverGrace ago (one filtered query; Server records the submitting agent on
-// the run). For each whose log does not name its Job, it lists the run's Jobs
-// through the API and creates a missing one under the name the lost attempt
-// would have used: that of the Scheduled state the mark claimed. A late original
-// and the recovery then meet AlreadyExists, and only one Job exists.
+// the agent pages, oldest mark first, through its Submitted runs marked
+// between RecoverWindow and RecoverGrace ago that have no "Submitted for
+// execution: Job ..." line (a filter Server applies, so a burst of runs
+// whose Jobs exist costs nothing however large; Server records the
+// submitting agent on the run). Each candidate is checked again one by one:
+// the mark must still be the run's state and win its claim, no line may name
+// its Job, and the run's Jobs are listed through the API. Only then is the
+// run read in full and a missing Job created under the name the lost attempt
+// would have used: that of the Scheduled state the mark claimed. A late
+// original and the recovery then meet AlreadyExists, and only one Job exists.
+//
+// The filter leaves out a run with any Job line, also one from an earlier
+// submission (a run rescheduled and marked again within the window): if
+// that second mark is stranded too, Lazarus takes the run, as before the
+// agent looked.
 
 // recoverLoop runs recovery passes until ctx ends; the Jobs go through
 // workers on workCtx like submissions.
@@ -58,40 +67,40 @@ func (a *Agent) recoverLoop(ctx, workCtx context.Context) {
 // recoverPass hands every stranded candidate to a worker.
 func (a *Agent) recoverPass(ctx, workCtx context.Context) error {
 	now := a.cfg.Now()
-	runs, err := a.cfg.Prefect.StrandedRuns(ctx, a.agentID, now.Add(-a.cfg.RecoverWindow), now.Add(-a.cfg.RecoverGrace), now.Add(-3*time.Second))
-	if err != nil {
-		return err
-	}
-	for _, run := range runs {
+	q := prefect.StrandedQuery{AgentID: a.agentID, SubmittedAfter: now.Add(-a.cfg.RecoverWindow), SubmittedBefore: now.Add(-a.cfg.RecoverGrace)}
+	candidates, started := 0, 0
+	pages, err := a.cfg.Prefect.EachStrandedCandidate(ctx, q, func(c prefect.StrandedCandidate) bool {
+		candidates++
 		a.limits.recoveryQueued()
-		started, stopped := a.startWorker(ctx, run.Id, func() { a.recoverRun(workCtx, run); a.limits.recoveryDone(run.Id) })
-		if !started {
+		ok, stopped := a.startWorker(ctx, c.ID, func() { a.recoverRun(workCtx, c); a.limits.recoveryDone(c.ID) })
+		if ok {
+			started++
+		} else {
 			a.limits.recoveryDone("")
 		}
-		if stopped {
-			return nil
-		}
+		return !stopped
+	})
+	if candidates > 0 {
+		klog.FromContext(ctx).V(1).Info("Looked for flow runs Submitted by this agent without a Job line", "candidates", candidates, "checked", started, "requests", pages, "took", a.cfg.Now().Sub(now).Round(time.Millisecond))
 	}
-	return nil
+	return err
 }
 
 // recoverRun creates the Job of a Submitted run that has none and never had:
 // a Job the run's log names was created, and may have finished and been
-// deleted since. The run is read again first (the stranded query may be
-// old): its current state must still be this agent's mark, and that mark
-// must win its claim (claim.go), or nothing is created. Everything that can
-// tell the run has its Job is checked before the Job is built (which may
-// read a template over the network), and a build that fails now leaves the
-// run to the next pass, never Failed: its Job was built once, and may be
-// running.
-func (a *Agent) recoverRun(ctx context.Context, stranded prefect.StrandedRun) {
-	run := stranded.FlowRun
-	log := klog.FromContext(ctx).WithValues("flowRun", run.Id)
-	by, ok := prefect.SubmittedBy(run.Serialized_state)
+// deleted since. The run is read again first (the candidate may be old): its
+// current state must still be this agent's mark, and that mark must win its
+// claim (claim.go), or nothing is created. Everything that can tell the run
+// has its Job is checked before the Job is built (which may read a template
+// over the network), and a build that fails now leaves the run to the next
+// pass, never Failed: its Job was built once, and may be running.
+func (a *Agent) recoverRun(ctx context.Context, c prefect.StrandedCandidate) {
+	log := klog.FromContext(ctx).WithValues("flowRun", c.ID)
+	by, ok := prefect.SubmittedBy(c.SerializedState)
 	if !ok || by.AgentID != a.agentID || by.Namespace != a.cfg.Job.Namespace {
 		return // another agent's mark, or one sharing this registration elsewhere
 	}
-	h, err := a.cfg.Prefect.ReadHistory(ctx, run.Id, nil)
+	h, err := a.cfg.Prefect.ReadHistory(ctx, c.ID, nil)
 	if err != nil {
 		log.Error(err, "Could not read the history of a flow run Submitted by this agent; trying again later")
 		return
@@ -107,6 +116,15 @@ func (a *Agent) recoverRun(ctx context.Context, stranded prefect.StrandedRun) {
 		log.V(1).Info("This agent's Submitted mark did not win its claim; creating no Job")
 		return
 	}
+	stranded, ok, err := a.cfg.Prefect.ReadStrandedRun(ctx, c.ID, a.cfg.Now().Add(-3*time.Second))
+	if err != nil {
+		log.Error(err, "Could not read a flow run Submitted by this agent; trying again later")
+		return
+	}
+	if !ok {
+		return // deleted since
+	}
+	run := stranded.FlowRun
 	sub := manifest.Submission{RunID: run.Id, Version: claim.Version}
 	identifier := sub.Identifier()
 	for _, line := range stranded.JobLines {
@@ -129,7 +147,7 @@ func (a *Agent) recoverRun(ctx context.Context, stranded prefect.StrandedRun) {
 		log.Error(err, "Could not build the Job of a flow run left Submitted by this agent; trying again at the next pass")
 		return
 	}
-	log.Info("Recovering flow run: it was marked Submitted by this agent but has no Job", "submitted", h.Version)
+	log.Info("Recovering flow run: it was marked Submitted by this agent but has no Job", "submitted", h.Version, "markedAgo", a.cfg.Now().Sub(c.Marked).Round(time.Second))
 	// Its Job was due before: it holds its slot under the limits whatever they say.
 	a.limits.reserve(run.Id, sub.Version, factsOf(run))
 	a.launch(ctx, run, job, h.Version, true, "Recovered after the agent stopped between marking the run Submitted and creating its Job. ", by)

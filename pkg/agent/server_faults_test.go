@@ -305,8 +305,8 @@ func TestServerMarksHeldFortySecondsWhileAnotherAgentTakesTheRuns(t *testing.T) 
 	// for marks 2 s old) have seen them, then each Job must still be the
 	// winning mark's, and no second one made.
 	time.Sleep(2 * time.Second) // the recovery grace: marks younger are not looked at
-	passes := e.em.Requests()["StrandedFlowRuns"]
-	waitLong(t, time.Minute, "four more recovery passes", func() bool { return e.em.Requests()["StrandedFlowRuns"] >= passes+4 })
+	passes := e.em.Requests()["StrandedFlowRunCandidates"]
+	waitLong(t, time.Minute, "four more recovery passes", func() bool { return e.em.Requests()["StrandedFlowRunCandidates"] >= passes+4 })
 	e.waitJobsOfWinners(ids, time.Minute, e.ns, other)
 	got := e.waitExactlyOnce(ids, time.Minute, e.ns, other)
 	f := e.em.InjectedFaults()

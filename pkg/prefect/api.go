@@ -87,32 +87,6 @@ func (c *Client) RunsToSubmit(ctx context.Context, ids []string, retryBuffer tim
 	return out, nil
 }
 
-// StrandedRun is a run the agent marked Submitted, with the run log lines
-// that named its Jobs.
-type StrandedRun struct {
-	FlowRun
-	// JobLines are the run's "Submitted for execution: Job ..." log lines.
-	JobLines []string
-}
-
-// StrandedRuns reads the runs the agent marked Submitted between the given
-// times that are still Submitted: those whose Job it may never have created.
-func (c *Client) StrandedRuns(ctx context.Context, agentID string, submittedAfter, submittedBefore, retryBuffer time.Time) ([]StrandedRun, error) {
-	resp, err := StrandedFlowRuns(ctx, c.gql, agentID, submittedAfter.UTC(), submittedBefore.UTC(), retryBuffer.UTC())
-	if err != nil {
-		return nil, err
-	}
-	out := make([]StrandedRun, 0, len(resp.Flow_run))
-	for _, r := range resp.Flow_run {
-		s := StrandedRun{FlowRun: r.SubmittableRun}
-		for _, l := range r.Logs {
-			s.JobLines = append(s.JobLines, l.Message)
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
 // RunSubmission is a run's state as read back after a Submitted mark.
 type RunSubmission struct {
 	State   string

@@ -986,69 +986,103 @@ type Set_task_run_states_input struct {
 // GetStates returns Set_task_run_states_input.States, and is useful for accessing the field via an interface.
 func (v *Set_task_run_states_input) GetStates() []Set_task_run_state_input { return v.States }
 
-// StrandedFlowRunsFlow_run includes the requested fields of the GraphQL type flow_run.
-type StrandedFlowRunsFlow_run struct {
-	SubmittableRun `json:"-"`
-	Logs           []StrandedFlowRunsFlow_runLogsLog `json:"logs"`
+// StrandedFlowRunCandidatesFlow_run includes the requested fields of the GraphQL type flow_run.
+type StrandedFlowRunCandidatesFlow_run struct {
+	Id               string          `json:"id"`
+	State_timestamp  time.Time       `json:"state_timestamp"`
+	Serialized_state json.RawMessage `json:"serialized_state"`
 }
 
-// GetLogs returns StrandedFlowRunsFlow_run.Logs, and is useful for accessing the field via an interface.
-func (v *StrandedFlowRunsFlow_run) GetLogs() []StrandedFlowRunsFlow_runLogsLog { return v.Logs }
+// GetId returns StrandedFlowRunCandidatesFlow_run.Id, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunCandidatesFlow_run) GetId() string { return v.Id }
 
-// GetId returns StrandedFlowRunsFlow_run.Id, and is useful for accessing the field via an interface.
-func (v *StrandedFlowRunsFlow_run) GetId() string { return v.SubmittableRun.Id }
+// GetState_timestamp returns StrandedFlowRunCandidatesFlow_run.State_timestamp, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunCandidatesFlow_run) GetState_timestamp() time.Time { return v.State_timestamp }
 
-// GetVersion returns StrandedFlowRunsFlow_run.Version, and is useful for accessing the field via an interface.
-func (v *StrandedFlowRunsFlow_run) GetVersion() int { return v.SubmittableRun.Version }
+// GetSerialized_state returns StrandedFlowRunCandidatesFlow_run.Serialized_state, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunCandidatesFlow_run) GetSerialized_state() json.RawMessage {
+	return v.Serialized_state
+}
 
-// GetState returns StrandedFlowRunsFlow_run.State, and is useful for accessing the field via an interface.
-func (v *StrandedFlowRunsFlow_run) GetState() string { return v.SubmittableRun.State }
+// StrandedFlowRunCandidatesResponse is returned by StrandedFlowRunCandidates on success.
+type StrandedFlowRunCandidatesResponse struct {
+	Flow_run []StrandedFlowRunCandidatesFlow_run `json:"flow_run"`
+}
 
-// GetSerialized_state returns StrandedFlowRunsFlow_run.Serialized_state, and is useful for accessing the field via an interface.
-func (v *StrandedFlowRunsFlow_run) GetSerialized_state() json.RawMessage {
+// GetFlow_run returns StrandedFlowRunCandidatesResponse.Flow_run, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunCandidatesResponse) GetFlow_run() []StrandedFlowRunCandidatesFlow_run {
+	return v.Flow_run
+}
+
+// StrandedFlowRunFlow_run_by_pkFlow_run includes the requested fields of the GraphQL type flow_run.
+type StrandedFlowRunFlow_run_by_pkFlow_run struct {
+	SubmittableRun `json:"-"`
+	Logs           []StrandedFlowRunFlow_run_by_pkFlow_runLogsLog `json:"logs"`
+}
+
+// GetLogs returns StrandedFlowRunFlow_run_by_pkFlow_run.Logs, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunFlow_run_by_pkFlow_run) GetLogs() []StrandedFlowRunFlow_run_by_pkFlow_runLogsLog {
+	return v.Logs
+}
+
+// GetId returns StrandedFlowRunFlow_run_by_pkFlow_run.Id, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunFlow_run_by_pkFlow_run) GetId() string { return v.SubmittableRun.Id }
+
+// GetVersion returns StrandedFlowRunFlow_run_by_pkFlow_run.Version, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunFlow_run_by_pkFlow_run) GetVersion() int { return v.SubmittableRun.Version }
+
+// GetState returns StrandedFlowRunFlow_run_by_pkFlow_run.State, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunFlow_run_by_pkFlow_run) GetState() string { return v.SubmittableRun.State }
+
+// GetSerialized_state returns StrandedFlowRunFlow_run_by_pkFlow_run.Serialized_state, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunFlow_run_by_pkFlow_run) GetSerialized_state() json.RawMessage {
 	return v.SubmittableRun.Serialized_state
 }
 
-// GetParameters returns StrandedFlowRunsFlow_run.Parameters, and is useful for accessing the field via an interface.
-func (v *StrandedFlowRunsFlow_run) GetParameters() json.RawMessage {
+// GetParameters returns StrandedFlowRunFlow_run_by_pkFlow_run.Parameters, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunFlow_run_by_pkFlow_run) GetParameters() json.RawMessage {
 	return v.SubmittableRun.Parameters
 }
 
-// GetScheduled_start_time returns StrandedFlowRunsFlow_run.Scheduled_start_time, and is useful for accessing the field via an interface.
-func (v *StrandedFlowRunsFlow_run) GetScheduled_start_time() time.Time {
+// GetScheduled_start_time returns StrandedFlowRunFlow_run_by_pkFlow_run.Scheduled_start_time, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunFlow_run_by_pkFlow_run) GetScheduled_start_time() time.Time {
 	return v.SubmittableRun.Scheduled_start_time
 }
 
-// GetRun_config returns StrandedFlowRunsFlow_run.Run_config, and is useful for accessing the field via an interface.
-func (v *StrandedFlowRunsFlow_run) GetRun_config() json.RawMessage {
+// GetRun_config returns StrandedFlowRunFlow_run_by_pkFlow_run.Run_config, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunFlow_run_by_pkFlow_run) GetRun_config() json.RawMessage {
 	return v.SubmittableRun.Run_config
 }
 
-// GetName returns StrandedFlowRunsFlow_run.Name, and is useful for accessing the field via an interface.
-func (v *StrandedFlowRunsFlow_run) GetName() string { return v.SubmittableRun.Name }
+// GetName returns StrandedFlowRunFlow_run_by_pkFlow_run.Name, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunFlow_run_by_pkFlow_run) GetName() string { return v.SubmittableRun.Name }
 
-// GetLabels returns StrandedFlowRunsFlow_run.Labels, and is useful for accessing the field via an interface.
-func (v *StrandedFlowRunsFlow_run) GetLabels() json.RawMessage { return v.SubmittableRun.Labels }
+// GetLabels returns StrandedFlowRunFlow_run_by_pkFlow_run.Labels, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunFlow_run_by_pkFlow_run) GetLabels() json.RawMessage {
+	return v.SubmittableRun.Labels
+}
 
-// GetFlow returns StrandedFlowRunsFlow_run.Flow, and is useful for accessing the field via an interface.
-func (v *StrandedFlowRunsFlow_run) GetFlow() SubmittableRunFlow { return v.SubmittableRun.Flow }
+// GetFlow returns StrandedFlowRunFlow_run_by_pkFlow_run.Flow, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunFlow_run_by_pkFlow_run) GetFlow() SubmittableRunFlow {
+	return v.SubmittableRun.Flow
+}
 
-// GetTask_runs returns StrandedFlowRunsFlow_run.Task_runs, and is useful for accessing the field via an interface.
-func (v *StrandedFlowRunsFlow_run) GetTask_runs() []SubmittableRunTask_runsTask_run {
+// GetTask_runs returns StrandedFlowRunFlow_run_by_pkFlow_run.Task_runs, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunFlow_run_by_pkFlow_run) GetTask_runs() []SubmittableRunTask_runsTask_run {
 	return v.SubmittableRun.Task_runs
 }
 
-func (v *StrandedFlowRunsFlow_run) UnmarshalJSON(b []byte) error {
+func (v *StrandedFlowRunFlow_run_by_pkFlow_run) UnmarshalJSON(b []byte) error {
 
 	if string(b) == "null" {
 		return nil
 	}
 
 	var firstPass struct {
-		*StrandedFlowRunsFlow_run
+		*StrandedFlowRunFlow_run_by_pkFlow_run
 		graphql.NoUnmarshalJSON
 	}
-	firstPass.StrandedFlowRunsFlow_run = v
+	firstPass.StrandedFlowRunFlow_run_by_pkFlow_run = v
 
 	err := json.Unmarshal(b, &firstPass)
 	if err != nil {
@@ -1063,8 +1097,8 @@ func (v *StrandedFlowRunsFlow_run) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-type __premarshalStrandedFlowRunsFlow_run struct {
-	Logs []StrandedFlowRunsFlow_runLogsLog `json:"logs"`
+type __premarshalStrandedFlowRunFlow_run_by_pkFlow_run struct {
+	Logs []StrandedFlowRunFlow_run_by_pkFlow_runLogsLog `json:"logs"`
 
 	Id string `json:"id"`
 
@@ -1089,7 +1123,7 @@ type __premarshalStrandedFlowRunsFlow_run struct {
 	Task_runs []SubmittableRunTask_runsTask_run `json:"task_runs"`
 }
 
-func (v *StrandedFlowRunsFlow_run) MarshalJSON() ([]byte, error) {
+func (v *StrandedFlowRunFlow_run_by_pkFlow_run) MarshalJSON() ([]byte, error) {
 	premarshaled, err := v.__premarshalJSON()
 	if err != nil {
 		return nil, err
@@ -1097,8 +1131,8 @@ func (v *StrandedFlowRunsFlow_run) MarshalJSON() ([]byte, error) {
 	return json.Marshal(premarshaled)
 }
 
-func (v *StrandedFlowRunsFlow_run) __premarshalJSON() (*__premarshalStrandedFlowRunsFlow_run, error) {
-	var retval __premarshalStrandedFlowRunsFlow_run
+func (v *StrandedFlowRunFlow_run_by_pkFlow_run) __premarshalJSON() (*__premarshalStrandedFlowRunFlow_run_by_pkFlow_run, error) {
+	var retval __premarshalStrandedFlowRunFlow_run_by_pkFlow_run
 
 	retval.Logs = v.Logs
 	retval.Id = v.SubmittableRun.Id
@@ -1115,21 +1149,23 @@ func (v *StrandedFlowRunsFlow_run) __premarshalJSON() (*__premarshalStrandedFlow
 	return &retval, nil
 }
 
-// StrandedFlowRunsFlow_runLogsLog includes the requested fields of the GraphQL type log.
-type StrandedFlowRunsFlow_runLogsLog struct {
+// StrandedFlowRunFlow_run_by_pkFlow_runLogsLog includes the requested fields of the GraphQL type log.
+type StrandedFlowRunFlow_run_by_pkFlow_runLogsLog struct {
 	Message string `json:"message"`
 }
 
-// GetMessage returns StrandedFlowRunsFlow_runLogsLog.Message, and is useful for accessing the field via an interface.
-func (v *StrandedFlowRunsFlow_runLogsLog) GetMessage() string { return v.Message }
+// GetMessage returns StrandedFlowRunFlow_run_by_pkFlow_runLogsLog.Message, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunFlow_run_by_pkFlow_runLogsLog) GetMessage() string { return v.Message }
 
-// StrandedFlowRunsResponse is returned by StrandedFlowRuns on success.
-type StrandedFlowRunsResponse struct {
-	Flow_run []StrandedFlowRunsFlow_run `json:"flow_run"`
+// StrandedFlowRunResponse is returned by StrandedFlowRun on success.
+type StrandedFlowRunResponse struct {
+	Flow_run_by_pk *StrandedFlowRunFlow_run_by_pkFlow_run `json:"flow_run_by_pk"`
 }
 
-// GetFlow_run returns StrandedFlowRunsResponse.Flow_run, and is useful for accessing the field via an interface.
-func (v *StrandedFlowRunsResponse) GetFlow_run() []StrandedFlowRunsFlow_run { return v.Flow_run }
+// GetFlow_run_by_pk returns StrandedFlowRunResponse.Flow_run_by_pk, and is useful for accessing the field via an interface.
+func (v *StrandedFlowRunResponse) GetFlow_run_by_pk() *StrandedFlowRunFlow_run_by_pkFlow_run {
+	return v.Flow_run_by_pk
+}
 
 // The columns the agent needs to turn a flow run into a Job, shared by the
 // poll's metadata query and the recovery of runs left Submitted without a Job.
@@ -1494,25 +1530,45 @@ type __SetTaskRunStatesInput struct {
 // GetInput returns __SetTaskRunStatesInput.Input, and is useful for accessing the field via an interface.
 func (v *__SetTaskRunStatesInput) GetInput() Set_task_run_states_input { return v.Input }
 
-// __StrandedFlowRunsInput is used internally by genqlient
-type __StrandedFlowRunsInput struct {
-	AgentId              string    `json:"agentId"`
-	SubmittedAfter       time.Time `json:"submittedAfter"`
-	SubmittedBefore      time.Time `json:"submittedBefore"`
+// __StrandedFlowRunCandidatesInput is used internally by genqlient
+type __StrandedFlowRunCandidatesInput struct {
+	AgentId         string    `json:"agentId"`
+	SubmittedAfter  time.Time `json:"submittedAfter"`
+	SubmittedBefore time.Time `json:"submittedBefore"`
+	AfterTimestamp  time.Time `json:"afterTimestamp"`
+	AfterId         string    `json:"afterId"`
+	Limit           int       `json:"limit"`
+}
+
+// GetAgentId returns __StrandedFlowRunCandidatesInput.AgentId, and is useful for accessing the field via an interface.
+func (v *__StrandedFlowRunCandidatesInput) GetAgentId() string { return v.AgentId }
+
+// GetSubmittedAfter returns __StrandedFlowRunCandidatesInput.SubmittedAfter, and is useful for accessing the field via an interface.
+func (v *__StrandedFlowRunCandidatesInput) GetSubmittedAfter() time.Time { return v.SubmittedAfter }
+
+// GetSubmittedBefore returns __StrandedFlowRunCandidatesInput.SubmittedBefore, and is useful for accessing the field via an interface.
+func (v *__StrandedFlowRunCandidatesInput) GetSubmittedBefore() time.Time { return v.SubmittedBefore }
+
+// GetAfterTimestamp returns __StrandedFlowRunCandidatesInput.AfterTimestamp, and is useful for accessing the field via an interface.
+func (v *__StrandedFlowRunCandidatesInput) GetAfterTimestamp() time.Time { return v.AfterTimestamp }
+
+// GetAfterId returns __StrandedFlowRunCandidatesInput.AfterId, and is useful for accessing the field via an interface.
+func (v *__StrandedFlowRunCandidatesInput) GetAfterId() string { return v.AfterId }
+
+// GetLimit returns __StrandedFlowRunCandidatesInput.Limit, and is useful for accessing the field via an interface.
+func (v *__StrandedFlowRunCandidatesInput) GetLimit() int { return v.Limit }
+
+// __StrandedFlowRunInput is used internally by genqlient
+type __StrandedFlowRunInput struct {
+	FlowRunId            string    `json:"flowRunId"`
 	RetryStartTimeBuffer time.Time `json:"retryStartTimeBuffer"`
 }
 
-// GetAgentId returns __StrandedFlowRunsInput.AgentId, and is useful for accessing the field via an interface.
-func (v *__StrandedFlowRunsInput) GetAgentId() string { return v.AgentId }
+// GetFlowRunId returns __StrandedFlowRunInput.FlowRunId, and is useful for accessing the field via an interface.
+func (v *__StrandedFlowRunInput) GetFlowRunId() string { return v.FlowRunId }
 
-// GetSubmittedAfter returns __StrandedFlowRunsInput.SubmittedAfter, and is useful for accessing the field via an interface.
-func (v *__StrandedFlowRunsInput) GetSubmittedAfter() time.Time { return v.SubmittedAfter }
-
-// GetSubmittedBefore returns __StrandedFlowRunsInput.SubmittedBefore, and is useful for accessing the field via an interface.
-func (v *__StrandedFlowRunsInput) GetSubmittedBefore() time.Time { return v.SubmittedBefore }
-
-// GetRetryStartTimeBuffer returns __StrandedFlowRunsInput.RetryStartTimeBuffer, and is useful for accessing the field via an interface.
-func (v *__StrandedFlowRunsInput) GetRetryStartTimeBuffer() time.Time { return v.RetryStartTimeBuffer }
+// GetRetryStartTimeBuffer returns __StrandedFlowRunInput.RetryStartTimeBuffer, and is useful for accessing the field via an interface.
+func (v *__StrandedFlowRunInput) GetRetryStartTimeBuffer() time.Time { return v.RetryStartTimeBuffer }
 
 // __UpdateFlowRunHeartbeatInput is used internally by genqlient
 type __UpdateFlowRunHeartbeatInput struct {
@@ -2290,12 +2346,12 @@ func SetTaskRunStates(
 	return data_, err_
 }
 
-// The query executed by StrandedFlowRuns.
-const StrandedFlowRuns_Operation = `
-query StrandedFlowRuns ($agentId: uuid!, $submittedAfter: timestamptz!, $submittedBefore: timestamptz!, $retryStartTimeBuffer: timestamptz!) {
-	flow_run(where: {state:{_eq:"Submitted"},agent_id:{_eq:$agentId},state_timestamp:{_gte:$submittedAfter,_lte:$submittedBefore}}, limit: 200) {
+// The query executed by StrandedFlowRun.
+const StrandedFlowRun_Operation = `
+query StrandedFlowRun ($flowRunId: uuid!, $retryStartTimeBuffer: timestamptz!) {
+	flow_run_by_pk(id: $flowRunId) {
 		... SubmittableRun
-		logs(where: {message:{_like:"%Submitted for execution: Job %"}}, limit: 50) {
+		logs(where: {message:{_like:"%Submitted for execution: Job %"}}) {
 			message
 		}
 	}
@@ -2327,31 +2383,82 @@ fragment SubmittableRun on flow_run {
 }
 `
 
-// Runs this agent marked Submitted (Server records the submitting agent from the
-// X-PREFECT-AGENT-ID header) inside a window ending a grace period ago: the
-// candidates for a Job the agent may have died before creating. Their
-// "Submitted for execution: Job ..." lines tell a Job that existed (and may
-// have finished and been deleted since) from one never created.
-func StrandedFlowRuns(
+// One run recovery will make a Job for: what the Job is built from, and the
+// run's "Submitted for execution: Job ..." lines (a line written since the
+// candidates were read names a Job that exists).
+func StrandedFlowRun(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	flowRunId string,
+	retryStartTimeBuffer time.Time,
+) (data_ *StrandedFlowRunResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "StrandedFlowRun",
+		Query:  StrandedFlowRun_Operation,
+		Variables: &__StrandedFlowRunInput{
+			FlowRunId:            flowRunId,
+			RetryStartTimeBuffer: retryStartTimeBuffer,
+		},
+	}
+
+	data_ = &StrandedFlowRunResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The query executed by StrandedFlowRunCandidates.
+const StrandedFlowRunCandidates_Operation = `
+query StrandedFlowRunCandidates ($agentId: uuid!, $submittedAfter: timestamptz!, $submittedBefore: timestamptz!, $afterTimestamp: timestamptz!, $afterId: uuid!, $limit: Int!) {
+	flow_run(where: {state:{_eq:"Submitted"},agent_id:{_eq:$agentId},state_timestamp:{_gte:$submittedAfter,_lte:$submittedBefore},_not:{logs:{message:{_like:"%Submitted for execution: Job %"}}},_or:[{state_timestamp:{_gt:$afterTimestamp}},{state_timestamp:{_eq:$afterTimestamp},id:{_gt:$afterId}}]}, order_by: [{state_timestamp:asc},{id:asc}], limit: $limit) {
+		id
+		state_timestamp
+		serialized_state
+	}
+}
+`
+
+// Recovery's candidates: runs this agent marked Submitted (Server records the
+// submitting agent from the X-PREFECT-AGENT-ID header) inside a window ending a
+// grace period ago, still Submitted, with no "Submitted for execution: Job ..."
+// line: the runs whose Job the agent may have died before creating. A run
+// whose Job was created and logged never comes back, however many of them the
+// window holds. Oldest mark first (state_timestamp: Server's clock at the set;
+// state_start_time is NULL for Submitted), then id, and paged by that key:
+// $afterTimestamp and $afterId are the last row of the previous page, so rows
+// that leave the set between pages (a recovered run logs its Job) move no
+// other row. Only what decides whether to look closer is selected; the run's
+// Job is built from StrandedFlowRun below.
+func StrandedFlowRunCandidates(
 	ctx_ context.Context,
 	client_ graphql.Client,
 	agentId string,
 	submittedAfter time.Time,
 	submittedBefore time.Time,
-	retryStartTimeBuffer time.Time,
-) (data_ *StrandedFlowRunsResponse, err_ error) {
+	afterTimestamp time.Time,
+	afterId string,
+	limit int,
+) (data_ *StrandedFlowRunCandidatesResponse, err_ error) {
 	req_ := &graphql.Request{
-		OpName: "StrandedFlowRuns",
-		Query:  StrandedFlowRuns_Operation,
-		Variables: &__StrandedFlowRunsInput{
-			AgentId:              agentId,
-			SubmittedAfter:       submittedAfter,
-			SubmittedBefore:      submittedBefore,
-			RetryStartTimeBuffer: retryStartTimeBuffer,
+		OpName: "StrandedFlowRunCandidates",
+		Query:  StrandedFlowRunCandidates_Operation,
+		Variables: &__StrandedFlowRunCandidatesInput{
+			AgentId:         agentId,
+			SubmittedAfter:  submittedAfter,
+			SubmittedBefore: submittedBefore,
+			AfterTimestamp:  afterTimestamp,
+			AfterId:         afterId,
+			Limit:           limit,
 		},
 	}
 
-	data_ = &StrandedFlowRunsResponse{}
+	data_ = &StrandedFlowRunCandidatesResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(

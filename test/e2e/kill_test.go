@@ -19,10 +19,11 @@ import (
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 )
 
-// killableAgent runs `kubectl-prefect agent start` straight from the binary.
-func killableAgent(api, ns string) *exec.Cmd {
-	cmd := exec.Command(filepath.Join(binDir, "kubectl-prefect"), "agent", "start", "-n", ns, "--api", api,
-		"--agent-name", "killed-agent", "--delete-finished-jobs=false")
+// killableAgent runs `kubectl-prefect agent start` straight from the binary,
+// with extra flags after the usual ones.
+func killableAgent(api, ns string, extra ...string) *exec.Cmd {
+	args := append([]string{"agent", "start", "-n", ns, "--api", api, "--agent-name", "killed-agent", "--delete-finished-jobs=false"}, extra...)
+	cmd := exec.Command(filepath.Join(binDir, "kubectl-prefect"), args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+cluster.Kubeconfig, "PREFECT__BACKEND=server")
 	return cmd
 }
@@ -46,16 +47,33 @@ func suspendedRunConfig(t *testing.T) json.RawMessage {
 // with a reason, stranded (Submitted without a Job), duplicated, or neither yet.
 type exactlyOnce struct{ submitted, failed, stranded, duplicates, pending int }
 
-func tallyRuns(t *testing.T, em *emulator.Emulator, ns string, ids []string) exactlyOnce {
+// jobsByRun counts the Jobs of each flow run in ns; nil when the list fails.
+func jobsByRun(t *testing.T, ns string) map[string]int {
 	t.Helper()
 	list, err := cluster.Client.BatchV1().Jobs(ns).List(context.Background(), metav1.ListOptions{})
 	if err != nil {
 		t.Logf("listing Jobs: %v", err)
-		return exactlyOnce{pending: len(ids)}
+		return nil
 	}
 	jobs := map[string]int{}
 	for _, j := range list.Items {
 		jobs[j.Labels[manifest.LabelFlowRunID]]++
+	}
+	return jobs
+}
+
+func tallyRuns(t *testing.T, em *emulator.Emulator, ns string, ids []string) exactlyOnce {
+	t.Helper()
+	out, _ := tallyRunsAndJobs(t, em, ns, ids)
+	return out
+}
+
+// tallyRunsAndJobs is tallyRuns with the Job count of each run.
+func tallyRunsAndJobs(t *testing.T, em *emulator.Emulator, ns string, ids []string) (exactlyOnce, map[string]int) {
+	t.Helper()
+	jobs := jobsByRun(t, ns)
+	if jobs == nil {
+		return exactlyOnce{pending: len(ids)}, nil
 	}
 	var out exactlyOnce
 	for _, id := range ids {
@@ -78,7 +96,82 @@ func tallyRuns(t *testing.T, em *emulator.Emulator, ns string, ids []string) exa
 			out.pending++
 		}
 	}
-	return out
+	return out, jobs
+}
+
+// killAfterDeploys waits for n more "Deploying flow run" lines from p (each
+// within 30 s of the last), then SIGKILLs it and waits for its end.
+func (p *agentProcess) killAfterDeploys(t *testing.T, n int) {
+	t.Helper()
+	for seen := 0; seen < n; {
+		select {
+		case <-p.deploys:
+			seen++
+		case err := <-p.exited:
+			t.Fatalf("the agent exited by itself (%v):\n%s", err, p.stderr.String())
+		case <-time.After(30 * time.Second):
+			_ = p.cmd.Process.Kill()
+			t.Fatalf("%d of %d Deploying lines, then none for 30 s:\n%s", seen, n, tail(p.stderr.String(), 40))
+		}
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+}
+
+// stopAtTheEnd stops p with SIGTERM when the test ends (SIGKILL after a minute).
+func (p *agentProcess) stopAtTheEnd(t *testing.T) {
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(time.Minute):
+			_ = p.cmd.Process.Kill()
+		}
+	})
+}
+
+// restartOutcome is what awaitExactlyOnce saw after a restart.
+type restartOutcome struct {
+	final exactlyOnce
+	// unstranded is when no run was stranded any more, since the restart.
+	unstranded time.Duration
+	// hadJob is when each watched run first had exactly one Job.
+	hadJob map[string]time.Duration
+}
+
+// awaitExactlyOnce polls every 250 ms until every run of ids has exactly one
+// Job and is Submitted, or is Failed with a reason (none stranded, pending
+// or duplicated), and fails if that takes longer than within or p exits.
+func awaitExactlyOnce(t *testing.T, em *emulator.Emulator, ns string, ids []string, p *agentProcess, restarted time.Time, within time.Duration, watch []string) restartOutcome {
+	t.Helper()
+	out := restartOutcome{hadJob: map[string]time.Duration{}}
+	deadline := restarted.Add(within)
+	for {
+		c, jobs := tallyRunsAndJobs(t, em, ns, ids)
+		since := time.Since(restarted)
+		for _, id := range watch {
+			if _, seen := out.hadJob[id]; !seen && jobs[id] == 1 {
+				out.hadJob[id] = since
+			}
+		}
+		if c.stranded == 0 && out.unstranded == 0 {
+			out.unstranded = since
+		}
+		if c.stranded == 0 && c.duplicates == 0 && c.pending == 0 {
+			out.final = c
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not exactly once %s after the restart: %+v; agent log:\n%s", within, c, tail(p.stderr.String(), 40))
+		}
+		select {
+		case err := <-p.exited:
+			t.Fatalf("the restarted agent exited (%v):\n%s", err, tail(p.stderr.String(), 40))
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 func TestAgentProcessSIGKILLedMidSubmission(t *testing.T) {
@@ -99,23 +192,7 @@ func TestAgentProcessSIGKILLedMidSubmission(t *testing.T) {
 	rng := rand.New(rand.NewPCG(42, 7))
 	strandedByKills, killed := 0, 0
 	for killed < kills {
-		p := startAgentProcess(t, killableAgent(srv.URL, ns))
-		n := 1 + rng.IntN(8)
-		for seen := 0; seen < n; {
-			select {
-			case <-p.deploys:
-				seen++
-			case err := <-p.exited:
-				t.Fatalf("the agent exited by itself (%v):\n%s", err, p.stderr.String())
-			case <-time.After(30 * time.Second):
-				p.cmd.Process.Kill()
-				t.Fatalf("no %d Deploying lines within 30 s (kill %d):\n%s", n, killed+1, p.stderr.String())
-			}
-		}
-		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		<-p.exited
+		startAgentProcess(t, killableAgent(srv.URL, ns)).killAfterDeploys(t, 1+rng.IntN(8))
 		killed++
 		c := tallyRuns(t, em, ns, ids)
 		strandedByKills = max(strandedByKills, c.stranded)
@@ -126,41 +203,16 @@ func TestAgentProcessSIGKILLedMidSubmission(t *testing.T) {
 	before := tallyRuns(t, em, ns, ids)
 	final := startAgentProcess(t, killableAgent(srv.URL, ns))
 	restarted := time.Now()
-	defer func() {
-		_ = final.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-final.exited:
-		case <-time.After(time.Minute):
-			final.cmd.Process.Kill()
-		}
-	}()
-	var recovery time.Duration
-	deadline := restarted.Add(3 * time.Minute)
-	for {
-		c := tallyRuns(t, em, ns, ids)
-		if c.stranded == 0 && recovery == 0 {
-			recovery = time.Since(restarted)
-		}
-		if c.stranded == 0 && c.duplicates == 0 && c.pending == 0 {
-			t.Logf("SIGKILLed %d times: %d runs, %d one Job and Submitted, %d Failed with a reason, 0 stranded, 0 duplicates; "+
-				"stranded when the last agent started %d (at most %d after a kill), recovered %s after the restart",
-				killed, runs, c.submitted, c.failed, before.stranded, strandedByKills, recovery.Round(100*time.Millisecond))
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not exactly once 3 min after the last restart: %+v; agent log:\n%s", c, tail(final.stderr.String(), 40))
-		}
-		select {
-		case err := <-final.exited:
-			t.Fatalf("the last agent exited (%v):\n%s", err, tail(final.stderr.String(), 40))
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	final.stopAtTheEnd(t)
+	got := awaitExactlyOnce(t, em, ns, ids, final, restarted, 3*time.Minute, nil)
+	t.Logf("SIGKILLed %d times: %d runs, %d one Job and Submitted, %d Failed with a reason, 0 stranded, 0 duplicates; "+
+		"stranded when the last agent started %d (at most %d after a kill), recovered %s after the restart",
+		killed, runs, got.final.submitted, got.final.failed, before.stranded, strandedByKills, got.unstranded.Round(100*time.Millisecond))
 	if strandedByKills == 0 && before.stranded == 0 {
 		t.Logf("no kill landed between a Submitted mark and its Job this time")
 	}
-	if recovery > 30*time.Second {
-		t.Fatalf("stranded runs recovered %s after the restart, want within 30 s", recovery)
+	if got.unstranded > 30*time.Second {
+		t.Fatalf("stranded runs recovered %s after the restart, want within 30 s", got.unstranded)
 	}
 	if !strings.Contains(final.stderr.String(), "Recovering flow run") && before.stranded > 0 {
 		t.Fatalf("stranded runs were not recovered by the recovery:\n%s", tail(final.stderr.String(), 40))

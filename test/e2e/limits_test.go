@@ -91,6 +91,7 @@ func TestConcurrencyLimitsHoldAcrossASIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault test: skipped under -short")
 	}
+	t.Parallel() // beside the probes' 3-minute test, which mostly waits
 	const runs = 300
 	em, srv := startEmulator(t)
 	ns := cluster.Namespace(t)

@@ -17,7 +17,7 @@ func matchFlowRun(r *FlowRun, where map[string]any) (bool, error) {
 		}
 		switch column {
 		case "id":
-			return compareString(r.ID, false, cond)
+			return compareUUID(r.ID, false, cond)
 		case "flow_id":
 			return compareString(r.Flow.ID, false, cond)
 		case "state":
@@ -95,7 +95,15 @@ func matchLog(l Log, where map[string]any) (bool, error) {
 	})
 }
 
-// matchBoolExp applies _and, _or and _not, and hands every column condition to column.
+// matchBoolExp applies _and, _or and _not, and hands every column condition
+// to column. Hasura turns a bool_exp into one SQL boolean expression
+// (graphql-engine server/src-lib/Hasura/Backends/Postgres/Translate/BoolExp.hs):
+// the keys of one object and _and are AND, _or is OR, _not is NOT, and a
+// condition on an array relationship (flow_run.logs, flow_run.task_runs) is
+// EXISTS (a related row matching it), so _not over a relationship holds
+// exactly when no related row matches. A comparison with a NULL column is
+// false here where SQL says NULL; NOT of it differs, which no operation the
+// agent sends relies on (it negates only relationships).
 func matchBoolExp(where map[string]any, column func(string, map[string]any) (bool, error)) (bool, error) {
 	for key, value := range where {
 		var ok bool
@@ -156,6 +164,34 @@ func compareString(v string, isNull bool, cond map[string]any) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// compareUUID compares a uuid column: equality as a string, order as
+// Postgres orders uuids (byte by byte, which is the order of their
+// lower-case text form).
+func compareUUID(v string, isNull bool, cond map[string]any) (bool, error) {
+	rest := map[string]any{}
+	for op, arg := range cond {
+		var ok bool
+		c := strings.Compare(strings.ToLower(v), strings.ToLower(asString(arg)))
+		switch op {
+		case "_gt":
+			ok = c > 0
+		case "_gte":
+			ok = c >= 0
+		case "_lt":
+			ok = c < 0
+		case "_lte":
+			ok = c <= 0
+		default:
+			rest[op] = arg
+			continue
+		}
+		if isNull || !ok {
+			return false, nil
+		}
+	}
+	return compareString(v, isNull, rest)
 }
 
 func compareTime(v time.Time, cond map[string]any) (bool, error) {

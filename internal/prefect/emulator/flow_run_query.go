@@ -7,12 +7,17 @@ import (
 )
 
 // Hasura's generated flow_run query root, for the columns and arguments the
-// agent's own searches use (pkg/prefect/queue.graphql): the where filters on
-// tenant_id, labels (jsonb) and logs, order_by and offset. Server serves the
-// root from Hasura (services/apollo/src/executors.js hasuraExecutor), whose
-// rules these are: asc sorts NULLs last, desc NULLs first; offset applies
-// after the sort; a relationship filter (logs) holds when a related row
-// matches.
+// agent's own searches use (pkg/prefect/queue.graphql; recovery's
+// StrandedFlowRunCandidates in pkg/prefect/operations.graphql): the where
+// filters on tenant_id, labels (jsonb) and logs, order_by, offset and limit.
+// Server serves the root from Hasura (services/apollo/src/executors.js
+// hasuraExecutor; hasura/graphql-engine v2.1.1 in
+// docker/infrastructure/docker-compose.yml), whose rules these are: asc
+// sorts NULLs last, desc NULLs first; offset applies after the sort, then
+// limit; a relationship filter (logs) holds when a related row matches (SQL
+// EXISTS), so _not over it holds when none does (filter.go matchBoolExp);
+// _like is SQL LIKE (filter.go like); uuids order as Postgres orders them
+// (filter.go compareUUID), which a key set on (state_timestamp, id) needs.
 
 // flowRunColumn is matchFlowRun's hook for the columns this file adds; ok is
 // false for a column it does not know.

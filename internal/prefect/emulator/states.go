@@ -85,9 +85,13 @@ func (e *Emulator) setFlowRunState(r *FlowRun, s newState, agentID string) State
 // flow_run_state row with version = the run's version + 1 and timestamp now;
 // the trigger of migration 2021-03-16T221106 copies it into the flow_run row
 // because its version is at least the stored one; the heartbeat moves for
-// Running (and Cancelling) and Submitted states. Callers hold e.mu.
+// Running (and Cancelling) and Submitted states. The times are Postgres
+// timestamptz values (the flow_run_state columns of the initial migration,
+// services/postgres/alembic/versions/2020-06-24T092037_initial_database_migration.py),
+// which keep microseconds: a state_timestamp read back is the stored one, as
+// a key set paging on it needs. Callers hold e.mu.
 func (e *Emulator) insertFlowRunState(r *FlowRun, s newState) StateRecord {
-	now := e.now()
+	now := e.now().Round(time.Microsecond)
 	s.start = defaultStart(s.typ, s.start, now)
 	rec := StateRecord{ID: newID(), Type: s.typ, Message: s.message, Version: r.Version + 1, Timestamp: now, StartTime: s.start, State: s.raw}
 	if s.version > 0 {
@@ -112,9 +116,9 @@ func (e *Emulator) insertFlowRunState(r *FlowRun, s newState) StateRecord {
 // insertTaskRunState stores a task run state as Server does
 // (src/prefect_server/api/states.py set_task_run_state, lines 193-215): the
 // same row and trigger rules; the heartbeat moves for Running states only.
-// Callers hold e.mu.
+// Times keep microseconds, as insertFlowRunState's. Callers hold e.mu.
 func (e *Emulator) insertTaskRunState(tr *TaskRun, s newState) StateRecord {
-	now := e.now()
+	now := e.now().Round(time.Microsecond)
 	s.start = defaultStart(s.typ, s.start, now)
 	rec := StateRecord{ID: newID(), Type: s.typ, Message: s.message, Version: tr.Version + 1, Timestamp: now, StartTime: s.start, State: s.raw}
 	if s.version > 0 {

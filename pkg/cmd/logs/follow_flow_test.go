@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
@@ -18,9 +17,9 @@ import (
 
 // TestLogsFollowsARealFlowUntilItFinishes runs a three-task flow with
 // Prefect's own runner in the Job the agent creates, follows it with
-// `logs -f` from the moment its pod runs, and expects the command to print
-// the flow's output from the pod and the runner's lines from Prefect, and
-// to return once the run is finished.
+// `logs -f` from the moment the Job exists (before its pod runs), and
+// expects the command to print the flow's output from the pod and the
+// runner's lines from Prefect, and to return once the run is finished.
 func TestLogsFollowsARealFlowUntilItFinishes(t *testing.T) {
 	cluster.RequireFlowRunner(t)
 	ns := cluster.Namespace(t)
@@ -43,17 +42,11 @@ func TestLogsFollowsARealFlowUntilItFinishes(t *testing.T) {
 	}
 	startAgent(t, ns, api)
 
-	// The test bed's container starts once kwok has the pod Running and
-	// serves its log: wait for both, as for a kubelet's running container.
-	var pod string
-	testbed.Eventually(t, "the flow's container to run", func() bool {
-		list, err := cluster.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: manifest.LabelFlowRunID + "=" + run.ID})
-		if err != nil || len(list.Items) != 1 || list.Items[0].Status.Phase != "Running" {
-			return false
-		}
-		pod = list.Items[0].Name
-		_, err = cluster.Client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: "flow"}).DoRaw(context.Background())
-		return err == nil
+	// Follow from the moment the Job exists: its pod, not there yet or
+	// pending, is picked up once it runs.
+	testbed.Eventually(t, "the run's Job", func() bool {
+		list, err := cluster.Client.BatchV1().Jobs(ns).List(context.Background(), metav1.ListOptions{LabelSelector: manifest.LabelFlowRunID + "=" + run.ID})
+		return err == nil && len(list.Items) == 1
 	})
 	if r, _ := em.FlowRun(run.ID); prefect.Finished(r.State) {
 		t.Fatalf("the run was %s before logs -f started", r.State)
@@ -74,6 +67,11 @@ func TestLogsFollowsARealFlowUntilItFinishes(t *testing.T) {
 	if state := runState(em, run.ID); state != "Success" {
 		t.Fatalf("logs -f returned while the run is %s", state)
 	}
+	pods, err := cluster.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: manifest.LabelFlowRunID + "=" + run.ID})
+	if err != nil || len(pods.Items) != 1 {
+		t.Fatalf("the run's pods: %v %v", pods, err)
+	}
+	pod := pods.Items[0].Name
 	var fromPod, fromPrefect, success bool
 	for _, l := range strings.Split(out.String(), "\n") {
 		fromPod = fromPod || (strings.Contains(l, " [pod/"+pod+"/flow] ") && strings.Contains(l, "extract: read 3 rows"))

@@ -3,10 +3,8 @@
 package logs
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"regexp"
 	"sort"
 	"strings"
@@ -207,7 +205,7 @@ func (o *Options) Run(ctx context.Context) error {
 	if !o.Follow {
 		return nil
 	}
-	return o.follow(ctx, runID, pods, lines, state)
+	return o.follow(ctx, runID, since, pods, lines, state)
 }
 
 var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -388,137 +386,4 @@ func parsePodLine(source, text string, fallback time.Time) line {
 		}
 	}
 	return line{time: fallback, source: source, text: text}
-}
-
-// follow streams the containers' output and polls Prefect's log until the
-// run finishes in Prefect and the streams end (or ctx ends).
-func (o *Options) follow(ctx context.Context, runID string, pods []corev1.Pod, printed []line, state string) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	out := make(chan line, 256)
-	streams := 0
-	if !o.PrefectOnly {
-		for _, p := range pods {
-			if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-				continue
-			}
-			streams++
-			go o.streamPod(ctx, p, out)
-		}
-	}
-	seen := map[string]bool{}
-	last := time.Time{}
-	for _, l := range printed {
-		if l.prefect {
-			seen[l.source+l.text] = true
-		}
-		if l.prefect && l.time.After(last) {
-			last = l.time
-		}
-	}
-	ticker := time.NewTicker(o.PollInterval)
-	defer ticker.Stop()
-	finished := prefect.Finished(state)
-	// flushed ends the wait for the containers' last lines once the run
-	// finished in Prefect.
-	var flushed <-chan time.Time
-	for {
-		if finished && streams == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-flushed:
-			return nil
-		case l, ok := <-out:
-			if !ok {
-				continue
-			}
-			if l.source == "" {
-				streams--
-				continue
-			}
-			fmt.Fprintln(o.Out, l)
-		case <-ticker.C:
-			if o.PodOnly {
-				st, err := o.runState(ctx, runID)
-				if err != nil {
-					if ctx.Err() != nil {
-						return nil // interrupted
-					}
-					return err
-				}
-				finished = prefect.Finished(st)
-				if finished && streams > 0 && flushed == nil {
-					flushed = time.After(followFlush)
-				}
-				continue
-			}
-			got, st, err := o.prefectLines(ctx, runID, last, nil)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil // interrupted
-				}
-				return err
-			}
-			for _, l := range got {
-				if seen[l.source+l.text] {
-					continue
-				}
-				seen[l.source+l.text] = true
-				if l.time.After(last) {
-					last = l.time
-				}
-				fmt.Fprintln(o.Out, l)
-			}
-			finished = prefect.Finished(st)
-			if finished && streams > 0 && flushed == nil {
-				// Give the containers a moment to flush their last lines.
-				flushed = time.After(followFlush)
-			}
-		}
-	}
-}
-
-// followFlush is how long -f still streams the containers' output once the
-// run finished in Prefect.
-const followFlush = 10 * time.Second
-
-func (o *Options) runState(ctx context.Context, runID string) (string, error) {
-	page, _, err := o.access.Client.RunLogs(ctx, runID, o.now(), 1)
-	return page.State, err
-}
-
-// streamPod copies a pod's output into out, then sends an empty line.
-func (o *Options) streamPod(ctx context.Context, p corev1.Pod, out chan<- line) {
-	defer func() {
-		select {
-		case out <- line{}:
-		case <-ctx.Done():
-		}
-	}()
-	opts := o.podLogOptions(p, time.Now(), true)
-	rc, err := o.client.CoreV1().Pods(p.Namespace).GetLogs(p.Name, opts).Stream(ctx)
-	if err != nil {
-		fmt.Fprintf(o.ErrOut, "Warning: following the output of container %q of pod %s: %v\n", opts.Container, p.Name, err)
-		return
-	}
-	defer rc.Close()
-	source := "[pod/" + p.Name + "/" + opts.Container + "]"
-	readLines(rc, func(text string) {
-		select {
-		case out <- parsePodLine(source, text, time.Now()):
-		case <-ctx.Done():
-		}
-	})
-}
-
-// readLines calls f with each line of r.
-func readLines(r io.Reader, f func(string)) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		f(sc.Text())
-	}
 }

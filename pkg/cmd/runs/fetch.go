@@ -28,11 +28,11 @@ type fetched struct {
 	extra []prefect.RunOverview
 }
 
-// fetch reads the Jobs, the pods and the runs at once: the pods are listed
-// beside the Jobs, and each full page of run ids goes to Prefect as soon as
-// the Jobs naming them are read, so the listing takes about as long as its
-// slowest source rather than their sum. The first Prefect request also asks
-// for agent's runs (none when agent is empty).
+// fetch reads the Jobs, the pods and the runs at once: the pods and the
+// agent's runs (none when agent is empty) are read beside the Jobs, and each
+// full page of the other run ids goes to Prefect as soon as the Jobs naming
+// them are read, so the listing takes about as long as its slowest source
+// rather than their sum.
 func (o *Options) fetch(ctx context.Context, ns, agent string) (*fetched, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	out := &fetched{runs: map[string]prefect.RunOverview{}}
@@ -42,10 +42,35 @@ func (o *Options) fetch(ctx context.Context, ns, agent string) (*fetched, error)
 		return err
 	})
 
+	// The agent's own runs (Submitted or Running by it) are asked for
+	// first, beside the listings: in a steady state they are most of the
+	// Jobs' runs, so the pages of Job run ids then carry only the others
+	// (finished runs whose Jobs are kept), and no run comes twice.
 	var mu sync.Mutex
-	var answers []prefect.RunOverview
+	answered := map[string]prefect.RunOverview{}
+	keep := func(got []prefect.RunOverview) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range got {
+			answered[r.ID] = r
+		}
+	}
+	agentDone := make(chan struct{})
+	if agent == "" {
+		close(agentDone)
+	} else {
+		g.Go(func() error {
+			defer close(agentDone)
+			got, err := o.access.Client.RunsOverview(gctx, nil, agent, o.access.AgentLabels)
+			if err != nil {
+				return fmt.Errorf("reading the flow runs from Prefect at %s: %w", o.access.API, err)
+			}
+			keep(got)
+			return nil
+		})
+	}
 	inFlight := make(chan struct{}, PrefectInFlight)
-	ask := func(ids []string, agent string) {
+	ask := func(ids []string) {
 		g.Go(func() error {
 			select {
 			case inFlight <- struct{}{}:
@@ -53,24 +78,52 @@ func (o *Options) fetch(ctx context.Context, ns, agent string) (*fetched, error)
 				return gctx.Err()
 			}
 			defer func() { <-inFlight }()
-			got, err := o.access.Client.RunsOverview(gctx, ids, agent, o.access.AgentLabels)
+			got, err := o.access.Client.RunsOverview(gctx, ids, "", nil)
 			if err != nil {
 				return fmt.Errorf("reading the flow runs from Prefect at %s: %w", o.access.API, err)
 			}
-			mu.Lock()
-			answers = append(answers, got...)
-			mu.Unlock()
+			keep(got)
 			return nil
 		})
+	}
+	// unanswered drops the ids the agent's runs already answered.
+	unanswered := func(ids []string) []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := ids[:0]
+		for _, id := range ids {
+			if _, ok := answered[id]; !ok {
+				out = append(out, id)
+			}
+		}
+		return out
 	}
 
 	seen := map[string]bool{}
 	g.Go(func() error {
 		var pending []string
-		asked := false
-		send := func(ids []string) {
-			ask(ids, agent)
-			agent, asked = "", true
+		// send asks for the full pages of pending ids (all of them when
+		// last), once the agent's runs are known.
+		send := func(last bool) error {
+			if last {
+				select {
+				case <-agentDone:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+			select {
+			case <-agentDone:
+			default:
+				return nil
+			}
+			pending = unanswered(pending)
+			for len(pending) >= RunsPage || (last && len(pending) > 0) {
+				n := min(RunsPage, len(pending))
+				ask(pending[:n:n])
+				pending = pending[n:]
+			}
+			return nil
 		}
 		opts := metav1.ListOptions{LabelSelector: o.selector, Limit: o.ChunkSize}
 		for {
@@ -85,24 +138,19 @@ func (o *Options) fetch(ctx context.Context, ns, agent string) (*fetched, error)
 					pending = append(pending, id)
 				}
 			}
-			for len(pending) >= RunsPage {
-				send(pending[:RunsPage:RunsPage])
-				pending = pending[RunsPage:]
-			}
 			if page.Continue == "" {
-				break
+				return send(true)
+			}
+			if err := send(false); err != nil {
+				return err
 			}
 			opts.Continue = page.Continue
 		}
-		if len(pending) > 0 || !asked {
-			send(pending)
-		}
-		return nil
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	for _, r := range answers {
+	for _, r := range answered {
 		if seen[r.ID] {
 			out.runs[r.ID] = r
 		} else {
