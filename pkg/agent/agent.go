@@ -118,8 +118,7 @@ type Agent struct {
 	waiting     sync.Map             // flow run id -> time.Time its worker waits for
 	refused     sync.Map             // flow run id -> time.Time its Submitted mark was refused
 	dropped     map[string]time.Time // ids the metadata query dropped -> when to ask again
-	hurry       chan struct{}        // closed when in-flight work must wrap up
-	hurryNow    sync.Once
+	stop        stopping             // where a stop has come (stop.go)
 	lastLoop    atomic.Int64
 	// lastQueueCall is the last get_runs_in_queue answered (poll loop only).
 	lastQueueCall time.Time
@@ -195,7 +194,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Job.Owner == "" {
 		cfg.Job.Owner = AgentIdentity(cfg.Name, cfg.Labels)
 	}
-	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, hurry: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics(), events: jobs.NewEvents(),
+	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, stop: stopping{hurry: make(chan struct{})}, slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics(), events: jobs.NewEvents(),
 		runs: runlog.New(cfg.Prefect, cfg.Name, cfg.Now), index: &jobs.Index{}}
 	a.jobs = a.index
 	a.jobMetrics = jobs.NewMetrics(a.metrics.registry)
@@ -238,21 +237,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	return a.work(ctx)
 }
 
-// work polls and manages Jobs until ctx ends or MaxPolls is reached.
-//
-// A stop never cuts between a run's Submitted mark and its Job: the loop stops
-// taking runs, submissions in flight go on for ShutdownTimeout, then hurry
-// (no more retries; a run whose Job could not be created goes back to
-// Scheduled, on a fresh context), and only ShutdownGrace later is the work
-// abandoned. work returns once all of it ended.
+// work polls and manages Jobs until ctx ends or MaxPolls is reached, then
+// winds down as stop.go describes. It returns once all of the work ended.
 func (a *Agent) work(ctx context.Context) error {
 	log := klog.FromContext(ctx)
 	manageCtx, stopManaging := context.WithCancel(ctx)
 	defer stopManaging()
 	managed := make(chan error, 1)
 	go func() { managed <- a.manageJobs(manageCtx) }()
-	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
+	workCtx, abandonWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer abandonWork()
 	pollCtx, stopPolling := context.WithCancel(ctx)
 	recovered := make(chan struct{})
 	go func() { defer close(recovered); a.recoverLoop(pollCtx, workCtx) }()
@@ -265,21 +259,7 @@ func (a *Agent) work(ctx context.Context) error {
 		stopManaging()
 	}
 	<-recovered
-	done := make(chan struct{})
-	go func() { a.workers.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(a.cfg.ShutdownTimeout):
-		log.Info("Hurrying the submissions still in flight: no more retries", "timeout", a.cfg.ShutdownTimeout)
-		a.hurryNow.Do(func() { close(a.hurry) })
-		select {
-		case <-done:
-		case <-time.After(a.cfg.ShutdownGrace):
-			log.Info("Abandoning the submissions still in flight; runs left Submitted are recovered at the next start", "grace", a.cfg.ShutdownGrace)
-			cancelWork()
-			<-done
-		}
-	}
+	a.drain(log, abandonWork)
 	stopManaging()
 	err := <-managed
 	log.Info("Agent stopped")
@@ -302,16 +282,6 @@ func (a *Agent) manageJobs(ctx context.Context) error {
 	}
 	a.adoptAndCountOthers(ctx, ns)
 	return jobs.NewController(deps, cfg).Run(ctx, cfg.Workers)
-}
-
-// hurried tells whether in-flight work must wrap up.
-func (a *Agent) hurried() bool {
-	select {
-	case <-a.hurry:
-		return true
-	default:
-		return false
-	}
 }
 
 // connect finds the tenant, registers the agent and checks the connection.
@@ -374,22 +344,22 @@ func (a *Agent) connectOnce(ctx context.Context) error {
 	return nil
 }
 
-// loop polls with the original agent's back-off until ctx ends. The 20 ms
+// loop polls with the original agent's back-off until pollCtx ends. The 20 ms
 // burst interval holds only while full pages of new runs arrive; otherwise
 // the back-off applies, capped at the earliest start time a worker waits for.
-func (a *Agent) loop(ctx, workCtx context.Context) {
-	log := klog.FromContext(ctx)
+func (a *Agent) loop(pollCtx, workCtx context.Context) {
+	log := klog.FromContext(pollCtx)
 	step := 1
 	for polls := 0; a.cfg.MaxPolls == 0 || polls < a.cfg.MaxPolls; polls++ {
 		a.lastLoop.Store(a.cfg.Now().UnixNano())
 		began := time.Now()
 		a.probe.calling(a.cfg.Now(), true)
-		result, err := a.poll(ctx, workCtx)
+		result, err := a.poll(pollCtx, workCtx)
 		a.probe.calling(a.cfg.Now(), false)
 		a.lastLoop.Store(a.cfg.Now().UnixNano())
 		a.probe.report(a.cfg.Now(), true, "polling the Prefect API fails", err)
 		a.metrics.pollLatency.Observe(time.Since(began).Seconds())
-		if ctx.Err() != nil {
+		if pollCtx.Err() != nil {
 			return
 		}
 		if err != nil {
@@ -416,7 +386,7 @@ func (a *Agent) loop(ctx, workCtx context.Context) {
 			return
 		}
 		select {
-		case <-ctx.Done():
+		case <-pollCtx.Done():
 			return
 		case <-a.wake:
 		case <-time.After(sleep):
@@ -455,14 +425,14 @@ const burstInterval = 20 * time.Millisecond
 type pollResult struct{ queued, fresh, handed int }
 
 // poll asks for due runs and hands each new one to a worker.
-func (a *Agent) poll(ctx, workCtx context.Context) (pollResult, error) {
+func (a *Agent) poll(pollCtx, workCtx context.Context) (pollResult, error) {
 	now := a.cfg.Now()
 	for id, until := range a.dropped {
 		if now.After(until) {
 			delete(a.dropped, id)
 		}
 	}
-	ids, err := a.dueRuns(ctx, now)
+	ids, err := a.dueRuns(pollCtx, now)
 	if err != nil {
 		return pollResult{}, err
 	}
@@ -479,7 +449,7 @@ func (a *Agent) poll(ctx, workCtx context.Context) (pollResult, error) {
 	if len(fresh) == 0 {
 		return result, nil
 	}
-	runs, err := a.cfg.Prefect.RunsToSubmit(ctx, fresh, now.Add(-retryBuffer))
+	runs, err := a.cfg.Prefect.RunsToSubmit(pollCtx, fresh, now.Add(-retryBuffer))
 	if err != nil {
 		return result, err
 	}
@@ -495,13 +465,13 @@ func (a *Agent) poll(ctx, workCtx context.Context) (pollResult, error) {
 			a.dropped[id] = now.Add(a.cfg.Intervals[len(a.cfg.Intervals)-1])
 		}
 	}
-	runs, guarded, stopped := a.guard(ctx, workCtx, runs)
+	runs, guarded, stopped := a.guard(pollCtx, workCtx, runs)
 	result.handed += guarded
 	if stopped {
 		return result, nil
 	}
 	for _, run := range runs {
-		started, stopped := a.startWorker(ctx, run.Id, func() { a.submit(workCtx, ctx, run); a.limits.ended(run.Id) })
+		started, stopped := a.startWorker(pollCtx, run.Id, func() { a.submit(workCtx, pollCtx, run); a.limits.ended(run.Id) })
 		if !started {
 			a.limits.release(run.Id)
 		}

@@ -134,7 +134,7 @@ func (a *Agent) settleAndRead(ctx context.Context, id, token string) (prefect.Ru
 		if err == nil {
 			return h, prefect.Mark(h.Rows, token), nil
 		}
-		if time.Now().After(deadline) || a.hurried() || errors.Is(err, prefect.ErrNoRun) {
+		if time.Now().After(deadline) || a.stop.hurried() || errors.Is(err, prefect.ErrNoRun) {
 			return h, -1, err
 		}
 		select {

@@ -47,14 +47,14 @@ func (a *Agent) createJob(ctx context.Context, job *batchv1.Job) (bool, error) {
 		if errors.As(err, &refused) || ctx.Err() != nil {
 			return false, err
 		}
-		if time.Now().After(deadline) || a.hurried() {
+		if time.Now().After(deadline) || a.stop.hurried() {
 			return false, fmt.Errorf("gave up after %d tries: %w", attempt, err)
 		}
 		log.V(1).Info("Creating the Job failed; trying again", "attempt", attempt, "err", err.Error())
 		select {
 		case <-ctx.Done():
 			return false, err
-		case <-a.hurry:
+		case <-a.stop.hurrying():
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 10*time.Second)

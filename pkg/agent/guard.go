@@ -30,7 +30,7 @@ type Guardrails struct {
 // runs to submit, each with a slot reserved, and how many it handed to
 // workers itself. A run the limits hold gets one INFO line saying which
 // limit and how many hold it, and stays Scheduled.
-func (a *Agent) guard(ctx, workCtx context.Context, runs []prefect.FlowRun) (out []prefect.FlowRun, handed int, stopped bool) {
+func (a *Agent) guard(pollCtx, workCtx context.Context, runs []prefect.FlowRun) (out []prefect.FlowRun, handed int, stopped bool) {
 	if !a.limits.enabled() && !a.late.enabled() {
 		return runs, 0, false
 	}
@@ -43,7 +43,7 @@ func (a *Agent) guard(ctx, workCtx context.Context, runs []prefect.FlowRun) (out
 				onTime = append(onTime, run)
 				continue
 			}
-			started, stop := a.startWorker(ctx, run.Id, func() { a.handleLate(workCtx, run, by) })
+			started, stop := a.startWorker(pollCtx, run.Id, func() { a.handleLate(workCtx, run, by) })
 			if stop {
 				return nil, handed, true
 			}
@@ -58,7 +58,7 @@ func (a *Agent) guard(ctx, workCtx context.Context, runs []prefect.FlowRun) (out
 	}
 	ad, ok := a.limits.begin(a.jobs)
 	if !ok {
-		klog.FromContext(ctx).V(1).Info("Concurrency limits: waiting for the Job cache and the recovery at start before starting runs")
+		klog.FromContext(pollCtx).V(1).Info("Concurrency limits: waiting for the Job cache and the recovery at start before starting runs")
 		return nil, handed, false
 	}
 	type heldRun struct {
@@ -80,8 +80,8 @@ func (a *Agent) guard(ctx, workCtx context.Context, runs []prefect.FlowRun) (out
 	for _, h := range fresh {
 		msg := fmt.Sprintf("Waiting for a slot: concurrency limit %s allows %d flow runs at once and %d hold it; the run stays Scheduled and starts when one finishes",
 			h.why.limit.Name(), h.why.limit.Max, h.why.using)
-		klog.FromContext(ctx).Info("Flow run held by a concurrency limit", "flowRun", h.run.Id, "limit", h.why.limit.String(), "using", h.why.using)
-		a.runs.BestEffort(ctx, h.run.Id, prefect.LevelInfo, msg)
+		klog.FromContext(pollCtx).Info("Flow run held by a concurrency limit", "flowRun", h.run.Id, "limit", h.why.limit.String(), "using", h.why.using)
+		a.runs.BestEffort(pollCtx, h.run.Id, prefect.LevelInfo, msg)
 	}
 	return out, handed, false
 }

@@ -70,12 +70,13 @@ func (a *Agent) runAsLeader(ctx context.Context) error {
 				log.Info("Became the leader; submitting and managing Jobs", "lease", le.LeaseName, "identity", le.Identity)
 				close(started)
 				a.standby.Store(false)
-				// Work ends when the agent stops or the Lease is lost.
-				workCtx, stopWork := context.WithCancel(leadCtx)
-				stop := context.AfterFunc(ctx, stopWork)
-				err := a.work(workCtx)
+				// The term ends when the agent stops or the Lease is lost;
+				// work then stops as stop.go describes.
+				termCtx, endTerm := context.WithCancel(leadCtx)
+				stop := context.AfterFunc(ctx, endTerm)
+				err := a.work(termCtx)
 				stop()
-				stopWork()
+				endTerm()
 				ended <- outcome{err: err, finished: leadCtx.Err() == nil && ctx.Err() == nil}
 				stopElecting()
 			},

@@ -24,20 +24,20 @@ import (
 
 // submit deploys one flow run: build its Job, claim the run (claim.go),
 // create the Job if the claim won, and log the Job's name on the run. ctx
-// carries the work (it outlives a stop); stop ends the wait for a run
-// scheduled a few seconds ahead.
+// is the work's (workCtx: it outlives a stop, stop.go); pollCtx ends the
+// wait for a run scheduled a few seconds ahead.
 //
 // A Scheduled run is claimed with a Submitted mark; a Running run comes back
 // when task runs of it are due for a retry, and is relaunched with a Job of
 // its own after its due task runs are claimed the same way, as the 1.4.1
 // agent marks them.
-func (a *Agent) submit(ctx, stop context.Context, run prefect.FlowRun) {
-	log := klog.FromContext(stop).WithValues("flowRun", run.Id)
+func (a *Agent) submit(ctx, pollCtx context.Context, run prefect.FlowRun) {
+	log := klog.FromContext(pollCtx).WithValues("flowRun", run.Id)
 	if start, ok := prefect.StateStartTime(run.Serialized_state); ok {
 		if wait := start.Sub(a.cfg.Now()); wait > 0 {
 			a.waiting.Store(run.Id, start)
 			select {
-			case <-stop.Done():
+			case <-pollCtx.Done():
 				a.waiting.Delete(run.Id)
 				return // untouched: the run stays Scheduled for the next agent
 			case <-time.After(wait):
@@ -287,15 +287,6 @@ func (a *Agent) failWhen(ctx context.Context, runID, message string, mine func(p
 		log.Error(err, "Could not set the flow run Failed")
 	}
 }
-
-// freshContext keeps ctx's values but not its end, for the reports that must
-// go out even while the agent stops.
-func freshContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), reportTimeout)
-}
-
-// reportTimeout bounds a report written on a fresh context.
-const reportTimeout = 20 * time.Second
 
 // newToken returns a random submission token.
 func newToken() string {

@@ -1,0 +1,83 @@
+package agent
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"k8s.io/klog/v2"
+)
+
+// The stop. A stop never cuts between a run's Submitted mark and its Job. It
+// goes through four states, each entered once, in this order:
+//
+//	polling ──ctx ends──▶ draining ──ShutdownTimeout──▶ hurrying ──ShutdownGrace──▶ abandoned
+//
+//   - polling: the poll loop and recovery take runs and hand them to workers.
+//     They run on pollCtx, which ends with the agent's context (or the
+//     leader's term), and the Job controller on its own child of it.
+//   - draining: pollCtx ended, so no run is taken any more (a worker still
+//     waiting for a run's start time leaves it Scheduled); submissions in
+//     flight go on as usual on workCtx, which a stop does not end, and the
+//     Job controller winds down alongside them.
+//   - hurrying: ShutdownTimeout later the stop hurries (stopping.hurry):
+//     Job creation and the claim's read-back stop retrying, and a run whose
+//     Job could not be created goes back to Scheduled. Reports that must go
+//     out even now are written on a fresh context (freshContext).
+//   - abandoned: ShutdownGrace later workCtx ends and what is left stops; a
+//     run left Submitted is recovered at the next start (recover.go).
+//
+// work (agent.go) runs the states; drain runs the last three.
+
+// stopping is the hurrying state's signal.
+type stopping struct {
+	hurry chan struct{} // closed when in-flight work must wrap up
+	once  sync.Once
+}
+
+// hurrying is closed once the stop hurries.
+func (s *stopping) hurrying() <-chan struct{} { return s.hurry }
+
+// hurried tells whether in-flight work must wrap up.
+func (s *stopping) hurried() bool {
+	select {
+	case <-s.hurry:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *stopping) startHurrying() { s.once.Do(func() { close(s.hurry) }) }
+
+// drain waits for the submissions in flight once the poll stopped: as they
+// are for ShutdownTimeout, hurried for ShutdownGrace, then abandoned
+// (abandonWork ends workCtx).
+func (a *Agent) drain(log klog.Logger, abandonWork context.CancelFunc) {
+	done := make(chan struct{})
+	go func() { a.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(a.cfg.ShutdownTimeout):
+	}
+	log.Info("Hurrying the submissions still in flight: no more retries", "timeout", a.cfg.ShutdownTimeout)
+	a.stop.startHurrying()
+	select {
+	case <-done:
+		return
+	case <-time.After(a.cfg.ShutdownGrace):
+	}
+	log.Info("Abandoning the submissions still in flight; runs left Submitted are recovered at the next start", "grace", a.cfg.ShutdownGrace)
+	abandonWork()
+	<-done
+}
+
+// freshContext keeps ctx's values but not its end, for the reports that must
+// go out even while the agent stops.
+func freshContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), reportTimeout)
+}
+
+// reportTimeout bounds a report written on a fresh context.
+const reportTimeout = 20 * time.Second
