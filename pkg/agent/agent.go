@@ -1,6 +1,9 @@
 // Package agent is the Prefect 1 Kubernetes agent: it registers with the
 // backend, polls for flow runs whose labels it matches, turns each into a Job
-// (pkg/manifest), marks the run Submitted and creates the Job.
+// (pkg/manifest), marks the run Submitted and creates the Job. This package
+// is the submitter (Prefect -> Kubernetes); the Job controller (Kubernetes ->
+// Prefect, pkg/agent/jobs) reports what becomes of the Jobs, and the
+// submitter reads its cache through JobIndex alone.
 package agent
 
 import (
@@ -12,10 +15,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent/runlog"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
@@ -68,8 +73,9 @@ type Config struct {
 	Intervals []time.Duration
 	// KubeRequests, when set, is shown in /metrics; wrap Kube's transport with it.
 	KubeRequests *KubeRequestCounter
-	// Manage sets how the agent watches and cleans up its Jobs.
-	Manage ManageConfig
+	// Manage sets how the Job controller watches and cleans up the agent's
+	// Jobs (its namespace, selector and heartbeat interval come from here).
+	Manage jobs.Config
 	// LeaderElection, when set, makes only the elected replica submit and manage.
 	LeaderElection *LeaderElection
 	// ClaimSettle is how long after a Submitted mark the run's history is
@@ -126,11 +132,17 @@ type Agent struct {
 	// templateRetries holds runs whose template read failed for now
 	// (template_retry.go): flow run id -> templateRetry.
 	templateRetries sync.Map
-	events          *jobEvents    // Events on Jobs (events.go)
-	drift           *driftCounter // disagreements between Prefect and the cluster (drift.go)
-	// jobCache is the job manager's synced Job cache, nil until it syncs:
-	// a submission finds the run's earlier Jobs there without a request.
-	jobCache atomic.Pointer[cache.Indexer]
+	events          *jobs.Events // Events on Jobs
+	// jobMetrics are the Job controller's metrics, kept across leader terms.
+	jobMetrics *jobs.Metrics
+	// jobs is what the submitter reads of the Job controller's cache: a
+	// submission finds the run's earlier Jobs there without a request, and
+	// the limits count the unfinished Jobs.
+	jobs JobIndex
+	// index is where each Job controller publishes its cache (jobs).
+	index *jobs.Index
+	// runs writes the agent's lines to flow runs' logs.
+	runs *runlog.Writer
 	// limits and late are the guardrails (limits.go, lateness.go).
 	limits *limiter
 	late   *lateness
@@ -183,8 +195,10 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Job.Owner == "" {
 		cfg.Job.Owner = AgentIdentity(cfg.Name, cfg.Labels)
 	}
-	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, hurry: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics(), events: newJobEvents()}
-	a.drift = newDriftCounter(a.metrics.registry)
+	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, hurry: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics(), events: jobs.NewEvents(),
+		runs: runlog.New(cfg.Prefect, cfg.Name, cfg.Now), index: &jobs.Index{}}
+	a.jobs = a.index
+	a.jobMetrics = jobs.NewMetrics(a.metrics.registry)
 	if cfg.KubeRequests != nil {
 		a.metrics.registry.MustRegister(cfg.KubeRequests.vec)
 	}
@@ -215,7 +229,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	log.Info("Agent registered", "agent", a.cfg.Name, "id", a.agentID, "tenant", a.tenantID, "labels", a.cfg.Labels, "namespace", a.cfg.Job.Namespace)
 	a.logGuardrails(log)
-	stopEvents := a.events.start(ctx, a.cfg.Kube)
+	stopEvents := a.events.Start(ctx, a.cfg.Kube)
 	defer stopEvents()
 	a.lastLoop.Store(a.cfg.Now().UnixNano())
 	if a.cfg.LeaderElection != nil {
@@ -236,7 +250,7 @@ func (a *Agent) work(ctx context.Context) error {
 	manageCtx, stopManaging := context.WithCancel(ctx)
 	defer stopManaging()
 	managed := make(chan error, 1)
-	go func() { managed <- a.newManager().run(manageCtx) }()
+	go func() { managed <- a.manageJobs(manageCtx) }()
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	pollCtx, stopPolling := context.WithCancel(ctx)
@@ -270,6 +284,24 @@ func (a *Agent) work(ctx context.Context) error {
 	err := <-managed
 	log.Info("Agent stopped")
 	return err
+}
+
+// manageJobs runs a Job controller (pkg/agent/jobs) over the agent's Jobs
+// until ctx ends, after adopting those an earlier version made (owner.go).
+func (a *Agent) manageJobs(ctx context.Context) error {
+	cfg := a.cfg.Manage
+	cfg.Namespace, cfg.JobSelector, cfg.HeartbeatInterval = a.cfg.Job.Namespace, a.ownJobsSelector(), a.cfg.HeartbeatInterval
+	deps := jobs.Dependencies{Kube: a.cfg.Kube, Prefect: a.cfg.Prefect, Runs: a.runs, Events: a.events, Metrics: a.jobMetrics,
+		Access: &a.access, Index: a.index, Now: a.cfg.Now}
+	if a.limits.enabled() {
+		deps.JobEnded = func() { a.limits.jobEnded(a.Poke) }
+	}
+	ns := cfg.Namespace
+	if cfg.AllNamespaces {
+		ns = metav1.NamespaceAll
+	}
+	a.adoptAndCountOthers(ctx, ns)
+	return jobs.NewController(deps, cfg).Run(ctx, cfg.Workers)
 }
 
 // hurried tells whether in-flight work must wrap up.

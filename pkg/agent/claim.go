@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
 
@@ -40,7 +41,7 @@ import (
 const (
 	DefaultClaimSettle       = time.Second
 	DefaultClaimRecheck      = 5 * time.Second
-	DefaultHeartbeatInterval = 2 * time.Minute
+	DefaultHeartbeatInterval = jobs.DefaultHeartbeatInterval
 )
 
 // errNotAsPolled says the run changed between the poll and the claim.
@@ -152,7 +153,7 @@ func (a *Agent) lose(ctx context.Context, log klog.Logger, h prefect.RunHistory,
 	why := "the Scheduled state it claimed is no longer in the run's history"
 	switch d.Outcome {
 	case prefect.Claimed:
-		why = fmt.Sprintf("another submission (%s) claimed the same Scheduled state first", describe(d.WinnerBy))
+		why = fmt.Sprintf("another submission (%s) claimed the same Scheduled state first", d.WinnerBy.Describe())
 	case prefect.Interrupted:
 		why = fmt.Sprintf("the run became %s before the mark", d.First.State)
 	}
@@ -173,15 +174,7 @@ func (a *Agent) lose(ctx context.Context, log klog.Logger, h prefect.RunHistory,
 		return
 	}
 	log.Info("Put back the flow run's state: this agent's Submitted mark came too late", "state", back.State, "why", why)
-	a.runLog(ctx, h.ID, prefect.LevelWarning, fmt.Sprintf("This agent's Submitted mark came too late (%s): it created no Job and put back the run's %s state", why, back.State))
-}
-
-// describe names a submission in a log line.
-func describe(by prefect.Submission) string {
-	if by.Token == "" {
-		return "an agent that records no claim, such as the Prefect 1.4.1 agent"
-	}
-	return fmt.Sprintf("agent %q in namespace %q", by.Agent, by.Namespace)
+	a.runs.BestEffort(ctx, h.ID, prefect.LevelWarning, fmt.Sprintf("This agent's Submitted mark came too late (%s): it created no Job and put back the run's %s state", why, back.State))
 }
 
 func errString(err error) string {
@@ -222,7 +215,7 @@ func (a *Agent) claimTaskRuns(ctx context.Context, log klog.Logger, h prefect.Ru
 		}
 	}
 	// Submitted task runs do not keep Lazarus away: keep the run alive
-	// while its relaunch starts (the manager goes on while the pod starts).
+	// while its relaunch starts (the Job controller goes on while the pod starts).
 	a.heartbeat(ctx, log, h.ID)
 	select {
 	case <-ctx.Done():
@@ -311,13 +304,13 @@ func (a *Agent) recheckLater(ctx context.Context, runID string, job *batchv1.Job
 			log.Error(err, "A write that landed late took the flow run's claim from this agent, and its Job could not be deleted")
 			return
 		}
-		a.metrics.jobsDeleted.WithLabelValues("superseded").Inc()
+		a.jobMetrics.JobDeleted("superseded")
 		why := fmt.Sprintf("the run became %s first", d.First.State)
 		if d.Outcome == prefect.Claimed {
-			why = fmt.Sprintf("%s claimed it first", describe(d.WinnerBy))
+			why = fmt.Sprintf("%s claimed it first", d.WinnerBy.Describe())
 		}
 		log.Info("Deleted the Job: a write that landed late took the flow run's claim from this agent", "why", why)
-		a.runLog(ctx, runID, prefect.LevelWarning, fmt.Sprintf("Deleted Job %s: a state written before this agent's Submitted mark landed late (%s), so the mark did not win the run", job.Name, why))
+		a.runs.BestEffort(ctx, runID, prefect.LevelWarning, fmt.Sprintf("Deleted Job %s: a state written before this agent's Submitted mark landed late (%s), so the mark did not win the run", job.Name, why))
 	}()
 }
 

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
@@ -34,11 +35,11 @@ const createAttemptTimeout = 20 * time.Second
 // for the same submission means an earlier try got through.
 func (a *Agent) createJob(ctx context.Context, job *batchv1.Job) (bool, error) {
 	log := klog.FromContext(ctx).WithValues("job", klog.KObj(job))
-	jobs := a.cfg.Kube.BatchV1().Jobs(job.Namespace)
+	client := a.cfg.Kube.BatchV1().Jobs(job.Namespace)
 	deadline := time.Now().Add(a.cfg.CreateRetryFor)
 	delay := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		created, err := a.createOnce(ctx, jobs, job)
+		created, err := a.createOnce(ctx, client, job)
 		if err == nil {
 			return created, nil
 		}
@@ -66,10 +67,10 @@ type jobClient interface {
 }
 
 // createOnce makes one try; refusals come back as *refusedError.
-func (a *Agent) createOnce(ctx context.Context, jobs jobClient, job *batchv1.Job) (bool, error) {
+func (a *Agent) createOnce(ctx context.Context, client jobClient, job *batchv1.Job) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, createAttemptTimeout)
 	defer cancel()
-	made, err := jobs.Create(ctx, job, metav1.CreateOptions{FieldManager: FieldManager})
+	made, err := client.Create(ctx, job, metav1.CreateOptions{FieldManager: jobs.FieldManager})
 	if err == nil {
 		job.UID = made.UID // Events on the Job need it
 		return true, nil
@@ -80,7 +81,7 @@ func (a *Agent) createOnce(ctx context.Context, jobs jobClient, job *batchv1.Job
 		}
 		return false, err
 	}
-	existing, err := jobs.Get(ctx, job.Name, metav1.GetOptions{})
+	existing, err := client.Get(ctx, job.Name, metav1.GetOptions{})
 	if err != nil {
 		return false, err // gone again, or unreachable: try again
 	}
@@ -112,7 +113,7 @@ func (a *Agent) retireOlderJobs(ctx context.Context, runID string, job *batchv1.
 	if !ok {
 		return
 	}
-	jobs := a.cfg.Kube.BatchV1().Jobs(job.Namespace)
+	client := a.cfg.Kube.BatchV1().Jobs(job.Namespace)
 	runJobs, err := a.runJobs(ctx, job.Namespace, runID)
 	if err != nil {
 		log.Error(err, "Could not list the flow run's Jobs to retire older ones")
@@ -125,35 +126,25 @@ func (a *Agent) retireOlderJobs(ctx context.Context, runID string, job *batchv1.
 		}
 		v := was.Version
 		background := metav1.DeletePropagationBackground
-		err = jobs.Delete(ctx, old.Name, metav1.DeleteOptions{PropagationPolicy: &background, Preconditions: &metav1.Preconditions{UID: &old.UID}})
+		err = client.Delete(ctx, old.Name, metav1.DeleteOptions{PropagationPolicy: &background, Preconditions: &metav1.Preconditions{UID: &old.UID}})
 		if err != nil && !apierrors.IsNotFound(err) {
 			log.Error(err, "Could not delete the flow run's older Job", "job", klog.KObj(old))
 			continue
 		}
-		a.metrics.jobsDeleted.WithLabelValues("superseded").Inc()
+		a.jobMetrics.JobDeleted("superseded")
 		log.Info("Deleted the flow run's older unfinished Job", "job", klog.KObj(old), "version", v)
 		msg := fmt.Sprintf("Deleted Job %s of an earlier submission (version %d), which had not finished: the run was submitted again and only Job %s may run it", old.Name, v, job.Name)
-		a.events.on(old, corev1.EventTypeNormal, EventSuperseded, msg)
-		a.runLog(ctx, runID, prefect.LevelInfo, msg)
+		a.events.On(old, corev1.EventTypeNormal, jobs.EventSuperseded, msg)
+		a.runs.BestEffort(ctx, runID, prefect.LevelInfo, msg)
 	}
 }
 
-// runJobs returns the run's Jobs in namespace: from the job manager's cache
-// once it has synced, so a submission costs no extra request, else (before
-// the first sync) from the API.
+// runJobs returns the run's Jobs in namespace: from the Job controller's
+// index once it has synced, so a submission costs no extra request, else
+// (before the first sync) from the API.
 func (a *Agent) runJobs(ctx context.Context, namespace, runID string) ([]*batchv1.Job, error) {
-	if jobs := a.jobCache.Load(); jobs != nil {
-		objs, err := (*jobs).ByIndex(byFlowRun, runID)
-		if err != nil {
-			return nil, err
-		}
-		var out []*batchv1.Job
-		for _, o := range objs {
-			if j, ok := o.(*cachedJob); ok && j.Namespace == namespace {
-				out = append(out, j.job())
-			}
-		}
-		return out, nil
+	if found, ok := a.jobs.RunJobs(namespace, runID); ok {
+		return found, nil
 	}
 	list, err := a.cfg.Kube.BatchV1().Jobs(namespace).List(ctx, metav1.ListOptions{LabelSelector: manifest.LabelFlowRunID + "=" + runID})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 )
 
 // driftCount reads prefect_agent_drift_total for one kind.
@@ -36,7 +37,7 @@ func TestRunCancelledByHandLosesItsJob(t *testing.T) {
 	e := newEnv(t, emulator.Config{})
 	run := e.schedule(imageRun(t, testbed.ImageRun, nil))
 	policy := testPolicy
-	e.start("", func(c *Config) { c.Manage = ManageConfig{DeleteFinishedJobs: true, Pending: &policy} })
+	e.start("", func(c *Config) { c.Manage = jobs.Config{DeleteFinishedJobs: true, Pending: &policy} })
 	e.runningPod(run.ID)
 	if _, err := e.em.SetFlowRunState(run.ID, "Cancelled", "cancelled by hand in the UI"); err != nil {
 		t.Fatal(err)
@@ -70,7 +71,7 @@ func TestRunFinishedByHandLosesItsJobAfterTheGrace(t *testing.T) {
 	if took := time.Since(set); took < 2*time.Second {
 		t.Fatalf("the Job was deleted %s after the run finished, before the 2 s grace", took)
 	}
-	if n := driftCount(t, ra, driftRunFinished); n != 1 {
-		t.Fatalf("prefect_agent_drift_total{kind=%q} = %v, want 1", driftRunFinished, n)
+	if n := driftCount(t, ra, jobs.DriftRunFinished); n != 1 {
+		t.Fatalf("prefect_agent_drift_total{kind=%q} = %v, want 1", jobs.DriftRunFinished, n)
 	}
 }

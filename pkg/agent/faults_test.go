@@ -13,6 +13,7 @@ import (
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
@@ -85,7 +86,7 @@ func (t tally) done() bool {
 // count tallies the runs against the Jobs in the namespaces.
 func (e *env) count(ids []string, namespaces ...string) tally {
 	e.t.Helper()
-	jobs, err := liveJobCounts(namespaces...)
+	live, err := liveJobCounts(namespaces...)
 	if err != nil {
 		e.t.Logf("listing Jobs: %v", err)
 		return tally{runs: len(ids), pending: len(ids)}
@@ -93,7 +94,7 @@ func (e *env) count(ids []string, namespaces ...string) tally {
 	out := tally{runs: len(ids)}
 	for _, id := range ids {
 		run, _ := e.em.FlowRun(id)
-		n := jobs[id]
+		n := live[id]
 		switch {
 		case n > 1:
 			out.duplicates++
@@ -235,9 +236,9 @@ func TestExactlyOnceAcrossKubeAPIServerRestart(t *testing.T) {
 	ids := e.scheduleMany(faultRuns, func() emulator.FlowRunSpec { return suspendedRun(t) })
 	ra := e.start("", func(c *Config) {
 		faultAgent(c)
-		pending := DefaultPendingPolicy()
+		pending := jobs.DefaultPendingPolicy()
 		pending.ImagePullGrace = 0 // report the pull failure at once, as 1.4.1 did
-		c.Manage = ManageConfig{Pending: &pending, CancelCheckInterval: time.Second}
+		c.Manage = jobs.Config{Pending: &pending, CancelCheckInterval: time.Second}
 	})
 	e.waitSubmittedCount(ids, 40)
 	began := time.Now()
@@ -346,13 +347,9 @@ func TestRescheduledRunReplacesItsPendingJob(t *testing.T) {
 	e.waitSubmitted(run.ID)
 	first := e.jobsFor(run.ID)[0]
 	// Lazarus comes minutes later: the agent's Job cache has the first Job by then.
-	eventually(t, "the agent's Job cache to hold the first Job", func() bool {
-		jobs := ra.agent.jobCache.Load()
-		if jobs == nil {
-			return false
-		}
-		objs, _ := (*jobs).ByIndex(byFlowRun, run.ID)
-		return len(objs) == 1
+	eventually(t, "the agent's Job index to hold the first Job", func() bool {
+		found, synced := ra.agent.jobs.RunJobs(metav1.NamespaceAll, run.ID)
+		return synced && len(found) == 1
 	})
 	// Lazarus finds the run Submitted with no flow process and reschedules it.
 	if _, err := e.em.SetFlowRunState(run.ID, "Scheduled", "Rescheduled by a Lazarus process."); err != nil {

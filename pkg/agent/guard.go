@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
@@ -57,11 +56,7 @@ func (a *Agent) guard(ctx, workCtx context.Context, runs []prefect.FlowRun) (out
 	if !a.limits.enabled() {
 		return runs, handed, false
 	}
-	var jobs cache.Indexer
-	if p := a.jobCache.Load(); p != nil {
-		jobs = *p
-	}
-	ad, ok := a.limits.begin(jobs)
+	ad, ok := a.limits.begin(a.jobs)
 	if !ok {
 		klog.FromContext(ctx).V(1).Info("Concurrency limits: waiting for the Job cache and the recovery at start before starting runs")
 		return nil, handed, false
@@ -86,7 +81,7 @@ func (a *Agent) guard(ctx, workCtx context.Context, runs []prefect.FlowRun) (out
 		msg := fmt.Sprintf("Waiting for a slot: concurrency limit %s allows %d flow runs at once and %d hold it; the run stays Scheduled and starts when one finishes",
 			h.why.limit.Name(), h.why.limit.Max, h.why.using)
 		klog.FromContext(ctx).Info("Flow run held by a concurrency limit", "flowRun", h.run.Id, "limit", h.why.limit.String(), "using", h.why.using)
-		a.runLog(ctx, h.run.Id, prefect.LevelInfo, msg)
+		a.runs.BestEffort(ctx, h.run.Id, prefect.LevelInfo, msg)
 	}
 	return out, handed, false
 }

@@ -19,16 +19,16 @@ func TestHealthFailsWhileAWatchIsRefused(t *testing.T) {
 	base := startHealthServer(t, a)
 	get := func() (int, string) { return httpAnswer(t, http.MethodGet, base+"/api/health") }
 	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", errors.New(`User "system:serviceaccount:flows:agent" cannot watch resource "pods"`))
-	a.access.observe("pods", "list", nil)
-	a.access.observe("pods", "watch", forbidden)
+	a.access.Observe("pods", "list", nil)
+	a.access.Observe("pods", "watch", forbidden)
 	if code, body := get(); code != http.StatusServiceUnavailable || !strings.Contains(body, "may not watch pods") || !strings.Contains(body, "--rbac") {
 		t.Fatalf("refused watch: %d %s", code, body)
 	}
-	a.access.observe("pods", "list", nil) // a relist alone does not clear it
+	a.access.Observe("pods", "list", nil) // a relist alone does not clear it
 	if code, _ := get(); code != http.StatusServiceUnavailable {
 		t.Fatalf("after a relist: %d, want 503", code)
 	}
-	a.access.observe("pods", "watch", nil)
+	a.access.Observe("pods", "watch", nil)
 	if code, body := get(); code != http.StatusOK {
 		t.Fatalf("granted: %d %s", code, body)
 	}

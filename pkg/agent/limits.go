@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/client-go/tools/cache"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 )
@@ -131,10 +131,10 @@ type runFacts struct {
 	labels []string
 }
 
-// jobFactsOf reads them from a cached Job's annotations.
-func jobFactsOf(j *cachedJob) runFacts {
-	r := runFacts{flow: j.Annotations[manifest.AnnotationFlowName]}
-	if raw := j.Annotations[manifest.AnnotationFlowRunLabels]; raw != "" {
+// jobFactsOf reads them from a Job's annotations.
+func jobFactsOf(j metav1.Object) runFacts {
+	r := runFacts{flow: j.GetAnnotations()[manifest.AnnotationFlowName]}
+	if raw := j.GetAnnotations()[manifest.AnnotationFlowRunLabels]; raw != "" {
 		_ = json.Unmarshal([]byte(raw), &r.labels)
 	}
 	return r
@@ -163,7 +163,7 @@ type limiter struct {
 	reserved map[string]*reservation // flow run id -> its slot
 	// noted are the held runs told why, with when they were last held.
 	noted map[string]time.Time
-	// recoveries counts the recovery passes since the job manager started:
+	// recoveries counts the recovery passes since the Job controller started:
 	// runs a stopped agent marked Submitted without creating their Job are
 	// found by the first two, and get their slot before new runs do.
 	recoveries int
@@ -226,18 +226,18 @@ func (l *limiter) recoveryPassed() bool {
 // usage is how many runs hold each limit now.
 type usage []int
 
-// counts computes the usage from the Job cache and the reservations, and
-// drops the reservations whose Job is in the cache. Callers hold l.mu.
-func (l *limiter) counts(jobs cache.Indexer) usage {
+// counts computes the usage from the Job index and the reservations, and
+// drops the reservations whose Job is in the index. Callers hold l.mu.
+func (l *limiter) counts(index JobIndex, unfinished []metav1.Object) usage {
 	now := l.now()
 	for id, r := range l.reserved {
 		if !r.ended.IsZero() && now.Sub(r.ended) > reservationLinger {
 			delete(l.reserved, id)
 			continue
 		}
-		objs, _ := jobs.ByIndex(byFlowRun, id)
-		for _, o := range objs {
-			if j, ok := o.(*cachedJob); ok && j.Annotations[manifest.AnnotationFlowRunVersion] == strconv.Itoa(r.version) {
+		runJobs, _ := index.RunJobs(metav1.NamespaceAll, id)
+		for _, j := range runJobs {
+			if j.Annotations[manifest.AnnotationFlowRunVersion] == strconv.Itoa(r.version) {
 				delete(l.reserved, id)
 				break
 			}
@@ -251,12 +251,8 @@ func (l *limiter) counts(jobs cache.Indexer) usage {
 			}
 		}
 	}
-	for _, o := range jobs.List() {
-		j, ok := o.(*cachedJob)
-		if !ok || j.finished() || j.DeletionTimestamp != nil {
-			continue
-		}
-		if _, mine := l.reserved[j.Labels[manifest.LabelFlowRunID]]; mine {
+	for _, j := range unfinished {
+		if _, mine := l.reserved[j.GetLabels()[manifest.LabelFlowRunID]]; mine {
 			continue // an older Job of a run submitted again: the new one counts
 		}
 		count(jobFactsOf(j))
@@ -280,12 +276,13 @@ type admission struct {
 	usage usage
 }
 
-// begin starts a poll's admissions; ok is false while the job cache has not
+// begin starts a poll's admissions; ok is false while the Job index has not
 // synced or the recovery passes at start have not run (the truth is not
 // known yet), and no run may start then.
-func (l *limiter) begin(jobs cache.Indexer) (*admission, bool) {
+func (l *limiter) begin(index JobIndex) (*admission, bool) {
 	l.mu.Lock()
-	if jobs == nil || l.recoveries < 2 || l.recovering > 0 {
+	unfinished, synced := index.Unfinished()
+	if !synced || l.recoveries < 2 || l.recovering > 0 {
 		l.mu.Unlock()
 		return nil, false
 	}
@@ -294,7 +291,7 @@ func (l *limiter) begin(jobs cache.Indexer) (*admission, bool) {
 			delete(l.noted, id) // a held run that left the queue (cancelled, deleted, taken by another agent)
 		}
 	}
-	return &admission{l: l, usage: l.counts(jobs)}, true
+	return &admission{l: l, usage: l.counts(index, unfinished)}, true
 }
 
 // end releases the poll's hold on the limiter.
@@ -378,37 +375,26 @@ func (l *limiter) heldRuns() int {
 }
 
 // inUse is each limit's current usage, for /metrics and the start line.
-func (l *limiter) inUse(jobs cache.Indexer) usage {
+func (l *limiter) inUse(index JobIndex) usage {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if jobs == nil {
+	unfinished, synced := index.Unfinished()
+	if !synced {
 		return make(usage, len(l.limits))
 	}
-	return l.counts(jobs)
+	return l.counts(index, unfinished)
 }
 
-// watchJobs pokes the poll when one of the agent's Jobs finishes or goes
-// while runs are held: a slot may be free.
-func (l *limiter) watchJobs(jobs cache.SharedIndexInformer, poke func()) {
+// jobEnded pokes the poll, while runs are held, when one of the agent's
+// Jobs finished or went: a slot may be free. The Job controller calls it.
+func (l *limiter) jobEnded(poke func()) {
 	if !l.enabled() {
 		return
 	}
-	wake := func() {
-		l.mu.Lock()
-		waiting := len(l.noted) > 0
-		l.mu.Unlock()
-		if waiting {
-			poke()
-		}
+	l.mu.Lock()
+	waiting := len(l.noted) > 0
+	l.mu.Unlock()
+	if waiting {
+		poke()
 	}
-	_, _ = jobs.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		UpdateFunc: func(old, cur any) {
-			o, ok1 := old.(*cachedJob)
-			c, ok2 := cur.(*cachedJob)
-			if ok1 && ok2 && !o.finished() && (c.finished() || c.DeletionTimestamp != nil) {
-				wake()
-			}
-		},
-		DeleteFunc: func(any) { wake() },
-	})
 }

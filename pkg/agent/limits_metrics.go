@@ -2,7 +2,6 @@ package agent
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/tools/cache"
 )
 
 // registerLimitMetrics serves each limit's maximum and use, and the runs
@@ -12,11 +11,7 @@ func (a *Agent) registerLimitMetrics() {
 		return
 	}
 	usage := func(i int) float64 {
-		var jobs cache.Indexer
-		if p := a.jobCache.Load(); p != nil {
-			jobs = *p
-		}
-		return float64(a.limits.inUse(jobs)[i])
+		return float64(a.limits.inUse(a.jobs)[i])
 	}
 	for i, l := range a.limits.limits {
 		labels := prometheus.Labels{"limit": l.Name()}

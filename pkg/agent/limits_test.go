@@ -9,7 +9,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 )
@@ -64,31 +63,49 @@ func TestLimitMatches(t *testing.T) {
 	}
 }
 
-// cachedTestJob is a Job of the agent's cache for a run.
-func cachedTestJob(name, runID string, version int, flow, labels string, finished bool) *cachedJob {
-	j := &cachedJob{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", Labels: map[string]string{manifest.LabelFlowRunID: runID},
+// indexedJob is a Job of the agent's Job index for a run.
+func indexedJob(name, runID string, version int, flow, labels string, finished bool) *batchv1.Job {
+	j := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", Labels: map[string]string{manifest.LabelFlowRunID: runID},
 		Annotations: map[string]string{manifest.AnnotationFlowRunVersion: itoa(version), manifest.AnnotationFlowName: flow}}}
 	if labels != "" {
 		j.Annotations[manifest.AnnotationFlowRunLabels] = labels
 	}
 	if finished {
-		j.conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
+		j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
 	}
 	return j
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-func testIndexer(t *testing.T, jobs ...*cachedJob) cache.Indexer {
-	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{byFlowRun: func(obj any) ([]string, error) {
-		return []string{obj.(*cachedJob).Labels[manifest.LabelFlowRunID]}, nil
-	}})
-	for _, j := range jobs {
-		if err := idx.Add(j); err != nil {
-			t.Fatal(err)
+// testIndex is a JobIndex over a list of Jobs; unsynced, it answers nothing.
+type testIndex struct {
+	synced bool
+	jobs   []*batchv1.Job
+}
+
+func testIndexer(jobs ...*batchv1.Job) *testIndex { return &testIndex{synced: true, jobs: jobs} }
+
+func (x *testIndex) add(j *batchv1.Job) { x.jobs = append(x.jobs, j) }
+
+func (x *testIndex) RunJobs(namespace, runID string) ([]*batchv1.Job, bool) {
+	var out []*batchv1.Job
+	for _, j := range x.jobs {
+		if j.Labels[manifest.LabelFlowRunID] == runID && (namespace == metav1.NamespaceAll || j.Namespace == namespace) {
+			out = append(out, j)
 		}
 	}
-	return idx
+	return out, x.synced
+}
+
+func (x *testIndex) Unfinished() ([]metav1.Object, bool) {
+	var out []metav1.Object
+	for _, j := range x.jobs {
+		if !manifest.JobFinished(j) && j.DeletionTimestamp == nil {
+			out = append(out, j)
+		}
+	}
+	return out, x.synced
 }
 
 // TestLimiterCountsUnfinishedJobsAndReservations: the cache's unfinished
@@ -100,9 +117,9 @@ func TestLimiterCountsUnfinishedJobsAndReservations(t *testing.T) {
 	l := newLimiter(limits, func() time.Time { return now })
 	l.recoveryPassed()
 	l.recoveryPassed()
-	jobs := testIndexer(t,
-		cachedTestJob("a", "run-a", 1, "etl", `["gpu"]`, false),
-		cachedTestJob("b", "run-b", 1, "etl", `["k8s"]`, true),
+	jobs := testIndexer(
+		indexedJob("a", "run-a", 1, "etl", `["gpu"]`, false),
+		indexedJob("b", "run-b", 1, "etl", `["k8s"]`, true),
 	)
 	ad, ok := l.begin(jobs)
 	if !ok {
@@ -125,7 +142,7 @@ func TestLimiterCountsUnfinishedJobsAndReservations(t *testing.T) {
 	}
 	ad.end()
 	// run-d's Job reaches the cache: its reservation gives way to the Job.
-	_ = jobs.Add(cachedTestJob("d", "run-d", 1, "x", "", false))
+	jobs.add(indexedJob("d", "run-d", 1, "x", "", false))
 	if u := l.inUse(jobs); u[0] != 3 || len(l.reserved) != 1 {
 		t.Fatalf("in use %v with reservations %v, want 3 and run-e's alone", u, l.reserved)
 	}
@@ -144,8 +161,8 @@ func TestLimiterCountsUnfinishedJobsAndReservations(t *testing.T) {
 // the two recovery passes at start ran, nor while a recovery worker decides.
 func TestLimiterWaitsForTheTruth(t *testing.T) {
 	l := newLimiter([]Limit{{Kind: LimitAll, Max: 3}}, time.Now)
-	jobs := testIndexer(t)
-	if _, ok := l.begin(nil); ok {
+	jobs := testIndexer()
+	if _, ok := l.begin(&testIndex{}); ok {
 		t.Fatal("admitting without a Job cache")
 	}
 	l.recoveryPassed()

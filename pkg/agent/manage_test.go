@@ -17,18 +17,19 @@ import (
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 )
 
 // testPolicy fails image pulls at once (as 1.4.1), gives up on an
 // unschedulable pod after 3 s, and waits an hour on anything else.
-var testPolicy = PendingPolicy{QuotaTimeout: time.Hour, AdmissionTimeout: time.Hour, UnschedulableTimeout: 3 * time.Second,
+var testPolicy = jobs.PendingPolicy{QuotaTimeout: time.Hour, AdmissionTimeout: time.Hour, UnschedulableTimeout: 3 * time.Second,
 	ScaleUpTimeout: time.Hour, MissingObjectTimeout: time.Hour}
 
 // managed configures an agent that manages its Jobs quickly for tests.
 func managed(deleteFinished bool) func(*Config) {
 	return func(c *Config) {
 		policy := testPolicy
-		c.Manage = ManageConfig{DeleteFinishedJobs: deleteFinished, Pending: &policy, CancelCheckInterval: 100 * time.Millisecond}
+		c.Manage = jobs.Config{DeleteFinishedJobs: deleteFinished, Pending: &policy, CancelCheckInterval: 100 * time.Millisecond}
 	}
 }
 
@@ -99,8 +100,8 @@ func TestUnschedulableRunWaitsThenGivesUp(t *testing.T) {
 	})
 	// The annotation is patched right after the line is written.
 	eventually(t, "the Job to record why it waits", func() bool {
-		jobs := e.jobsFor(run.ID)
-		return len(jobs) == 1 && jobs[0].Annotations[AnnotationWaitingReason] == "unschedulable"
+		found := e.jobsFor(run.ID)
+		return len(found) == 1 && found[0].Annotations[jobs.AnnotationWaitingReason] == "unschedulable"
 	})
 	got := e.waitFailed(run.ID, "Insufficient cpu")
 	if msg := logsAt(got, "ERROR")[0]; !strings.Contains(msg, "Gave up after waiting") || !strings.Contains(msg, "s (unschedulable)") {
@@ -146,8 +147,8 @@ func TestSucceededJobsAreDeletedOrKept(t *testing.T) {
 				return
 			}
 			time.Sleep(500 * time.Millisecond)
-			if jobs := e.jobsFor(run.ID); len(jobs) != 1 || jobs[0].Status.Succeeded != 1 {
-				t.Fatalf("the succeeded Job should be kept: %d Jobs", len(jobs))
+			if found := e.jobsFor(run.ID); len(found) != 1 || found[0].Status.Succeeded != 1 {
+				t.Fatalf("the succeeded Job should be kept: %d Jobs", len(found))
 			}
 			if r, _ := e.em.FlowRun(run.ID); len(logsAt(r, "WARNING")) != 1 || r.State != "Submitted" {
 				t.Fatalf("warned %d times, state %s", len(logsAt(r, "WARNING")), r.State)
@@ -235,7 +236,7 @@ func TestRestartedAgentReportsNothingTwice(t *testing.T) {
 		}
 	}
 	job := e.jobsFor(crashed.ID)[0]
-	if !strings.Contains(job.Annotations[AnnotationReported], "/failed") {
+	if !strings.Contains(job.Annotations[jobs.AnnotationReported], "/failed") {
 		t.Errorf("the Job does not record what was reported: %v", job.Annotations)
 	}
 }

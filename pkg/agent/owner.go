@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 )
 
@@ -75,7 +76,7 @@ func (a *Agent) adoptAndCountOthers(ctx context.Context, namespace string) {
 			continue
 		}
 		patch := []byte(`{"metadata":{"labels":{"` + manifest.LabelAgent + `":"` + a.cfg.Job.Owner + `"}}}`)
-		if _, err := a.cfg.Kube.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager}); err != nil {
+		if _, err := a.cfg.Kube.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: jobs.FieldManager}); err != nil {
 			log.Error(err, "Could not adopt a Job this agent made before it labelled its Jobs", "job", klog.KObj(job))
 			continue
 		}

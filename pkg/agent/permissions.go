@@ -10,7 +10,6 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -38,9 +37,9 @@ func RequiredPermissions(lease string) []Permission {
 		{Group: "batch", Resource: "jobs", Verbs: []string{"list", "watch", "patch", "delete"}, Watched: true},
 		{Resource: "pods", Verbs: []string{"list", "watch"}, Watched: true},
 		{Resource: "events", Verbs: []string{"list", "watch"}, Watched: true},
-		// Events on its Jobs (events.go): created, and patched when repeated.
+		// Events on its Jobs (jobs/events.go): created, and patched when repeated.
 		{Resource: "events", Verbs: []string{"create", "patch"}, Watched: true},
-		// A failed flow container's last lines, saved into the run log (evidence.go).
+		// A failed flow container's last lines, saved into the run log (jobs/evidence.go).
 		{Resource: "pods/log", Verbs: []string{"get"}, Watched: true},
 	}
 	if lease != "" {
@@ -92,7 +91,7 @@ func resourceName(group, resource string) string {
 	return resource + "." + group
 }
 
-// accessProblems holds the verbs the API server refused to the manager's
+// accessProblems holds the verbs the API server refused to the Job controller's
 // watches, by resource, for /api/health.
 type accessProblems struct {
 	mu       sync.Mutex
@@ -101,9 +100,9 @@ type accessProblems struct {
 
 type accessProblem struct{ verb, message string }
 
-// observe records a refusal of verb on resource, and forgets it once the
+// Observe records a refusal of verb on resource, and forgets it once the
 // same verb succeeds.
-func (p *accessProblems) observe(resource, verb string, err error) {
+func (p *accessProblems) Observe(resource, verb string, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
@@ -130,8 +129,4 @@ func (p *accessProblems) message() string {
 	}
 	sort.Strings(msgs)
 	return strings.Join(msgs, "; ")
-}
-
-func errNotFound(name string) error {
-	return apierrors.NewNotFound(schema.GroupResource{Group: "batch", Resource: "jobs"}, name)
 }

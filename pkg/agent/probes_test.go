@@ -51,10 +51,10 @@ func TestProbesTellAliveFromReady(t *testing.T) {
 	a.probe.report(now(), true, "polling the Prefect API fails", nil)
 
 	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", errors.New(`cannot watch resource "pods"`))
-	a.access.observe("pods", "watch", forbidden)
+	a.access.Observe("pods", "watch", forbidden)
 	check("watch refused", "/readyz", http.StatusServiceUnavailable, "may not watch pods")
 	check("watch refused", "/livez", http.StatusOK, "{}")
-	a.access.observe("pods", "watch", nil)
+	a.access.Observe("pods", "watch", nil)
 	check("watch granted", "/readyz", http.StatusOK, "{}")
 
 	clock.Store(start.Add(30 * time.Minute).UnixNano()) // no turn for 10 min, no call going on

@@ -17,12 +17,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
-
-// FieldManager is the field manager of the Jobs the agent creates.
-const FieldManager = "kubectl-prefect-agent"
 
 // submit deploys one flow run: build its Job, claim the run (claim.go),
 // create the Job if the claim won, and log the Job's name on the run. ctx
@@ -107,7 +105,7 @@ func (a *Agent) submit(ctx, stop context.Context, run prefect.FlowRun) {
 		return
 	}
 	for _, w := range warnings {
-		a.runLog(ctx, run.Id, prefect.LevelWarning, w)
+		a.runs.BestEffort(ctx, run.Id, prefect.LevelWarning, w)
 	}
 	a.launch(ctx, run, job, version, scheduled, "", by)
 }
@@ -189,16 +187,16 @@ func (a *Agent) launch(ctx context.Context, run prefect.FlowRun, job *batchv1.Jo
 	}
 	if created {
 		log.Info("Created Job for flow run", "job", klog.KObj(job))
-		reason, why := EventCreated, "Created"
+		reason, why := jobs.EventCreated, "Created"
 		if prefix != "" {
-			reason, why = EventRecovered, "Recovered: created"
+			reason, why = jobs.EventRecovered, "Recovered: created"
 		}
-		a.events.on(job, corev1.EventTypeNormal, reason, fmt.Sprintf("%s for flow run %s (%s), version %d", why, run.Name, run.Id, version))
+		a.events.On(job, corev1.EventTypeNormal, reason, fmt.Sprintf("%s for flow run %s (%s), version %d", why, run.Name, run.Id, version))
 	} else {
 		log.Info("The flow run's Job already existed from an earlier try", "job", klog.KObj(job))
 	}
 	a.metrics.runsSubmitted.Inc()
-	a.runLog(ctx, run.Id, prefect.LevelInfo, prefix+"Submitted for execution: Job "+job.Name)
+	a.runs.BestEffort(ctx, run.Id, prefect.LevelInfo, prefix+"Submitted for execution: Job "+job.Name)
 }
 
 // reschedule hands a run this agent submitted back to the queue with its
@@ -225,7 +223,7 @@ func (a *Agent) reschedule(ctx context.Context, run prefect.FlowRun, job *batchv
 	if !ok {
 		start = a.cfg.Now()
 	}
-	a.runLog(ctx, run.Id, prefect.LevelWarning, message)
+	a.runs.BestEffort(ctx, run.Id, prefect.LevelWarning, message)
 	if err := a.cfg.Prefect.SetFlowRunState(ctx, run.Id, &version, prefect.ScheduledState("Rescheduled by the agent: Kubernetes was unreachable", start)); err != nil {
 		log.Error(err, "Could not hand the flow run back to Scheduled; Lazarus will")
 	}
@@ -259,7 +257,7 @@ func (a *Agent) finish(ctx context.Context, runID, token, level, message string,
 		log.Info("Not setting the flow run's state: it is no longer this agent's mark", "state", prefect.StateType(state), "err", errString(err))
 		return
 	}
-	a.runLog(ctx, runID, level, message)
+	a.runs.BestEffort(ctx, runID, level, message)
 	version := h.Version
 	if err := a.cfg.Prefect.SetFlowRunState(ctx, runID, &version, state); err != nil {
 		log.Error(err, "Could not set the flow run's state", "state", prefect.StateType(state))
@@ -283,7 +281,7 @@ func (a *Agent) failWhen(ctx context.Context, runID, message string, mine func(p
 		return
 	}
 	log.Info("Flow run cannot be deployed", "reason", message)
-	a.runLog(ctx, runID, prefect.LevelError, message)
+	a.runs.BestEffort(ctx, runID, prefect.LevelError, message)
 	version := h.Version
 	if err := a.cfg.Prefect.SetFlowRunState(ctx, runID, &version, prefect.FailedState(message)); err != nil {
 		log.Error(err, "Could not set the flow run Failed")
@@ -298,13 +296,6 @@ func freshContext(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // reportTimeout bounds a report written on a fresh context.
 const reportTimeout = 20 * time.Second
-
-// runLog writes one line to the run's logs under the agent's name.
-func (a *Agent) runLog(ctx context.Context, runID, level, message string) {
-	if err := a.cfg.Prefect.WriteRunLogs(ctx, prefect.RunLog{FlowRunID: runID, Name: a.cfg.Name, Level: level, Message: message, Time: a.cfg.Now()}); err != nil {
-		klog.FromContext(ctx).Error(err, "Could not write to the flow run's logs", "flowRun", runID)
-	}
-}
 
 // newToken returns a random submission token.
 func newToken() string {

@@ -44,7 +44,7 @@ func (a *Agent) deferOnTransientTemplate(ctx context.Context, run prefect.FlowRu
 	a.metrics.submitFailures.WithLabelValues("template-transient").Inc()
 	klog.FromContext(ctx).Info("The flow run's Job template cannot be read for now; the run stays Scheduled and is tried again", "flowRun", run.Id, "attempt", r.attempts, "retryAt", r.until, "err", err.Error())
 	if r.attempts == 1 {
-		a.runLog(ctx, run.Id, prefect.LevelWarning, "Cannot read the flow run's Job template for now ("+err.Error()+"); the run stays Scheduled and the agent tries again with back-off")
+		a.runs.BestEffort(ctx, run.Id, prefect.LevelWarning, "Cannot read the flow run's Job template for now ("+err.Error()+"); the run stays Scheduled and the agent tries again with back-off")
 	}
 	return true
 }

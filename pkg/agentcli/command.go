@@ -9,7 +9,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/version"
-	agentpkg "github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
+	agentjobs "github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 )
 
 // NewCmdPrefectAgent is the prefect-agent binary, the one the agent image
@@ -27,7 +27,7 @@ prefect-agent is ` + "`kubectl prefect agent start`" + ` built without kubectl's
 printers and client machinery, for the agent's image. It takes the same flags
 and environment variables.
 
-` + agentpkg.PendingPolicyHelp(),
+` + agentjobs.PendingPolicyHelp(),
 		Example: `  # Against Prefect Server, Jobs in namespace flows
   prefect-agent --backend server --api http://prefect-server:4200 -n flows -l k8s`,
 		Version:       version.Version,

@@ -6,18 +6,18 @@ import (
 
 	"github.com/spf13/pflag"
 
-	agentpkg "github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
+	agentjobs "github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 )
 
 // PendingFlags are start's flags for Jobs whose flow has not started: the
-// pending policy by reason (see agent.PendingPolicyTable).
+// pending policy by reason (see agentjobs.PendingPolicyTable).
 type PendingFlags struct {
-	Policy agentpkg.PendingPolicy
+	Policy agentjobs.PendingPolicy
 }
 
 // AddFlags registers the policy's flags with their defaults.
 func (f *PendingFlags) AddFlags(fs *pflag.FlagSet) {
-	f.Policy = agentpkg.DefaultPendingPolicy()
+	f.Policy = agentjobs.DefaultPendingPolicy()
 	p := &f.Policy
 	fs.DurationVar(&p.QuotaTimeout, "quota-timeout", p.QuotaTimeout, "How long a run may wait for a ResourceQuota to admit its pod before it is failed (0: wait without limit)")
 	fs.DurationVar(&p.AdmissionTimeout, "admission-timeout", p.AdmissionTimeout, "How long a run may wait while pod creation fails on an unreachable admission webhook or an API transport error (0: without limit)")
@@ -47,7 +47,7 @@ func (f *PendingFlags) Validate() error {
 }
 
 // apply sets the policy in the agent's job management configuration.
-func (f *PendingFlags) apply(cfg *agentpkg.ManageConfig) {
+func (f *PendingFlags) apply(cfg *agentjobs.Config) {
 	policy := f.Policy
 	cfg.Pending = &policy
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	agentpkg "github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
+	agentjobs "github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 )
 
 func TestPendingFlags(t *testing.T) {
@@ -21,14 +21,14 @@ func TestPendingFlags(t *testing.T) {
 		return &f, f.Validate()
 	}
 	f, err := parse()
-	if err != nil || f.Policy != agentpkg.DefaultPendingPolicy() {
+	if err != nil || f.Policy != agentjobs.DefaultPendingPolicy() {
 		t.Fatalf("defaults: %+v, %v", f, err)
 	}
 	f, err = parse("--quota-timeout=0", "--unschedulable-grace=4m", "--image-pull-grace=30s")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg agentpkg.ManageConfig
+	var cfg agentjobs.Config
 	f.apply(&cfg)
 	if cfg.Pending.QuotaTimeout != 0 || cfg.Pending.UnschedulableTimeout != 4*time.Minute || cfg.Pending.ImagePullGrace != 30*time.Second {
 		t.Fatalf("parsed %+v", cfg.Pending)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/memlimit"
 	agentpkg "github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
+	agentjobs "github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
 
@@ -73,7 +74,7 @@ var StartEnvFallbacks = map[string][]string{
 // NewStartOptions returns start's options with their defaults.
 func NewStartOptions() *StartOptions {
 	return &StartOptions{DeleteFinishedJobs: true, Concurrency: 32, KubeQPS: 100, KubeBurst: 200,
-		FailedPodLogLines: agentpkg.DefaultFailedPodLogLines, FinishedRunGrace: agentpkg.DefaultFinishedRunGrace}
+		FailedPodLogLines: agentjobs.DefaultFailedPodLogLines, FinishedRunGrace: agentjobs.DefaultFinishedRunGrace}
 }
 
 // AddFlags registers the agent's flags.
@@ -200,7 +201,7 @@ func (o *StartOptions) AgentConfig(ctx context.Context, conn Connection) (agentp
 		OnRetry: func(op string, attempt int, err error) {
 			retryLog.Info("Prefect API request failed; retrying", "operation", op, "attempt", attempt, "err", err.Error())
 		}})
-	manage := agentpkg.ManageConfig{AllNamespaces: o.WatchAllNamespaces, DeleteFinishedJobs: o.DeleteFinishedJobs, KeepFailedJobs: o.KeepFailedJobs}
+	manage := agentjobs.Config{AllNamespaces: o.WatchAllNamespaces, DeleteFinishedJobs: o.DeleteFinishedJobs, KeepFailedJobs: o.KeepFailedJobs}
 	o.Pending.apply(&manage)
 	manage.FailedPodLogLines, manage.FinishedRunGrace = o.FailedPodLogLines, o.FinishedRunGrace
 	if o.FailedPodLogLines == 0 {

@@ -2,6 +2,7 @@ package prefect
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -34,6 +35,14 @@ type Submission struct {
 	// Claims names the Scheduled state the mark claims to replace (the
 	// claim rule, claim.go); nil on marks from before claims.
 	Claims *Claim `json:"claims,omitempty"`
+}
+
+// Describe names the submission in a log line.
+func (s Submission) Describe() string {
+	if s.Token == "" {
+		return "an agent that records no claim, such as the Prefect 1.4.1 agent"
+	}
+	return fmt.Sprintf("agent %q in namespace %q", s.Agent, s.Namespace)
 }
 
 // submittedByKey is the Submitted state's context key holding the Submission.

@@ -6,7 +6,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/rest"
 
-	agentpkg "github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
+	agentjobs "github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/agentcli"
 )
 
@@ -30,7 +30,7 @@ func NewCmdStart(configFlags *genericclioptions.ConfigFlags, streams genericioop
 	cmd := &cobra.Command{
 		Use:   "start",
 		Short: agentcli.StartShort,
-		Long:  agentcli.StartShort + ".\n\n" + agentpkg.PendingPolicyHelp(),
+		Long:  agentcli.StartShort + ".\n\n" + agentjobs.PendingPolicyHelp(),
 		Example: `  # Against Prefect Server, Jobs in namespace flows
   kubectl prefect agent start --backend server --api http://prefect-server:4200 -n flows -l k8s
 

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	agentpkg "github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
+	agentjobs "github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 )
 
 // TestStartRejectsBadInputBeforeStarting checks that each bad flag or
@@ -88,7 +88,7 @@ func TestStartHelpShowsThePendingPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, row := range agentpkg.PendingPolicyTable() {
+	for _, row := range agentjobs.PendingPolicyTable() {
 		if !strings.Contains(stdout, row.Reason) {
 			t.Errorf("--help lacks the policy row %q", row.Reason)
 		}

@@ -8,13 +8,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
+	agentjobs "github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 )
 
 func TestWaitingJobShowsReasonAndWait(t *testing.T) {
 	now := time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)
 	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "etl-aaaa", Annotations: map[string]string{
-		agent.AnnotationWaitingReason: "quota", agent.AnnotationWaitingSince: now.Add(-3 * time.Minute).Format(time.RFC3339),
+		agentjobs.AnnotationWaitingReason: "quota", agentjobs.AnnotationWaitingSince: now.Add(-3 * time.Minute).Format(time.RFC3339),
 	}}}
 	table := toTable([]batchv1.Job{*job}, nil, now)
 	if got := table.Rows[0].Cells[3]; got != "Waiting (quota) 3m" {

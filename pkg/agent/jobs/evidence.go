@@ -1,4 +1,4 @@
-package agent
+package jobs
 
 import (
 	"bytes"
@@ -38,37 +38,37 @@ const evidenceTimeout = 10 * time.Second
 // may be deleted: a pod that dies before `prefect execute` starts (an
 // import error, a bad entrypoint) leaves nothing else behind. The line is
 // INFO, under the agent's name; a read that fails says why instead.
-func (m *manager) saveEvidence(ctx context.Context, job *batchv1.Job, runID string, p problem) {
-	lines := m.cfg.FailedPodLogLines
+func (c *Controller) saveEvidence(ctx context.Context, job *batchv1.Job, runID string, p problem) {
+	lines := c.cfg.FailedPodLogLines
 	if lines < 0 {
 		return
 	}
 	if lines == 0 {
 		lines = DefaultFailedPodLogLines
 	}
-	out, err := m.tail(ctx, job.Namespace, p.failedPod, p.failedContainer, lines)
+	out, err := c.tail(ctx, job.Namespace, p.failedPod, p.failedContainer, lines)
 	for try := 1; err != nil && try < evidenceTries && !apierrors.IsForbidden(err) && !apierrors.IsNotFound(err); try++ {
 		// The kubelet may not serve a container's log the very moment it ended.
 		select {
 		case <-ctx.Done():
 		case <-time.After(evidenceRetryDelay):
 		}
-		out, err = m.tail(ctx, job.Namespace, p.failedPod, p.failedContainer, lines)
+		out, err = c.tail(ctx, job.Namespace, p.failedPod, p.failedContainer, lines)
 	}
 	msg := evidenceLine(p.failedPod, p.failedContainer, lines, out, err)
-	if err := m.writeLog(ctx, runID, prefect.LevelInfo, msg); err != nil {
+	if err := c.runs.MustLand(ctx, runID, prefect.LevelInfo, msg); err != nil {
 		klog.FromContext(ctx).Error(err, "Could not save the failed container's output to the flow run", "job", klog.KObj(job), "flowRun", runID)
 	}
 }
 
 // tail reads a container's last lines.
-func (m *manager) tail(ctx context.Context, ns, pod, container string, lines int) (string, error) {
+func (c *Controller) tail(ctx context.Context, ns, pod, container string, lines int) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, evidenceTimeout)
 	defer cancel()
 	n := int64(lines)
 	// The size is bounded here rather than with limitBytes, which not every
 	// kubelet implementation serves.
-	rc, err := m.a.cfg.Kube.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, TailLines: &n}).Stream(ctx)
+	rc, err := c.kube.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, TailLines: &n}).Stream(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -119,7 +119,7 @@ func deletedBecause(why string) string {
 		return "the flow run was cancelled"
 	case "superseded":
 		return "a newer submission of the flow run replaced it"
-	case driftRunFinished:
+	case DriftRunFinished:
 		return "the flow run finished in Prefect while its pod still ran"
 	}
 	return why

@@ -1,4 +1,4 @@
-package agent
+package jobs
 
 import (
 	"context"
@@ -31,23 +31,23 @@ const (
 	EventDrift           = "Drift"           // Prefect and the cluster disagree about the run
 )
 
-// jobEvents records Events on Jobs through client-go's broadcaster, whose
+// Events records Events on Jobs through client-go's broadcaster, whose
 // correlator aggregates repeats and whose spam filter bounds each Job to a
 // burst of 25 Events refilled one per 5 minutes: the kubelet's defaults.
-type jobEvents struct {
+type Events struct {
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
 }
 
-// newJobEvents returns a recorder that sends nothing until started.
-func newJobEvents() *jobEvents {
+// NewEvents returns a recorder that sends nothing until started.
+func NewEvents() *Events {
 	b := record.NewBroadcaster()
-	return &jobEvents{broadcaster: b, recorder: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: EventComponent})}
+	return &Events{broadcaster: b, recorder: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: EventComponent})}
 }
 
-// start sends the recorded Events to the API server until stop is called;
+// Start sends the recorded Events to the API server until stop is called;
 // stop also ends the broadcaster, so an agent records Events for one Run.
-func (e *jobEvents) start(ctx context.Context, kube kubernetes.Interface) (stop func()) {
+func (e *Events) Start(ctx context.Context, kube kubernetes.Interface) (stop func()) {
 	sink := e.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	logged := e.broadcaster.StartStructuredLogging(4)
 	klog.FromContext(ctx).V(4).Info("Recording Events on the agent's Jobs")
@@ -58,9 +58,9 @@ func (e *jobEvents) start(ctx context.Context, kube kubernetes.Interface) (stop 
 	}
 }
 
-// on records one Event on a Job. A Job without a UID (never created) gets none:
+// On records one Event on a Job. A Job without a UID (never created) gets none:
 // `kubectl describe` matches Events to a Job by its UID.
-func (e *jobEvents) on(job *batchv1.Job, eventType, reason, message string) {
+func (e *Events) On(job *batchv1.Job, eventType, reason, message string) {
 	if e == nil || job == nil || job.UID == "" {
 		return
 	}

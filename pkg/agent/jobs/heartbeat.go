@@ -1,4 +1,4 @@
-package agent
+package jobs
 
 import (
 	"context"
@@ -65,12 +65,14 @@ func holds(job *batchv1.Job, in inspection) bool {
 }
 
 // sendHeartbeats sends one heartbeat for each held run.
-func (m *manager) sendHeartbeats(ctx context.Context) {
+func (c *Controller) sendHeartbeats(ctx context.Context) {
 	log := klog.FromContext(ctx)
-	for _, id := range m.held.ids() {
+	for _, id := range c.held.ids() {
 		if ctx.Err() != nil {
 			return
 		}
-		m.a.heartbeat(ctx, log, id)
+		if err := c.prefect.Heartbeat(ctx, id); err != nil {
+			log.V(1).Info("Could not send the flow run's heartbeat", "flowRun", id, "err", err.Error())
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package jobs
 
 import (
 	"context"
@@ -28,9 +28,9 @@ func handsBack(p problem) bool {
 // handBack sets the run's task runs that were Running when the disruption was
 // reported Pending, and says so on the run. A task run that a live runner
 // changed meanwhile is left to it.
-func (m *manager) handBack(ctx context.Context, runID, jobName string) error {
-	before := m.a.cfg.Now()
-	state, stale, err := m.a.cfg.Prefect.RunningTaskRunsBefore(ctx, runID, before)
+func (c *Controller) handBack(ctx context.Context, runID, jobName string) error {
+	before := c.now()
+	state, stale, err := c.prefect.RunningTaskRunsBefore(ctx, runID, before)
 	if err != nil {
 		return fmt.Errorf("reading the task runs of a disrupted flow run: %w", err)
 	}
@@ -40,7 +40,7 @@ func (m *manager) handBack(ctx context.Context, runID, jobName string) error {
 	msg := fmt.Sprintf("Task run was Running in a pod of Job %s that was taken away; handed back for the flow's fresh attempt", jobName)
 	handed := 0
 	for _, tr := range stale {
-		ok, err := m.a.cfg.Prefect.HandBack(ctx, tr, msg)
+		ok, err := c.prefect.HandBack(ctx, tr, msg)
 		if err != nil {
 			return fmt.Errorf("handing back task run %s: %w", tr.ID, err)
 		}
@@ -52,5 +52,5 @@ func (m *manager) handBack(ctx context.Context, runID, jobName string) error {
 		return nil
 	}
 	klog.FromContext(ctx).Info("Handed back the task runs of a disrupted pod", "flowRun", runID, "taskRuns", handed)
-	return m.writeLog(ctx, runID, prefect.LevelInfo, fmt.Sprintf("Handed back %d task run(s) that were Running in the disrupted pod of Job %s: the flow's fresh attempt runs them again", handed, jobName))
+	return c.runs.MustLand(ctx, runID, prefect.LevelInfo, fmt.Sprintf("Handed back %d task run(s) that were Running in the disrupted pod of Job %s: the flow's fresh attempt runs them again", handed, jobName))
 }

@@ -1,4 +1,4 @@
-package agent
+package jobs
 
 import (
 	"context"
@@ -9,8 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
@@ -18,13 +16,13 @@ import (
 // Kinds of drift between Prefect and the cluster the agent meets and counts
 // in /metrics (prefect_agent_drift_total).
 const (
-	// driftRunFinished: the run finished in Prefect (set Failed, Success or
+	// DriftRunFinished: the run finished in Prefect (set Failed, Success or
 	// Cancelled by someone else) while its pod still ran; the Job is deleted
 	// after FinishedRunGrace.
-	driftRunFinished = "run-finished-pod-running"
+	DriftRunFinished = "run-finished-pod-running"
 	// DriftOtherSubmission: a Job reported on a run whose current submission
 	// is another one; the report is only a WARNING (the report path counts it
-	// with Agent.CountDrift).
+	// with Metrics.CountDrift).
 	DriftOtherSubmission = "report-for-other-submission"
 )
 
@@ -35,24 +33,6 @@ const (
 	// driftPage is how many run ids go into one FlowRunStates request.
 	driftPage = 500
 )
-
-// driftCounter counts drift by kind.
-type driftCounter struct{ total *prometheus.CounterVec }
-
-func newDriftCounter(reg *prometheus.Registry) *driftCounter {
-	d := &driftCounter{total: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "prefect_agent_drift_total",
-		Help: "Disagreements between Prefect and the cluster the agent met, by kind (run-finished-pod-running: repaired by deleting the Job; report-for-other-submission: reported as a WARNING only).",
-	}, []string{"kind"})}
-	for _, kind := range []string{driftRunFinished, DriftOtherSubmission} {
-		d.total.WithLabelValues(kind)
-	}
-	reg.MustRegister(d.total)
-	return d
-}
-
-// CountDrift counts one disagreement of a kind (DriftOtherSubmission, ...).
-func (a *Agent) CountDrift(kind string) { a.drift.total.WithLabelValues(kind).Inc() }
 
 // podStillRuns tells whether a Job has a pod that runs or may still start.
 func podStillRuns(pods []*corev1.Pod) bool {
@@ -69,12 +49,12 @@ func podStillRuns(pods []*corev1.Pod) bool {
 // FinishedRunGrace while its pod still runs (someone set it Failed, Success
 // or Cancelled by hand, or the flow's process hangs after reporting) has its
 // Job deleted, with a line on the run, an Event on the Job and a count.
-func (m *manager) checkFinishedRuns(ctx context.Context) {
+func (c *Controller) checkFinishedRuns(ctx context.Context) {
 	log := klog.FromContext(ctx)
-	now := m.a.cfg.Now()
+	now := c.now()
 	jobsByRun := map[string][]*batchv1.Job{}
 	var ids []string
-	for _, obj := range m.jobs.GetIndexer().List() {
+	for _, obj := range c.jobs.GetIndexer().List() {
 		cached, ok := obj.(*cachedJob)
 		runID := ""
 		if ok {
@@ -84,7 +64,7 @@ func (m *manager) checkFinishedRuns(ctx context.Context) {
 			continue
 		}
 		job := cached.job()
-		if !podStillRuns(m.facts(job).pods) {
+		if !podStillRuns(c.facts(job).pods) {
 			continue
 		}
 		if _, seen := jobsByRun[runID]; !seen {
@@ -95,7 +75,7 @@ func (m *manager) checkFinishedRuns(ctx context.Context) {
 	finished := map[string]prefect.RunState{}
 	for start := 0; start < len(ids); start += driftPage {
 		page := ids[start:min(start+driftPage, len(ids))]
-		states, err := m.a.cfg.Prefect.FlowRunStates(ctx, page)
+		states, err := c.prefect.FlowRunStates(ctx, page)
 		if err != nil {
 			log.Error(err, "Asking Prefect for the states of the runs whose pods still run")
 			return
@@ -106,22 +86,22 @@ func (m *manager) checkFinishedRuns(ctx context.Context) {
 			}
 		}
 	}
-	for id := range m.finishedSince {
+	for id := range c.finishedSince {
 		if _, still := finished[id]; !still {
-			delete(m.finishedSince, id)
+			delete(c.finishedSince, id)
 		}
 	}
 	for id, st := range finished {
-		since, seen := m.finishedSince[id]
+		since, seen := c.finishedSince[id]
 		if !seen {
-			m.finishedSince[id] = now
+			c.finishedSince[id] = now
 			continue
 		}
-		if now.Sub(since) < m.cfg.FinishedRunGrace {
+		if now.Sub(since) < c.cfg.FinishedRunGrace {
 			continue
 		}
 		for _, job := range jobsByRun[id] {
-			deleted, err := m.removeJob(ctx, job, driftRunFinished)
+			deleted, err := c.removeJob(ctx, job, DriftRunFinished)
 			if err != nil {
 				log.Error(err, "Deleting the Job of a finished flow run; will try again", "job", klog.KObj(job), "flowRun", id)
 				continue
@@ -129,12 +109,12 @@ func (m *manager) checkFinishedRuns(ctx context.Context) {
 			if !deleted {
 				continue
 			}
-			m.a.CountDrift(driftRunFinished)
-			msg := fmt.Sprintf("Deleted Job %s: the flow run is %s in Prefect but its pod still ran %s later", job.Name, st.State, m.cfg.FinishedRunGrace)
+			c.metrics.CountDrift(DriftRunFinished)
+			msg := fmt.Sprintf("Deleted Job %s: the flow run is %s in Prefect but its pod still ran %s later", job.Name, st.State, c.cfg.FinishedRunGrace)
 			log.Info("Deleted the Job of a flow run that finished in Prefect while its pod still ran", "job", klog.KObj(job), "flowRun", id, "state", st.State)
-			m.a.events.on(job, corev1.EventTypeWarning, EventDrift, msg)
-			m.a.runLog(ctx, id, prefect.LevelWarning, msg)
+			c.events.On(job, corev1.EventTypeWarning, EventDrift, msg)
+			c.runs.BestEffort(ctx, id, prefect.LevelWarning, msg)
 		}
-		delete(m.finishedSince, id)
+		delete(c.finishedSince, id)
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package jobs
 
 import (
 	"encoding/json"
@@ -55,8 +55,8 @@ func TestReportRetriesAfterVersionLocking(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	m := &manager{a: &Agent{cfg: Config{Prefect: newClient(srv.URL, ""), Name: "agent"}, metrics: newMetrics()}, reported: newReportedSet()}
-	m.a.cfg.Now = func() time.Time { return t0 }
+	m := testController(newClient(srv.URL, ""), nil, Config{})
+	m.now = func() time.Time { return t0 }
 	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "j", Namespace: "ns", UID: "u"}}
 	p := problem{key: "pod/p/failed", reason: "Error", level: prefect.LevelError, unlessFinished: true, message: "Pod p failed"}
 	if err := m.report(t.Context(), job, "run-1", []problem{p}); err != nil {

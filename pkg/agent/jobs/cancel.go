@@ -1,4 +1,4 @@
-package agent
+package jobs
 
 import (
 	"context"
@@ -24,11 +24,11 @@ const cancelOverlap = time.Minute
 // never started (no pod, or a pod still pending) has its Job deleted and is
 // set Cancelled; a running flow cancels itself, as Prefect 1's flow runner
 // does, and is left alone.
-func (m *manager) checkCancellations(ctx context.Context) {
+func (c *Controller) checkCancellations(ctx context.Context) {
 	log := klog.FromContext(ctx)
-	now := m.a.cfg.Now()
+	now := c.now()
 	oldest, active := time.Time{}, false
-	for _, obj := range m.jobs.GetIndexer().List() {
+	for _, obj := range c.jobs.GetIndexer().List() {
 		cached, ok := obj.(*cachedJob)
 		if !ok || cached.Labels[manifest.LabelFlowRunID] == "" || cached.DeletionTimestamp != nil || cached.finished() {
 			continue
@@ -40,66 +40,66 @@ func (m *manager) checkCancellations(ctx context.Context) {
 	}
 	if !active {
 		// A Job created from now on can only be cancelled from now on.
-		m.cancelSince = now.Add(-cancelOverlap)
+		c.cancelSince = now.Add(-cancelOverlap)
 		return
 	}
-	since := m.cancelSince
+	since := c.cancelSince
 	if since.IsZero() {
 		// First check: whatever happened since the oldest Job was created.
 		since = oldest.Add(-cancelOverlap)
 	}
-	runs, err := m.a.cfg.Prefect.CancelledRunsSince(ctx, since)
+	runs, err := c.prefect.CancelledRunsSince(ctx, since)
 	if err != nil {
 		log.Error(err, "Asking Prefect for cancelled flow runs")
 		return
 	}
 	handled := true
 	for _, run := range runs {
-		objs, _ := m.jobs.GetIndexer().ByIndex(byFlowRun, run.ID)
+		objs, _ := c.jobs.GetIndexer().ByIndex(byFlowRun, run.ID)
 		for _, obj := range objs {
 			cached, ok := obj.(*cachedJob)
 			if !ok || cached.DeletionTimestamp != nil || cached.finished() {
 				continue
 			}
 			job := cached.job()
-			if err := m.cancel(ctx, job, run); err != nil {
+			if err := c.cancel(ctx, job, run); err != nil {
 				log.Error(err, "Cancelling a flow run's Job; will try again", "job", klog.KObj(job), "flowRun", run.ID)
 				handled = false
 			}
 		}
 	}
 	if handled {
-		m.cancelSince = now.Add(-cancelOverlap)
+		c.cancelSince = now.Add(-cancelOverlap)
 	}
 }
 
 // cancel acts on one Job of a run in Cancelling or Cancelled.
-func (m *manager) cancel(ctx context.Context, job *batchv1.Job, run prefect.RunState) error {
-	if m.reported.of(job)[keyCancelled] {
+func (c *Controller) cancel(ctx context.Context, job *batchv1.Job, run prefect.RunState) error {
+	if c.reported.of(job)[keyCancelled] {
 		return nil
 	}
 	msg := fmt.Sprintf("Deleted Job %s: the flow run is Cancelled", job.Name)
 	if run.State == "Cancelling" {
-		if inspect(job, m.facts(job), m.a.cfg.Now(), m.policy).flowStarted {
+		if inspect(job, c.facts(job), c.now(), c.policy).flowStarted {
 			klog.FromContext(ctx).V(1).Info("Leaving a cancelling flow run to its flow runner", "job", klog.KObj(job), "flowRun", run.ID)
 			return nil
 		}
 		msg = fmt.Sprintf("Deleted Job %s before its flow started and set the flow run Cancelled", job.Name)
 		// Cancelled first: a pod that starts meanwhile finds the run Cancelled and exits.
-		if _, err := m.setState(ctx, run.ID, run, prefect.CancelledState("Flow run cancelled before its flow started: the agent deleted its Job")); err != nil {
+		if _, err := c.setState(ctx, run.ID, run, prefect.CancelledState("Flow run cancelled before its flow started: the agent deleted its Job")); err != nil {
 			return err
 		}
 	}
-	if !m.reported.logged(job, keyCancelled) {
-		m.a.events.on(job, corev1.EventTypeNormal, EventCancelled, msg)
-		if err := m.writeLog(ctx, run.ID, prefect.LevelInfo, msg); err != nil {
+	if !c.reported.logged(job, keyCancelled) {
+		c.events.On(job, corev1.EventTypeNormal, EventCancelled, msg)
+		if err := c.runs.MustLand(ctx, run.ID, prefect.LevelInfo, msg); err != nil {
 			return err
 		}
-		m.reported.markLogged(job, keyCancelled)
+		c.reported.markLogged(job, keyCancelled)
 	}
-	if err := m.deleteJob(ctx, job, "cancelled"); err != nil {
+	if err := c.deleteJob(ctx, job, "cancelled"); err != nil {
 		return err
 	}
-	m.reported.add(job, []problem{{key: keyCancelled}})
+	c.reported.add(job, []problem{{key: keyCancelled}})
 	return nil
 }

@@ -1,4 +1,4 @@
-package agent
+package jobs
 
 import (
 	"context"
@@ -16,12 +16,12 @@ import (
 // the Scheduled state the Job was made for (a relaunch: no new submission
 // since it). A mark that records no submission is judged by version alone. When it does not, it says why. Only the current submission's
 // Job may fail or reschedule the run.
-func (m *manager) currentSubmission(ctx context.Context, job *batchv1.Job, runID string) (bool, string, error) {
+func (c *Controller) currentSubmission(ctx context.Context, job *batchv1.Job, runID string) (bool, string, error) {
 	sub, ok := manifest.SubmissionOf(job)
 	if !ok {
 		return true, "", nil // a Job that does not say which submission it is: as before
 	}
-	h, err := m.a.cfg.Prefect.ReadHistory(ctx, runID, nil)
+	h, err := c.prefect.ReadHistory(ctx, runID, nil)
 	if err != nil {
 		return false, "", err
 	}
@@ -32,7 +32,7 @@ func (m *manager) currentSubmission(ctx context.Context, job *batchv1.Job, runID
 	case by.Token != "" && by.Namespace != job.Namespace:
 		// A mark without submitted_by (1.4.1, or a tool) names no
 		// namespace: the version alone decides.
-		return false, fmt.Sprintf("the run was last submitted by %s", describe(by)), nil
+		return false, fmt.Sprintf("the run was last submitted by %s", by.Describe()), nil
 	case sub.Relaunch != "" && claim.Version < sub.Version:
 		return true, "", nil
 	case sub.Relaunch == "" && claim.Version == sub.Version:

@@ -1,4 +1,4 @@
-package agent
+package jobs
 
 import (
 	batchv1 "k8s.io/api/batch/v1"
