@@ -17,8 +17,8 @@ import (
 // mark lost) would wait for Lazarus. At start and then every RecoverInterval
 // the agent pages, oldest mark first, through its Submitted runs marked
 // between RecoverWindow and RecoverGrace ago that have no "Submitted for
-// execution: Job ..." line (a filter Server applies, so a burst of runs
-// whose Jobs exist costs nothing however large; Server records the
+// execution: Job ..." line since then (a filter Server applies, so a burst
+// of runs whose Jobs exist costs nothing however large; Server records the
 // submitting agent on the run). Each candidate is checked again one by one:
 // the mark must still be the run's state and win its claim, no line may name
 // its Job, and the run's Jobs are listed through the API. Only then is the
@@ -26,10 +26,12 @@ import (
 // would have used: that of the Scheduled state the mark claimed. A late
 // original and the recovery then meet AlreadyExists, and only one Job exists.
 //
-// The filter leaves out a run with any Job line, also one from an earlier
-// submission (a run rescheduled and marked again within the window): if
-// that second mark is stranded too, Lazarus takes the run, as before the
-// agent looked.
+// The filter counts only Job lines written since the window began (with a
+// minute's margin for clock skew): a run Lazarus rescheduled and the agent
+// marked again is looked at. A run rescheduled and marked again within the
+// window (a Job line of its earlier submission there too) is left out: if
+// that second mark is stranded, Lazarus takes the run, as before the agent
+// looked.
 
 // recoverLoop runs recovery passes until ctx ends; the Jobs go through
 // workers on workCtx like submissions.

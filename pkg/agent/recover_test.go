@@ -45,6 +45,34 @@ func TestRecoveryCreatesTheJobOfARunStrandedInSubmitted(t *testing.T) {
 	}
 }
 
+// TestRecoveryLooksAtARunMarkedAgainAfterAnOldJob: a run whose Job line is
+// older than the recovery window (an earlier submission, before Lazarus
+// rescheduled it) and whose new mark is stranded is still found and gets
+// the Job of the new submission.
+func TestRecoveryLooksAtARunMarkedAgainAfterAnOldJob(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	e.start("", quickRecovery)
+	eventually(t, "the agent to register", func() bool { return len(e.em.Agents()) == 1 })
+	run := e.schedule(emulator.FlowRunSpec{State: "Paused"})
+	dead := newClient(e.api, "")
+	dead.SetAgentID(e.em.Agents()[0].ID)
+	ctx := context.Background()
+	if err := dead.WriteRunLogs(ctx, prefect.RunLog{FlowRunID: run.ID, Name: "test-agent", Level: prefect.LevelInfo,
+		Message: "Submitted for execution: Job prefect-job-0123456789ab", Time: time.Now().Add(-20 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	v := run.Version
+	if err := dead.SetFlowRunState(ctx, run.ID, &v, prefect.SubmittedState("Submitted for execution", run.SerializedState,
+		prefect.Submission{AgentID: e.em.Agents()[0].ID, Agent: "test-agent", Namespace: e.ns, Token: "marked-again"})); err != nil {
+		t.Fatal(err)
+	}
+	want, _, _ := manifest.JobName("", run.ID, run.Version, "")
+	eventually(t, "the new submission's Job", func() bool {
+		jobs := e.jobsFor(run.ID)
+		return len(jobs) == 1 && jobs[0].Name == want
+	})
+}
+
 func TestRecoveryLeavesAFinishedAndDeletedJobAlone(t *testing.T) {
 	e := newEnv(t, emulator.Config{})
 	run := e.schedule(emulator.FlowRunSpec{})

@@ -1537,6 +1537,7 @@ type __StrandedFlowRunCandidatesInput struct {
 	SubmittedBefore time.Time `json:"submittedBefore"`
 	AfterTimestamp  time.Time `json:"afterTimestamp"`
 	AfterId         string    `json:"afterId"`
+	LinesAfter      time.Time `json:"linesAfter"`
 	Limit           int       `json:"limit"`
 }
 
@@ -1554,6 +1555,9 @@ func (v *__StrandedFlowRunCandidatesInput) GetAfterTimestamp() time.Time { retur
 
 // GetAfterId returns __StrandedFlowRunCandidatesInput.AfterId, and is useful for accessing the field via an interface.
 func (v *__StrandedFlowRunCandidatesInput) GetAfterId() string { return v.AfterId }
+
+// GetLinesAfter returns __StrandedFlowRunCandidatesInput.LinesAfter, and is useful for accessing the field via an interface.
+func (v *__StrandedFlowRunCandidatesInput) GetLinesAfter() time.Time { return v.LinesAfter }
 
 // GetLimit returns __StrandedFlowRunCandidatesInput.Limit, and is useful for accessing the field via an interface.
 func (v *__StrandedFlowRunCandidatesInput) GetLimit() int { return v.Limit }
@@ -2415,8 +2419,8 @@ func StrandedFlowRun(
 
 // The query executed by StrandedFlowRunCandidates.
 const StrandedFlowRunCandidates_Operation = `
-query StrandedFlowRunCandidates ($agentId: uuid!, $submittedAfter: timestamptz!, $submittedBefore: timestamptz!, $afterTimestamp: timestamptz!, $afterId: uuid!, $limit: Int!) {
-	flow_run(where: {state:{_eq:"Submitted"},agent_id:{_eq:$agentId},state_timestamp:{_gte:$submittedAfter,_lte:$submittedBefore},_not:{logs:{message:{_like:"%Submitted for execution: Job %"}}},_or:[{state_timestamp:{_gt:$afterTimestamp}},{state_timestamp:{_eq:$afterTimestamp},id:{_gt:$afterId}}]}, order_by: [{state_timestamp:asc},{id:asc}], limit: $limit) {
+query StrandedFlowRunCandidates ($agentId: uuid!, $submittedAfter: timestamptz!, $submittedBefore: timestamptz!, $afterTimestamp: timestamptz!, $afterId: uuid!, $linesAfter: timestamptz!, $limit: Int!) {
+	flow_run(where: {state:{_eq:"Submitted"},agent_id:{_eq:$agentId},state_timestamp:{_gte:$submittedAfter,_lte:$submittedBefore},_not:{logs:{message:{_like:"%Submitted for execution: Job %"},timestamp:{_gte:$linesAfter}}},_or:[{state_timestamp:{_gt:$afterTimestamp}},{state_timestamp:{_eq:$afterTimestamp},id:{_gt:$afterId}}]}, order_by: [{state_timestamp:asc},{id:asc}], limit: $limit) {
 		id
 		state_timestamp
 		serialized_state
@@ -2427,9 +2431,12 @@ query StrandedFlowRunCandidates ($agentId: uuid!, $submittedAfter: timestamptz!,
 // Recovery's candidates: runs this agent marked Submitted (Server records the
 // submitting agent from the X-PREFECT-AGENT-ID header) inside a window ending a
 // grace period ago, still Submitted, with no "Submitted for execution: Job ..."
-// line: the runs whose Job the agent may have died before creating. A run
-// whose Job was created and logged never comes back, however many of them the
-// window holds. Oldest mark first (state_timestamp: Server's clock at the set;
+// line written since $linesAfter: the runs whose Job the agent may have died
+// before creating. A run whose Job was created and logged never comes back,
+// however many of them the window holds. A line older than the window (minus
+// a margin for the agent's clock, which stamps it) is an earlier
+// submission's, so a run Lazarus rescheduled and the agent marked again is
+// still looked at. Oldest mark first (state_timestamp: Server's clock at the set;
 // state_start_time is NULL for Submitted), then id, and paged by that key:
 // $afterTimestamp and $afterId are the last row of the previous page, so rows
 // that leave the set between pages (a recovered run logs its Job) move no
@@ -2443,6 +2450,7 @@ func StrandedFlowRunCandidates(
 	submittedBefore time.Time,
 	afterTimestamp time.Time,
 	afterId string,
+	linesAfter time.Time,
 	limit int,
 ) (data_ *StrandedFlowRunCandidatesResponse, err_ error) {
 	req_ := &graphql.Request{
@@ -2454,6 +2462,7 @@ func StrandedFlowRunCandidates(
 			SubmittedBefore: submittedBefore,
 			AfterTimestamp:  afterTimestamp,
 			AfterId:         afterId,
+			LinesAfter:      linesAfter,
 			Limit:           limit,
 		},
 	}

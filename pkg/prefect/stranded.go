@@ -8,7 +8,8 @@ import (
 
 // StrandedQuery is what recovery asks for: the runs an agent marked
 // Submitted inside a window that are still Submitted and have no
-// "Submitted for execution: Job ..." line.
+// "Submitted for execution: Job ..." line written since the window began
+// (less strandedLineMargin).
 type StrandedQuery struct {
 	AgentID string
 	// SubmittedAfter and SubmittedBefore bound the time of the mark.
@@ -19,6 +20,12 @@ type StrandedQuery struct {
 
 // DefaultStrandedPage is the number of candidates one request asks for.
 const DefaultStrandedPage = 100
+
+// strandedLineMargin is how much older than the window a Job line may be and
+// still leave a run out: the agent's clock stamps its lines, Server's clock
+// the marks. A line left out by a larger skew only makes its run a
+// candidate, which recovery's own checks then dismiss.
+const strandedLineMargin = time.Minute
 
 // StrandedCandidate is one run recovery looks closer at.
 type StrandedCandidate struct {
@@ -42,7 +49,8 @@ func (c *Client) EachStrandedCandidate(ctx context.Context, q StrandedQuery, fn 
 	}
 	after, afterID := q.SubmittedAfter.UTC(), firstUUID
 	for {
-		resp, err := StrandedFlowRunCandidates(ctx, c.gql, q.AgentID, q.SubmittedAfter.UTC(), q.SubmittedBefore.UTC(), after, afterID, size)
+		resp, err := StrandedFlowRunCandidates(ctx, c.gql, q.AgentID, q.SubmittedAfter.UTC(), q.SubmittedBefore.UTC(), after, afterID,
+			q.SubmittedAfter.Add(-strandedLineMargin).UTC(), size)
 		pages++
 		if err != nil {
 			return pages, err
