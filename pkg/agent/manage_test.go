@@ -287,23 +287,39 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	e.waitSubmitted(ok.ID)
 	e.waitState(bad.ID, "Failed")
 	e.waitJobGone(ok.ID)
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
+	e.waitJobGone(pull.ID)
+	want := []string{
 		"prefect_agent_flow_runs_submitted_total 2",
 		`prefect_agent_submission_failures_total{stage="build"} 1`,
 		`prefect_agent_job_problems_reported_total{reason="ErrImagePull"} 1`,
 		`prefect_agent_jobs_deleted_total{why="gave-up"} 1`,
 		`prefect_agent_jobs_deleted_total{why="completed"} 1`,
 		"prefect_agent_poll_duration_seconds_count",
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %q", want)
+	}
+	// A deletion is counted once its Delete returned, which can be just
+	// after the Job is gone: read /metrics until every count is there.
+	var missing []string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = missing[:0]
+		for _, w := range want {
+			if !strings.Contains(string(body), w) {
+				missing = append(missing, w)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, w := range missing {
+		t.Errorf("/metrics lacks %q", w)
 	}
 }
 
