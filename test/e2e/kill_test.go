@@ -43,6 +43,22 @@ func suspendedRunConfig(t *testing.T) json.RawMessage {
 	return raw
 }
 
+// addSuspendedRuns schedules n runs whose Jobs are suspended and returns
+// their ids in the order they were added.
+func addSuspendedRuns(t *testing.T, em *emulator.Emulator, n int) []string {
+	t.Helper()
+	config := suspendedRunConfig(t)
+	ids := make([]string, 0, n)
+	for range n {
+		run, err := em.AddFlowRun(emulator.FlowRunSpec{RunConfig: config})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, run.ID)
+	}
+	return ids
+}
+
 // exactlyOnce tallies runs against their Jobs: one Job and Submitted, Failed
 // with a reason, stranded (Submitted without a Job), duplicated, or neither yet.
 type exactlyOnce struct{ submitted, failed, stranded, duplicates, pending int }
@@ -181,14 +197,7 @@ func TestAgentProcessSIGKILLedMidSubmission(t *testing.T) {
 	const runs, kills = 300, 30
 	em, srv := startEmulator(t)
 	ns := cluster.Namespace(t)
-	ids := make([]string, 0, runs)
-	for range runs {
-		run, err := em.AddFlowRun(emulator.FlowRunSpec{RunConfig: suspendedRunConfig(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, run.ID)
-	}
+	ids := addSuspendedRuns(t, em, runs)
 	rng := rand.New(rand.NewPCG(42, 7))
 	strandedByKills, killed := 0, 0
 	for killed < kills {

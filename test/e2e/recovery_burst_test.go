@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
 
@@ -30,14 +29,7 @@ func TestRecoveryFindsEveryStrandedRunBehindHundredsOfSubmittedOnes(t *testing.T
 	const runs, killAt, strand = 1000, 300, 40
 	em, srv := startEmulator(t)
 	ns := cluster.Namespace(t)
-	ids := make([]string, 0, runs)
-	for range runs {
-		run, err := em.AddFlowRun(emulator.FlowRunSpec{RunConfig: suspendedRunConfig(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, run.ID)
-	}
+	ids := addSuspendedRuns(t, em, runs)
 	vmodule := "--vmodule=recover=1" // recovery's pass figures
 	startAgentProcess(t, killableAgent(srv.URL, ns, vmodule)).killAfterDeploys(t, killAt)
 	afterKill := tallyRuns(t, em, ns, ids)
