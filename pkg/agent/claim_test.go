@@ -17,6 +17,7 @@ import (
 
 	"github.com/kubectl-prefect/kubectl-prefect/internal/prefect/emulator"
 	"github.com/kubectl-prefect/kubectl-prefect/internal/testbed"
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 )
 
 // beforeMark serves the emulator's API and runs hook once, just before the
@@ -141,8 +142,12 @@ func TestJobOfAnEarlierSubmissionDoesNotFailTheNewOne(t *testing.T) {
 		}
 	}
 	// The old Job, unschedulable, gives up under the next agent here.
-	e.start("", func(c *Config) { managed(false)(c); c.Manage.Pending.UnschedulableTimeout = time.Second })
+	second := e.start("", func(c *Config) { managed(false)(c); c.Manage.Pending.UnschedulableTimeout = time.Second })
 	e.warned(run.ID, "of an earlier submission of this run")
+	// The WARNING is the drift /metrics counts by kind (counted once it landed).
+	eventually(t, "the report for another submission to be counted as drift", func() bool {
+		return driftCount(t, second, jobs.DriftOtherSubmission) == 1
+	})
 	e.waitJobGone(run.ID)
 	got, _ := e.em.FlowRun(run.ID)
 	if got.State != "Submitted" || everFailed(got) || len(logsAt(got, "ERROR")) != 0 {

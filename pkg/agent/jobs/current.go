@@ -14,8 +14,9 @@ import (
 // submission, read from the run's state history by the claim rule: the
 // run's latest winning Submitted mark was made from this Job's namespace for
 // the Scheduled state the Job was made for (a relaunch: no new submission
-// since it). A mark that records no submission is judged by version alone. When it does not, it says why. Only the current submission's
-// Job may fail or reschedule the run.
+// since it). A mark that records no submission is judged by version alone.
+// When the Job is not the current submission's, it says why. Only the
+// current submission's Job may fail or reschedule the run.
 func (c *Controller) currentSubmission(ctx context.Context, job *batchv1.Job, runID string) (bool, string, error) {
 	sub, ok := manifest.SubmissionOf(job)
 	if !ok {

@@ -40,6 +40,7 @@ func (c *Controller) report(ctx context.Context, job *batchv1.Job, runID string,
 			if err := c.runs.MustLand(ctx, runID, prefect.LevelWarning, fmt.Sprintf("Job %s, of an earlier submission of this run, reports: %s. The run's current submission is left alone: %s", job.Name, fresh[0].message, why)); err != nil {
 				return err
 			}
+			c.metrics.CountDrift(DriftOtherSubmission)
 			c.reported.add(job, fresh)
 			return nil
 		}
