@@ -11,7 +11,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/klog/v2"
 
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
@@ -51,14 +50,12 @@ func (c *Controller) saveEvidence(ctx context.Context, job *batchv1.Job, runID s
 		// The kubelet may not serve a container's log the very moment it ended.
 		select {
 		case <-ctx.Done():
+			return
 		case <-time.After(evidenceRetryDelay):
 		}
 		out, err = c.tail(ctx, job.Namespace, p.failedPod, p.failedContainer, lines)
 	}
-	msg := evidenceLine(p.failedPod, p.failedContainer, lines, out, err)
-	if err := c.runs.MustLand(ctx, runID, prefect.LevelInfo, msg); err != nil {
-		klog.FromContext(ctx).Error(err, "Could not save the failed container's output to the flow run", "job", klog.KObj(job), "flowRun", runID)
-	}
+	c.runs.BestEffort(ctx, runID, prefect.LevelInfo, evidenceLine(p.failedPod, p.failedContainer, lines, out, err))
 }
 
 // tail reads a container's last lines.

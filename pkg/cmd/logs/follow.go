@@ -77,18 +77,33 @@ func (o *Options) follow(ctx context.Context, runID string, since time.Time, pod
 	// flushed ends the wait for the containers' last lines once the run
 	// finished in Prefect.
 	var flushed <-chan time.Time
+	// drain prints the lines already copied: a stream sends all its lines
+	// before its end, but select may take the end first.
+	drain := func() {
+		for {
+			select {
+			case l := <-f.out:
+				fmt.Fprintln(o.Out, l)
+			default:
+				return
+			}
+		}
+	}
 	for {
 		if finished && f.streams == 0 {
+			drain()
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-flushed:
+			drain()
 			return nil
 		case l := <-f.out:
 			fmt.Fprintln(o.Out, l)
 		case end := <-f.ends:
+			drain()
 			f.streams--
 			if end.err != nil && ctx.Err() == nil {
 				delete(f.followed, end.pod.UID) // tried again at the next poll

@@ -13,14 +13,8 @@ import (
 // PodsByJob pages through the pods of flow Jobs in ns (all namespaces when
 // empty), chunk at a time, and returns them by their Job's namespace/name.
 func PodsByJob(ctx context.Context, client kubernetes.Interface, ns string, chunk int64) (map[string][]*corev1.Pod, error) {
-	return PodsByJobSelected(ctx, client, ns, manifest.LabelIdentifier, chunk)
-}
-
-// PodsByJobSelected is PodsByJob for the pods a label selector selects
-// (the Jobs' labels are on their pods too).
-func PodsByJobSelected(ctx context.Context, client kubernetes.Interface, ns, selector string, chunk int64) (map[string][]*corev1.Pod, error) {
 	out := map[string][]*corev1.Pod{}
-	opts := metav1.ListOptions{LabelSelector: selector, Limit: chunk}
+	opts := metav1.ListOptions{LabelSelector: manifest.LabelIdentifier, Limit: chunk}
 	for {
 		page, err := client.CoreV1().Pods(ns).List(ctx, opts)
 		if err != nil {

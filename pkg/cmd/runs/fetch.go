@@ -37,7 +37,10 @@ func (o *Options) fetch(ctx context.Context, ns, agent string) (*fetched, error)
 	g, gctx := errgroup.WithContext(ctx)
 	out := &fetched{runs: map[string]prefect.RunOverview{}}
 	g.Go(func() error {
-		pods, err := printing.PodsByJobSelected(gctx, o.client, ns, manifest.LabelIdentifier+","+manifest.LabelAgent+"="+o.access.AgentIdentity(), o.ChunkSize)
+		// All the agents' pods, joined to the selected Jobs by name: the
+		// pods of a Job the agent adopted (labelled after its pods were
+		// made) carry no identity label.
+		pods, err := printing.PodsByJob(gctx, o.client, ns, o.ChunkSize)
 		out.pods = pods
 		return err
 	})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
@@ -90,10 +92,14 @@ func (w *world) job(name, runID, runName, flow, image string) {
 	w.jobOf(agent.AgentIdentity(agentName, nil), name, runID, runName, flow, image)
 }
 
-// jobOf creates a Job as the agent of an identity makes them.
+// jobOf creates a Job as the agent of an identity makes them (none: as
+// agents made them before they labelled their Jobs).
 func (w *world) jobOf(owner, name, runID, runName, flow, image string) {
 	w.t.Helper()
 	labels := map[string]string{manifest.LabelIdentifier: name[len(name)-4:], manifest.LabelFlowRunID: runID, manifest.LabelAgent: owner}
+	if owner == "" {
+		delete(labels, manifest.LabelAgent) // made before Jobs carried their agent
+	}
 	j := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels,
 			Annotations: map[string]string{manifest.AnnotationFlowName: flow, manifest.AnnotationFlowRunName: runName}},
@@ -363,5 +369,24 @@ func TestRunsWatchPrintsChanges(t *testing.T) {
 	}
 	if got := out.String(); got != "watched   Submitted\nwatched   Running\n" {
 		t.Fatalf("-w printed:\n%s", got)
+	}
+}
+
+// TestRunsShowsThePodsOfAnAdoptedJob: a Job made before the agent labelled
+// its Jobs with its identity is labelled when the agent adopts it, but its
+// pods, made before, keep their labels. `runs` still shows its pod, and no
+// drift.
+func TestRunsShowsThePodsOfAnAdoptedJob(t *testing.T) {
+	w := newWorld(t)
+	id := w.run("adopted", "etl", "submitted", "Running")
+	w.jobOf("", "etl-eeee", id, "adopted", "etl", testbed.ImageRun)
+	w.podPhases(map[string]corev1.PodPhase{"etl-eeee": corev1.PodRunning})
+	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, manifest.LabelAgent, agent.AgentIdentity(agentName, nil))
+	if _, err := cluster.Client.BatchV1().Jobs(w.ns).Patch(context.Background(), "etl-eeee", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got := w.mustRun("--no-headers")
+	if !regexp.MustCompile(`(?m)^adopted +etl +Running +\S+ +etl-eeee +Running +node-000000 +1 +<none>$`).MatchString(got) {
+		t.Errorf("the adopted Job's row does not show its running pod without drift:\n%s", got)
 	}
 }
