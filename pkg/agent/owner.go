@@ -34,6 +34,16 @@ import (
 // Prefect's (another agent's, the 1.4.1 agent's) it leaves alone, and says
 // how many.
 
+// UniqueLabels sorts labels and drops repeats, as the agent takes its
+// --label flags (never nil).
+func UniqueLabels(labels []string) []string {
+	out := slices.Compact(slices.Sorted(slices.Values(labels)))
+	if out == nil {
+		out = []string{}
+	}
+	return out
+}
+
 // AgentIdentity is the prefect.io/agent label value of an agent's Jobs.
 func AgentIdentity(name string, labels []string) string {
 	sorted := slices.Clone(labels)

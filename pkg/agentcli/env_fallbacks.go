@@ -139,16 +139,3 @@ func parseEnvObject(raw string) ([]manifest.EnvVar, error) {
 	}
 	return env, nil
 }
-
-func uniqueSorted(in []string) []string {
-	seen := map[string]bool{}
-	out := []string{}
-	for _, s := range in {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	sort.Strings(out)
-	return out
-}

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	agentpkg "github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 )
 
@@ -173,7 +174,7 @@ func (f *SettingsFlags) Validate() error {
 // ToSettings turns the flags into Job settings; TemplateFlags.Apply adds the
 // agent's job template and the template loader.
 func (f *SettingsFlags) ToSettings(namespace string) manifest.AgentSettings {
-	labels := uniqueSorted(f.Labels)
+	labels := agentpkg.UniqueLabels(f.Labels)
 	if f.labelsFromEnv {
 		labels = append([]string{}, f.Labels...)
 	}
@@ -197,7 +198,7 @@ func (f *SettingsFlags) Args(templateShipped bool) []string {
 		}
 	}
 	add("--tenant-id", f.TenantID)
-	for _, l := range uniqueSorted(f.Labels) {
+	for _, l := range agentpkg.UniqueLabels(f.Labels) {
 		add("--label", l)
 	}
 	for _, e := range f.env {

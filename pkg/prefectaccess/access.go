@@ -102,7 +102,7 @@ func (f *Flags) given(getenv func(string) string) (Flags, bool, error) {
 		}
 		out = *f
 		if f.fs.Changed(labelsFlag) {
-			out.AgentLabels = uniqueLabels(out.AgentLabels)
+			out.AgentLabels = agent.UniqueLabels(out.AgentLabels)
 		}
 	}
 	switch {

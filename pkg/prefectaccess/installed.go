@@ -3,7 +3,6 @@ package prefectaccess
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 
@@ -14,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/agentcli"
 )
 
@@ -76,7 +76,7 @@ func (c InCluster) Lookup(ctx context.Context, name string, withKey bool) (insta
 	s := o.Settings
 	labels := s.Labels
 	if fs.Changed("label") {
-		labels = uniqueLabels(labels) // as `agent start` takes its --label flags
+		labels = agent.UniqueLabels(labels) // as `agent start` takes its --label flags
 	}
 	out := installedAgent{API: s.API, Backend: s.Backend, TenantID: s.TenantID, AgentName: s.AgentName, Labels: labels, From: from, key: s.Key}
 	if out.API == "" {
@@ -145,13 +145,6 @@ func agentContainer(dep *appsv1.Deployment) (corev1.Container, bool) {
 		return corev1.Container{}, false
 	}
 	return cs[0], true
-}
-
-// uniqueLabels sorts labels and drops repeats, as the agent does with the
-// labels of its --label flags (those of PREFECT__CLOUD__AGENT__LABELS it
-// keeps as they are).
-func uniqueLabels(labels []string) []string {
-	return slices.Compact(slices.Sorted(slices.Values(labels)))
 }
 
 type nopWriter struct{}
