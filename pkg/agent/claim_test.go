@@ -81,12 +81,7 @@ func TestRunCancelledJustBeforeTheMarkGetsNoJob(t *testing.T) {
 	ra := e.start("", func(c *Config) { c.Prefect = newClient(api, "") })
 	// On Server the mark is accepted over Cancelled; the claim rule then
 	// says the run became Cancelled first, and the agent puts Cancelled back.
-	t.Cleanup(func() {
-		if t.Failed() {
-			r, _ := e.em.FlowRun(run.ID)
-			t.Logf("run %s %+v\nagent:\n%s", r.State, r.Logs, ra.logs.String())
-		}
-	})
+	e.showOnFailure(run.ID, ra)
 	eventually(t, "the agent to find its mark came after the cancel", func() bool {
 		r, _ := e.em.FlowRun(run.ID)
 		return r.State == "Cancelled" && (contains(logsAt(r, "WARNING"), "the run became Cancelled before the mark") ||
@@ -95,6 +90,17 @@ func TestRunCancelledJustBeforeTheMarkGetsNoJob(t *testing.T) {
 	if n := len(e.jobsFor(run.ID)); n != 0 {
 		t.Fatalf("%d Jobs for a run cancelled before its mark", n)
 	}
+}
+
+// showOnFailure logs the run's state and log and the agent's log if the
+// test fails.
+func (e *env) showOnFailure(runID string, ra *runningAgent) {
+	e.t.Cleanup(func() {
+		if e.t.Failed() {
+			r, _ := e.em.FlowRun(runID)
+			e.t.Logf("run %s %+v\nagent:\n%s", r.State, r.Logs, ra.logs.String())
+		}
+	})
 }
 
 func TestLateMarkOfAnotherAgentsRunCreatesNoJobAndPutsTheStateBack(t *testing.T) {
@@ -111,12 +117,7 @@ func TestLateMarkOfAnotherAgentsRunCreatesNoJobAndPutsTheStateBack(t *testing.T)
 		}
 	})
 	ra := e.start("", func(c *Config) { c.Prefect = newClient(api, "") })
-	t.Cleanup(func() {
-		if t.Failed() {
-			r, _ := e.em.FlowRun(run.ID)
-			t.Logf("run %s %+v\nagent:\n%s", r.State, r.Logs, ra.logs.String())
-		}
-	})
+	e.showOnFailure(run.ID, ra)
 	eventually(t, "the agent to find another mark won the run", func() bool {
 		r, _ := e.em.FlowRun(run.ID)
 		return r.State == "Running" && (contains(logsAt(r, "WARNING"), "claimed the same Scheduled state first") ||
