@@ -315,10 +315,14 @@ func TestTaskRunRetryRelaunchesTheRunningRun(t *testing.T) {
 				}
 				return relaunch != ""
 			})
-			time.Sleep(time.Second) // several polls: no more Jobs, no more lines
+			// The relaunch's line is written after its Job is created.
+			want := []string{"Submitted for execution: Job " + first[0].Name, "Submitted for execution: Job " + relaunch}
+			eventually(t, "the relaunch's line on the run", func() bool {
+				got, _ := e.em.FlowRun(run.ID)
+				return contains(logsAt(got, "INFO"), want[1])
+			})
 			got, _ := e.em.FlowRun(run.ID)
 			lines := logsAt(got, "INFO")
-			want := []string{"Submitted for execution: Job " + first[0].Name, "Submitted for execution: Job " + relaunch}
 			if strings.Join(lines, "\n") != strings.Join(want, "\n") {
 				t.Fatalf("run log %q, want %q", lines, want)
 			}

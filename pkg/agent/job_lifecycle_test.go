@@ -55,8 +55,12 @@ func TestJobOfAnEarlierSubmissionIsDeletedByJobManagement(t *testing.T) {
 	if len(jobs) != 1 || jobs[0].Name != current.Name || jobs[0].DeletionTimestamp != nil {
 		t.Fatalf("Jobs left %v, want only the current submission's %s", jobs, current.Name)
 	}
-	got, _ := e.em.FlowRun(run.ID)
-	if !contains(logsAt(got, "INFO"), "Deleted Job "+name+" of an earlier submission") || got.State != "Submitted" {
+	// The line on the run is written after the delete: wait for it.
+	eventually(t, "the deletion's line on the run", func() bool {
+		got, _ := e.em.FlowRun(run.ID)
+		return contains(logsAt(got, "INFO"), "Deleted Job "+name+" of an earlier submission")
+	})
+	if got, _ := e.em.FlowRun(run.ID); got.State != "Submitted" {
 		t.Fatalf("run %s, log %q", got.State, logsAt(got, "INFO"))
 	}
 }
