@@ -118,7 +118,6 @@ type Agent struct {
 	waiting     sync.Map             // flow run id -> time.Time its worker waits for
 	refused     sync.Map             // flow run id -> time.Time its Submitted mark was refused
 	dropped     map[string]time.Time // ids the metadata query dropped -> when to ask again
-	stop        stopping             // where a stop has come (stop.go)
 	lastLoop    atomic.Int64
 	// lastQueueCall is the last get_runs_in_queue answered (poll loop only).
 	lastQueueCall time.Time
@@ -194,7 +193,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Job.Owner == "" {
 		cfg.Job.Owner = AgentIdentity(cfg.Name, cfg.Labels)
 	}
-	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, stop: stopping{hurry: make(chan struct{})}, slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics(), events: jobs.NewEvents(),
+	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics(), events: jobs.NewEvents(),
 		runs: runlog.New(cfg.Prefect, cfg.Name, cfg.Now), index: &jobs.Index{}}
 	a.jobs = a.index
 	a.jobMetrics = jobs.NewMetrics(a.metrics.registry)
@@ -247,11 +246,14 @@ func (a *Agent) work(ctx context.Context) error {
 	go func() { managed <- a.manageJobs(manageCtx) }()
 	workCtx, abandonWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer abandonWork()
+	// hurry is closed when the stop hurries (stop.go); every piece of work
+	// started here gets it.
+	hurry := make(chan struct{})
 	pollCtx, stopPolling := context.WithCancel(ctx)
 	recovered := make(chan struct{})
-	go func() { defer close(recovered); a.recoverLoop(pollCtx, workCtx) }()
+	go func() { defer close(recovered); a.recoverLoop(pollCtx, workCtx, hurry) }()
 	log.Info("Waiting for flow runs...")
-	a.loop(pollCtx, workCtx)
+	a.loop(pollCtx, workCtx, hurry)
 	stopPolling()
 	if ctx.Err() != nil {
 		// A stop: job management winds down alongside the submissions, so
@@ -259,7 +261,7 @@ func (a *Agent) work(ctx context.Context) error {
 		stopManaging()
 	}
 	<-recovered
-	a.drain(log, abandonWork)
+	a.drain(log, hurry, abandonWork)
 	stopManaging()
 	err := <-managed
 	log.Info("Agent stopped")
@@ -347,14 +349,15 @@ func (a *Agent) connectOnce(ctx context.Context) error {
 // loop polls with the original agent's back-off until pollCtx ends. The 20 ms
 // burst interval holds only while full pages of new runs arrive; otherwise
 // the back-off applies, capped at the earliest start time a worker waits for.
-func (a *Agent) loop(pollCtx, workCtx context.Context) {
+// The workers it starts run on workCtx and wrap up once hurry is closed.
+func (a *Agent) loop(pollCtx, workCtx context.Context, hurry hurrySignal) {
 	log := klog.FromContext(pollCtx)
 	step := 1
 	for polls := 0; a.cfg.MaxPolls == 0 || polls < a.cfg.MaxPolls; polls++ {
 		a.lastLoop.Store(a.cfg.Now().UnixNano())
 		began := time.Now()
 		a.probe.calling(a.cfg.Now(), true)
-		result, err := a.poll(pollCtx, workCtx)
+		result, err := a.poll(pollCtx, workCtx, hurry)
 		a.probe.calling(a.cfg.Now(), false)
 		a.lastLoop.Store(a.cfg.Now().UnixNano())
 		a.probe.report(a.cfg.Now(), true, "polling the Prefect API fails", err)
@@ -425,7 +428,7 @@ const burstInterval = 20 * time.Millisecond
 type pollResult struct{ queued, fresh, handed int }
 
 // poll asks for due runs and hands each new one to a worker.
-func (a *Agent) poll(pollCtx, workCtx context.Context) (pollResult, error) {
+func (a *Agent) poll(pollCtx, workCtx context.Context, hurry hurrySignal) (pollResult, error) {
 	now := a.cfg.Now()
 	for id, until := range a.dropped {
 		if now.After(until) {
@@ -465,13 +468,13 @@ func (a *Agent) poll(pollCtx, workCtx context.Context) (pollResult, error) {
 			a.dropped[id] = now.Add(a.cfg.Intervals[len(a.cfg.Intervals)-1])
 		}
 	}
-	runs, guarded, stopped := a.guard(pollCtx, workCtx, runs)
+	runs, guarded, stopped := a.guard(pollCtx, workCtx, hurry, runs)
 	result.handed += guarded
 	if stopped {
 		return result, nil
 	}
 	for _, run := range runs {
-		started, stopped := a.startWorker(pollCtx, run.Id, func() { a.submit(workCtx, pollCtx, run); a.limits.ended(run.Id) })
+		started, stopped := a.startWorker(pollCtx, run.Id, func() { a.submit(workCtx, pollCtx, hurry, run); a.limits.ended(run.Id) })
 		if !started {
 			a.limits.release(run.Id)
 		}

@@ -74,7 +74,7 @@ func (a *Agent) reread(ctx context.Context, run prefect.FlowRun, due []prefect.S
 // claimRun marks a Scheduled run Submitted as a claim of its current state
 // and applies the rule. It returns whether this agent won, and the run's
 // version after the mark. by.Token identifies the mark.
-func (a *Agent) claimRun(ctx context.Context, log klog.Logger, h prefect.RunHistory, by *prefect.Submission, message string) (int, bool) {
+func (a *Agent) claimRun(ctx context.Context, hurry hurrySignal, log klog.Logger, h prefect.RunHistory, by *prefect.Submission, message string) (int, bool) {
 	current, ok := h.Current()
 	if !ok {
 		log.Error(nil, "The flow run's state history does not hold its current state; leaving the run for a later poll", "state", h.State, "version", h.Version)
@@ -91,7 +91,7 @@ func (a *Agent) claimRun(ctx context.Context, log klog.Logger, h prefect.RunHist
 		a.refused.Store(h.ID, a.cfg.Now())
 		return 0, false
 	}
-	h, i, readErr := a.settleAndRead(ctx, h.ID, by.Token)
+	h, i, readErr := a.settleAndRead(ctx, hurry, h.ID, by.Token)
 	switch {
 	case readErr != nil:
 		log.Error(readErr, "Could not read the flow run's state history after its Submitted mark; if the mark won, the agent's recovery creates the Job", "markError", errString(err))
@@ -119,9 +119,10 @@ func (a *Agent) claimRun(ctx context.Context, log klog.Logger, h prefect.RunHist
 }
 
 // settleAndRead waits ClaimSettle, for writes in flight to land, then reads
-// the run's history (retrying for up to readBackFor: only the history tells
-// whether the mark was applied) and finds the mark with token in it.
-func (a *Agent) settleAndRead(ctx context.Context, id, token string) (prefect.RunHistory, int, error) {
+// the run's history (retrying for up to readBackFor, or until hurry is
+// closed: only the history tells whether the mark was applied) and finds the
+// mark with token in it.
+func (a *Agent) settleAndRead(ctx context.Context, hurry hurrySignal, id, token string) (prefect.RunHistory, int, error) {
 	select {
 	case <-ctx.Done():
 		return prefect.RunHistory{}, -1, ctx.Err()
@@ -134,7 +135,7 @@ func (a *Agent) settleAndRead(ctx context.Context, id, token string) (prefect.Ru
 		if err == nil {
 			return h, prefect.Mark(h.Rows, token), nil
 		}
-		if time.Now().After(deadline) || a.stop.hurried() || errors.Is(err, prefect.ErrNoRun) {
+		if time.Now().After(deadline) || hurry.hurried() || errors.Is(err, prefect.ErrNoRun) {
 			return h, -1, err
 		}
 		select {

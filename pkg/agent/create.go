@@ -31,9 +31,9 @@ const createAttemptTimeout = 20 * time.Second
 // createJob creates the Job and reports whether this call created it. Only a
 // 4xx answer is a refusal; transport errors, 5xx and 429 are retried with
 // back-off for CreateRetryFor (the deterministic name makes that safe), or
-// until the agent is told to hurry its shutdown. A Job of the same name made
+// until hurry is closed (the stop hurries, stop.go). A Job of the same name made
 // for the same submission means an earlier try got through.
-func (a *Agent) createJob(ctx context.Context, job *batchv1.Job) (bool, error) {
+func (a *Agent) createJob(ctx context.Context, hurry hurrySignal, job *batchv1.Job) (bool, error) {
 	log := klog.FromContext(ctx).WithValues("job", klog.KObj(job))
 	client := a.cfg.Kube.BatchV1().Jobs(job.Namespace)
 	deadline := time.Now().Add(a.cfg.CreateRetryFor)
@@ -47,14 +47,14 @@ func (a *Agent) createJob(ctx context.Context, job *batchv1.Job) (bool, error) {
 		if errors.As(err, &refused) || ctx.Err() != nil {
 			return false, err
 		}
-		if time.Now().After(deadline) || a.stop.hurried() {
+		if time.Now().After(deadline) || hurry.hurried() {
 			return false, fmt.Errorf("gave up after %d tries: %w", attempt, err)
 		}
 		log.V(1).Info("Creating the Job failed; trying again", "attempt", attempt, "err", err.Error())
 		select {
 		case <-ctx.Done():
 			return false, err
-		case <-a.stop.hurrying():
+		case <-hurry:
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 10*time.Second)

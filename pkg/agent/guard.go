@@ -30,7 +30,7 @@ type Guardrails struct {
 // runs to submit, each with a slot reserved, and how many it handed to
 // workers itself. A run the limits hold gets one INFO line saying which
 // limit and how many hold it, and stays Scheduled.
-func (a *Agent) guard(pollCtx, workCtx context.Context, runs []prefect.FlowRun) (out []prefect.FlowRun, handed int, stopped bool) {
+func (a *Agent) guard(pollCtx, workCtx context.Context, hurry hurrySignal, runs []prefect.FlowRun) (out []prefect.FlowRun, handed int, stopped bool) {
 	if !a.limits.enabled() && !a.late.enabled() {
 		return runs, 0, false
 	}
@@ -43,7 +43,7 @@ func (a *Agent) guard(pollCtx, workCtx context.Context, runs []prefect.FlowRun) 
 				onTime = append(onTime, run)
 				continue
 			}
-			started, stop := a.startWorker(pollCtx, run.Id, func() { a.handleLate(workCtx, run, by) })
+			started, stop := a.startWorker(pollCtx, run.Id, func() { a.handleLate(workCtx, hurry, run, by) })
 			if stop {
 				return nil, handed, true
 			}

@@ -77,7 +77,7 @@ func (l *lateness) late(id string, start time.Time) (time.Duration, bool) {
 // a line saying how late it was, and the run set Skipped (a final state of
 // Prefect 1: Skipped is a Success, so the run is done without running) or
 // Failed.
-func (a *Agent) handleLate(ctx context.Context, run prefect.FlowRun, by time.Duration) {
+func (a *Agent) handleLate(ctx context.Context, hurry hurrySignal, run prefect.FlowRun, by time.Duration) {
 	log := klog.FromContext(ctx).WithValues("flowRun", run.Id)
 	h, err := a.reread(ctx, run, nil)
 	if errors.Is(err, errNotAsPolled) {
@@ -89,7 +89,7 @@ func (a *Agent) handleLate(ctx context.Context, run prefect.FlowRun, by time.Dur
 		return
 	}
 	claim := prefect.Submission{AgentID: a.agentID, Agent: a.cfg.Name, Namespace: a.cfg.Job.Namespace, Token: newToken()}
-	if _, won := a.claimRun(ctx, log, h, &claim, "Claimed by the agent to apply its late-run policy"); !won {
+	if _, won := a.claimRun(ctx, hurry, log, h, &claim, "Claimed by the agent to apply its late-run policy"); !won {
 		return
 	}
 	limit := a.late.max

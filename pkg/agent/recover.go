@@ -34,8 +34,8 @@ import (
 // looked.
 
 // recoverLoop runs recovery passes until ctx ends; the Jobs go through
-// workers on workCtx like submissions.
-func (a *Agent) recoverLoop(ctx, workCtx context.Context) {
+// workers on workCtx like submissions, and hurry as they do.
+func (a *Agent) recoverLoop(ctx, workCtx context.Context, hurry hurrySignal) {
 	log := klog.FromContext(ctx)
 	a.limits.recoveryStarted()
 	// The first pass cannot see marks younger than RecoverGrace, which a
@@ -45,7 +45,7 @@ func (a *Agent) recoverLoop(ctx, workCtx context.Context) {
 	default:
 	}
 	for {
-		if err := a.recoverPass(ctx, workCtx); err != nil && ctx.Err() == nil {
+		if err := a.recoverPass(ctx, workCtx, hurry); err != nil && ctx.Err() == nil {
 			log.Error(err, "Looking for flow runs Submitted without a Job failed; trying again later")
 		}
 		if a.limits.recoveryPassed() {
@@ -67,14 +67,14 @@ func (a *Agent) recoverLoop(ctx, workCtx context.Context) {
 }
 
 // recoverPass hands every stranded candidate to a worker.
-func (a *Agent) recoverPass(ctx, workCtx context.Context) error {
+func (a *Agent) recoverPass(ctx, workCtx context.Context, hurry hurrySignal) error {
 	now := a.cfg.Now()
 	q := prefect.StrandedQuery{AgentID: a.agentID, SubmittedAfter: now.Add(-a.cfg.RecoverWindow), SubmittedBefore: now.Add(-a.cfg.RecoverGrace)}
 	candidates, started := 0, 0
 	pages, err := a.cfg.Prefect.EachStrandedCandidate(ctx, q, func(c prefect.StrandedCandidate) bool {
 		candidates++
 		a.limits.recoveryQueued()
-		ok, stopped := a.startWorker(ctx, c.ID, func() { a.recoverRun(workCtx, c); a.limits.recoveryDone(c.ID) })
+		ok, stopped := a.startWorker(ctx, c.ID, func() { a.recoverRun(workCtx, hurry, c); a.limits.recoveryDone(c.ID) })
 		if ok {
 			started++
 		} else {
@@ -96,7 +96,7 @@ func (a *Agent) recoverPass(ctx, workCtx context.Context) error {
 // has its Job is checked before the Job is built (which may read a template
 // over the network), and a build that fails now leaves the run to the next
 // pass, never Failed: its Job was built once, and may be running.
-func (a *Agent) recoverRun(ctx context.Context, c prefect.StrandedCandidate) {
+func (a *Agent) recoverRun(ctx context.Context, hurry hurrySignal, c prefect.StrandedCandidate) {
 	log := klog.FromContext(ctx).WithValues("flowRun", c.ID)
 	by, ok := prefect.SubmittedBy(c.SerializedState)
 	if !ok || by.AgentID != a.agentID || by.Namespace != a.cfg.Job.Namespace {
@@ -152,5 +152,5 @@ func (a *Agent) recoverRun(ctx context.Context, c prefect.StrandedCandidate) {
 	log.Info("Recovering flow run: it was marked Submitted by this agent but has no Job", "submitted", h.Version, "markedAgo", a.cfg.Now().Sub(c.Marked).Round(time.Second))
 	// Its Job was due before: it holds its slot under the limits whatever they say.
 	a.limits.reserve(run.Id, sub.Version, factsOf(run))
-	a.launch(ctx, run, job, h.Version, true, "Recovered after the agent stopped between marking the run Submitted and creating its Job. ", by)
+	a.launch(ctx, hurry, launchRecovery, run, job, h.Version, by)
 }

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -20,40 +19,35 @@ import (
 //     waiting for a run's start time leaves it Scheduled); submissions in
 //     flight go on as usual on workCtx, which a stop does not end, and the
 //     Job controller winds down alongside them.
-//   - hurrying: ShutdownTimeout later the stop hurries (stopping.hurry):
-//     Job creation and the claim's read-back stop retrying, and a run whose
-//     Job could not be created goes back to Scheduled. Reports that must go
-//     out even now are written on a fresh context (freshContext).
+//   - hurrying: ShutdownTimeout later the stop hurries (drain closes the
+//     hurry signal, which work hands to every submission, recovery and
+//     late-run claim it starts): Job creation and the claim's read-back stop
+//     retrying, and a run whose Job could not be created goes back to
+//     Scheduled. Reports that must go out even now are written on a fresh
+//     context (freshContext).
 //   - abandoned: ShutdownGrace later workCtx ends and what is left stops; a
 //     run left Submitted is recovered at the next start (recover.go).
 //
 // work (agent.go) runs the states; drain runs the last three.
 
-// stopping is the hurrying state's signal.
-type stopping struct {
-	hurry chan struct{} // closed when in-flight work must wrap up
-	once  sync.Once
-}
-
-// hurrying is closed once the stop hurries.
-func (s *stopping) hurrying() <-chan struct{} { return s.hurry }
+// hurrySignal is the hurrying state as in-flight work sees it: closed once
+// the stop hurries.
+type hurrySignal <-chan struct{}
 
 // hurried tells whether in-flight work must wrap up.
-func (s *stopping) hurried() bool {
+func (s hurrySignal) hurried() bool {
 	select {
-	case <-s.hurry:
+	case <-s:
 		return true
 	default:
 		return false
 	}
 }
 
-func (s *stopping) startHurrying() { s.once.Do(func() { close(s.hurry) }) }
-
 // drain waits for the submissions in flight once the poll stopped: as they
-// are for ShutdownTimeout, hurried for ShutdownGrace, then abandoned
-// (abandonWork ends workCtx).
-func (a *Agent) drain(log klog.Logger, abandonWork context.CancelFunc) {
+// are for ShutdownTimeout, hurried (by closing hurry) for ShutdownGrace,
+// then abandoned (abandonWork ends workCtx).
+func (a *Agent) drain(log klog.Logger, hurry chan<- struct{}, abandonWork context.CancelFunc) {
 	done := make(chan struct{})
 	go func() { a.workers.Wait(); close(done) }()
 	select {
@@ -62,7 +56,7 @@ func (a *Agent) drain(log klog.Logger, abandonWork context.CancelFunc) {
 	case <-time.After(a.cfg.ShutdownTimeout):
 	}
 	log.Info("Hurrying the submissions still in flight: no more retries", "timeout", a.cfg.ShutdownTimeout)
-	a.stop.startHurrying()
+	close(hurry)
 	select {
 	case <-done:
 		return

@@ -12,12 +12,8 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/agent/jobs"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
@@ -25,13 +21,14 @@ import (
 // submit deploys one flow run: build its Job, claim the run (claim.go),
 // create the Job if the claim won, and log the Job's name on the run. ctx
 // is the work's (workCtx: it outlives a stop, stop.go); pollCtx ends the
-// wait for a run scheduled a few seconds ahead.
+// wait for a run scheduled a few seconds ahead; once hurry is closed the
+// claim's read-back and the Job's creation stop retrying.
 //
 // A Scheduled run is claimed with a Submitted mark; a Running run comes back
 // when task runs of it are due for a retry, and is relaunched with a Job of
 // its own after its due task runs are claimed the same way, as the 1.4.1
 // agent marks them.
-func (a *Agent) submit(ctx, pollCtx context.Context, run prefect.FlowRun) {
+func (a *Agent) submit(ctx, pollCtx context.Context, hurry hurrySignal, run prefect.FlowRun) {
 	log := klog.FromContext(pollCtx).WithValues("flowRun", run.Id)
 	if start, ok := prefect.StateStartTime(run.Serialized_state); ok {
 		if wait := start.Sub(a.cfg.Now()); wait > 0 {
@@ -86,7 +83,7 @@ func (a *Agent) submit(ctx, pollCtx context.Context, run prefect.FlowRun) {
 		if buildErr != nil {
 			message = "Claimed by the agent to report that its Job cannot be built"
 		}
-		v, won := a.claimRun(ctx, log, h, &by, message)
+		v, won := a.claimRun(ctx, hurry, log, h, &by, message)
 		if !won {
 			return
 		}
@@ -107,7 +104,11 @@ func (a *Agent) submit(ctx, pollCtx context.Context, run prefect.FlowRun) {
 	for _, w := range warnings {
 		a.runs.BestEffort(ctx, run.Id, prefect.LevelWarning, w)
 	}
-	a.launch(ctx, run, job, version, scheduled, "", by)
+	reason := launchSubmission
+	if !scheduled {
+		reason = launchRelaunch
+	}
+	a.launch(ctx, hurry, reason, run, job, version, by)
 }
 
 // readBackFor bounds the read back after an unanswered Submitted mark.
@@ -154,79 +155,6 @@ func (a *Agent) buildJob(ctx context.Context, run prefect.FlowRun, version int, 
 		FlowName: run.Flow.Name, Name: run.Name,
 		Storage: run.Flow.Storage, RunConfig: run.Run_config, Relaunch: relaunch, Labels: factsOf(run).labels,
 	})
-}
-
-// launch creates the Job of a run this agent's claim by won (at version,
-// the run's version after the mark), retires the run's older unfinished Jobs,
-// logs the Job on the run and has the claim checked again ClaimRecheck later.
-// A Job Kubernetes refuses fails the run; a Job it could not be reached for
-// hands a Scheduled run back to the queue, unless the Job may exist.
-func (a *Agent) launch(ctx context.Context, run prefect.FlowRun, job *batchv1.Job, version int, scheduled bool, prefix string, by prefect.Submission) {
-	log := klog.FromContext(ctx).WithValues("flowRun", run.Id)
-	created, err := a.createJob(ctx, job)
-	if err != nil {
-		a.metrics.submitFailures.WithLabelValues("create").Inc()
-		var refused *refusedError
-		switch {
-		case errors.As(err, &refused):
-			a.fail(ctx, run.Id, by.Token, fmt.Sprintf("Kubernetes refused the flow run's Job %s: %v", job.Name, err))
-		case scheduled:
-			a.reschedule(ctx, run, job, version, by.Token, fmt.Sprintf("Could not reach Kubernetes to create the flow run's Job %s (%v); the run goes back to Scheduled for another try", job.Name, err))
-		default:
-			log.Error(err, "Could not create the Job relaunching the flow run for its task runs; Lazarus or a later poll takes it up", "job", klog.KObj(job))
-		}
-		return
-	}
-	if scheduled {
-		// A new submission of the run replaces its Jobs for older versions;
-		// a relaunch for task runs leaves the run's earlier Job alone.
-		a.retireOlderJobs(ctx, run.Id, job)
-		if by.Claims != nil {
-			a.recheckLater(ctx, run.Id, job, by)
-		}
-	}
-	if created {
-		log.Info("Created Job for flow run", "job", klog.KObj(job))
-		reason, why := jobs.EventCreated, "Created"
-		if prefix != "" {
-			reason, why = jobs.EventRecovered, "Recovered: created"
-		}
-		a.events.On(job, corev1.EventTypeNormal, reason, fmt.Sprintf("%s for flow run %s (%s), version %d", why, run.Name, run.Id, version))
-	} else {
-		log.Info("The flow run's Job already existed from an earlier try", "job", klog.KObj(job))
-	}
-	a.metrics.runsSubmitted.Inc()
-	a.runs.BestEffort(ctx, run.Id, prefect.LevelInfo, prefix+"Submitted for execution: Job "+job.Name)
-}
-
-// reschedule hands a run this agent submitted back to the queue with its
-// start time, after its Job could not be created. It does nothing when the
-// Job may exist after all (an answer lost on the way back: recovery finds it)
-// or when the run's state is no longer this agent's mark.
-func (a *Agent) reschedule(ctx context.Context, run prefect.FlowRun, job *batchv1.Job, version int, token, message string) {
-	ctx, cancel := freshContext(ctx)
-	defer cancel()
-	log := klog.FromContext(ctx).WithValues("flowRun", run.Id)
-	if _, err := a.cfg.Kube.BatchV1().Jobs(job.Namespace).Get(ctx, job.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		log.Error(err, "The flow run's Job may exist although its creation failed; leaving the run Submitted (recovery creates the Job if it is missing)", "job", klog.KObj(job))
-		return
-	}
-	if _, mine, err := a.ownsRun(ctx, run.Id, token); err != nil || !mine {
-		log.Info("Not handing the flow run back to the queue: its state is no longer this agent's mark", "err", errString(err))
-		return
-	}
-	log.Info("Handing the flow run back to the queue", "reason", message)
-	start, ok := prefect.StateStartTime(run.Serialized_state)
-	if !ok {
-		start, ok = prefect.StateStartTime(prefect.PreviousState(run.Serialized_state))
-	}
-	if !ok {
-		start = a.cfg.Now()
-	}
-	a.runs.BestEffort(ctx, run.Id, prefect.LevelWarning, message)
-	if err := a.cfg.Prefect.SetFlowRunState(ctx, run.Id, &version, prefect.ScheduledState("Rescheduled by the agent: Kubernetes was unreachable", start)); err != nil {
-		log.Error(err, "Could not hand the flow run back to Scheduled; Lazarus will")
-	}
 }
 
 // fail reports a run that cannot be deployed: an ERROR line on the run, then
