@@ -106,7 +106,7 @@ func (o *StartOptions) Complete(fs *pflag.FlagSet) error {
 	if err := applyEnvFallbacks(fs, StartEnvFallbacks); err != nil {
 		return err
 	}
-	if err := o.Templates.Complete(fs); err != nil {
+	if err := o.Templates.Complete(fs, o.Settings.JobTemplate); err != nil {
 		return err
 	}
 	if err := o.Guardrails.Complete(fs); err != nil {
@@ -137,7 +137,7 @@ func (o *StartOptions) Validate() error {
 	if o.Concurrency < 1 {
 		return fmt.Errorf("--concurrency %d: expected 1 or more", o.Concurrency)
 	}
-	if err := o.Templates.Validate(o.Settings.JobTemplate); err != nil {
+	if err := o.Templates.Validate(); err != nil {
 		return err
 	}
 	if err := o.Pending.Validate(); err != nil {
@@ -174,7 +174,7 @@ func (o *StartOptions) AgentConfig(ctx context.Context, conn Connection) (agentp
 		return agentpkg.Config{}, err
 	}
 	settings := o.Settings.ToSettings(ns)
-	warnings, err := o.Templates.Apply(ctx, &settings, o.Settings.JobTemplate)
+	warnings, err := o.Templates.Apply(ctx, &settings)
 	if err != nil {
 		return agentpkg.Config{}, err
 	}

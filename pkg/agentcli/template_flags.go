@@ -18,7 +18,11 @@ type TemplateFlags struct {
 	AllowedLocations []string
 	StrictTemplates  bool
 
-	loader *jobtemplate.Loader
+	// Complete's results: the agent's own --job-template, the fenced
+	// loader, and why the loader could not be built (Validate reports it).
+	jobTemplate string
+	loader      *jobtemplate.Loader
+	loaderErr   error
 }
 
 // templateEnvFallbacks are the environment variables of the template flags.
@@ -36,8 +40,10 @@ func (f *TemplateFlags) AddFlags(fs *pflag.FlagSet) {
 		"Fail runs whose job template has fields a Job does not have, instead of dropping them with a WARNING line on the run [STRICT_TEMPLATES]")
 }
 
-// Complete reads the environment fallbacks.
-func (f *TemplateFlags) Complete(fs *pflag.FlagSet) error {
+// Complete reads the environment fallbacks and builds the loader fenced to
+// the allowed locations; jobTemplate is the agent's own --job-template, whose
+// directory is allowed by default.
+func (f *TemplateFlags) Complete(fs *pflag.FlagSet, jobTemplate string) error {
 	if err := applyEnvFallbacks(fs, templateEnvFallbacks); err != nil {
 		return err
 	}
@@ -47,30 +53,26 @@ func (f *TemplateFlags) Complete(fs *pflag.FlagSet) error {
 			f.AllowedLocations = []string{"none"}
 		}
 	}
+	f.jobTemplate = jobTemplate
+	f.loader, f.loaderErr = jobtemplate.New(jobtemplate.Options{Allowed: f.AllowedLocations, AgentTemplate: jobTemplate})
 	return nil
 }
 
-// Validate checks the allowed locations; jobTemplate is the agent's own
-// --job-template, whose directory is allowed by default.
-func (f *TemplateFlags) Validate(jobTemplate string) error {
-	loader, err := jobtemplate.New(jobtemplate.Options{Allowed: f.AllowedLocations, AgentTemplate: jobTemplate})
-	if err != nil {
-		return err
-	}
-	f.loader = loader
-	return nil
+// Validate checks the allowed locations.
+func (f *TemplateFlags) Validate() error {
+	return f.loaderErr
 }
 
 // Apply loads the agent's own --job-template (trusted: the operator chose
-// it) into s and gives s the fenced loader for run configs' templates. It
-// returns what lenient parsing dropped from the agent's template.
-func (f *TemplateFlags) Apply(ctx context.Context, s *manifest.AgentSettings, jobTemplate string) (warnings []string, err error) {
-	if f.loader == nil {
-		if err := f.Validate(jobTemplate); err != nil {
-			return nil, err
-		}
+// it) into s and gives s the fenced loader for run configs' templates, both
+// as Complete found them. It returns what lenient parsing dropped from the
+// agent's template.
+func (f *TemplateFlags) Apply(ctx context.Context, s *manifest.AgentSettings) (warnings []string, err error) {
+	if f.loaderErr != nil {
+		return nil, f.loaderErr
 	}
 	s.Loader, s.StrictTemplates = f.loader, f.StrictTemplates
+	jobTemplate := f.jobTemplate
 	if jobTemplate == "" {
 		return nil, nil
 	}

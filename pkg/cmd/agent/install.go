@@ -95,7 +95,7 @@ func (o *InstallOptions) Complete(cmd *cobra.Command) error {
 	if err := o.Settings.Complete(cmd.Flags()); err != nil {
 		return err
 	}
-	if err := o.Templates.Complete(cmd.Flags()); err != nil {
+	if err := o.Templates.Complete(cmd.Flags(), o.Settings.JobTemplate); err != nil {
 		return err
 	}
 	if err := o.Guardrails.Complete(cmd.Flags()); err != nil {
@@ -188,7 +188,7 @@ func (o *InstallOptions) Validate() error {
 	if err := o.Guardrails.Validate(); err != nil {
 		return err
 	}
-	if err := o.Templates.Validate(o.Settings.JobTemplate); err != nil {
+	if err := o.Templates.Validate(); err != nil {
 		return err
 	}
 	if errs := validation.IsDNS1123Label(o.Name); len(errs) > 0 {

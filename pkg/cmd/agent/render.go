@@ -77,7 +77,7 @@ func (o *RenderOptions) Complete(cmd *cobra.Command) error {
 	if err := o.Settings.Complete(cmd.Flags()); err != nil {
 		return err
 	}
-	if err := o.Templates.Complete(cmd.Flags()); err != nil {
+	if err := o.Templates.Complete(cmd.Flags(), o.Settings.JobTemplate); err != nil {
 		return err
 	}
 	o.run = manifest.FlowRun{ID: o.FlowRunID, FlowID: o.FlowID, Version: o.Version, CoreVersion: o.CoreVersion}
@@ -114,7 +114,7 @@ func (o *RenderOptions) Validate() error {
 	if o.MaxRunTime < 0 {
 		return fmt.Errorf("--max-run-time %s: expected 0 (no limit) or a positive duration such as 6h", o.MaxRunTime)
 	}
-	return o.Templates.Validate(o.Settings.JobTemplate)
+	return o.Templates.Validate()
 }
 
 // Run builds and prints the Job; what lenient parsing dropped from a
@@ -128,7 +128,7 @@ func (o *RenderOptions) Run(cmd *cobra.Command) error {
 	if settings.TenantID == "" && (settings.APIKey != "" || settings.APIKeySecret != "") {
 		settings.TenantID = "<tenant of the API key>"
 	}
-	warnings, err := o.Templates.Apply(cmd.Context(), &settings, o.Settings.JobTemplate)
+	warnings, err := o.Templates.Apply(cmd.Context(), &settings)
 	if err != nil {
 		return err
 	}
