@@ -30,7 +30,7 @@ func (a *Agent) runAsLeader(ctx context.Context) error {
 	le := a.cfg.LeaderElection
 	log := klog.FromContext(ctx)
 	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metaFor(le.LeaseName, le.Namespace),
+		LeaseMeta:  metav1.ObjectMeta{Name: le.LeaseName, Namespace: le.Namespace},
 		Client:     a.cfg.Kube.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: le.Identity},
 	}
@@ -80,7 +80,12 @@ func (a *Agent) runAsLeader(ctx context.Context) error {
 				ended <- outcome{err: err, finished: leadCtx.Err() == nil && ctx.Err() == nil}
 				stopElecting()
 			},
-			OnStoppedLeading: func() {},
+			// The elector calls this once it stops, leader or not, after
+			// releasing a Lease it held; the term's work winds down in
+			// OnStartedLeading, and runAsLeader waits for it.
+			OnStoppedLeading: func() {
+				log.V(1).Info("Left the leader election", "lease", le.LeaseName, "led", leading.Load())
+			},
 			OnNewLeader: func(identity string) {
 				if identity != le.Identity {
 					log.Info("Another replica leads; standing by", "leader", identity)
@@ -109,8 +114,4 @@ func orDefault(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
-}
-
-func metaFor(name, namespace string) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Name: name, Namespace: namespace}
 }

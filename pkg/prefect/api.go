@@ -87,34 +87,6 @@ func (c *Client) RunsToSubmit(ctx context.Context, ids []string, retryBuffer tim
 	return out, nil
 }
 
-// RunSubmission is a run's state as read back after a Submitted mark.
-type RunSubmission struct {
-	State   string
-	Version int
-	AgentID string
-	// By is the submission recorded in a Submitted state (zero otherwise).
-	By Submission
-	// Serialized is the run's serialized state.
-	Serialized json.RawMessage
-}
-
-// ReadSubmission reads a run's current state and who submitted it.
-func (c *Client) ReadSubmission(ctx context.Context, id string) (RunSubmission, error) {
-	resp, err := FlowRunSubmission(ctx, c.gql, id)
-	if err != nil {
-		return RunSubmission{}, err
-	}
-	r := resp.Flow_run_by_pk
-	if r == nil {
-		return RunSubmission{}, fmt.Errorf("flow run %s does not exist (any more)", id)
-	}
-	out := RunSubmission{State: r.State, Version: r.Version, AgentID: r.Agent_id, Serialized: r.Serialized_state}
-	if r.State == "Submitted" {
-		out.By, _ = SubmittedBy(r.Serialized_state)
-	}
-	return out, nil
-}
-
 // SetFlowRunState sets one flow run's state. A nil version skips version locking.
 func (c *Client) SetFlowRunState(ctx context.Context, id string, version *int, state json.RawMessage) error {
 	_, err := SetFlowRunStates(ctx, c.gql, Set_flow_run_states_input{States: []Set_flow_run_state_input{{

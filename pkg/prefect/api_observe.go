@@ -9,7 +9,6 @@ import (
 // RunOverview is what `kubectl prefect runs` shows of a flow run.
 type RunOverview struct {
 	ID, Name, Flow, State string
-	Version               int
 	// StateTimestamp is when the current state was set.
 	StateTimestamp time.Time
 	// By is the submission of the run's latest Submitted mark: its current
@@ -35,7 +34,7 @@ func (c *Client) RunsOverview(ctx context.Context, ids []string, agentName strin
 	}
 	out := make([]RunOverview, 0, len(resp.Flow_run))
 	for _, r := range resp.Flow_run {
-		o := RunOverview{ID: r.Id, Name: r.Name, Flow: r.Flow.Name, State: r.State, Version: r.Version, StateTimestamp: r.State_timestamp}
+		o := RunOverview{ID: r.Id, Name: r.Name, Flow: r.Flow.Name, State: r.State, StateTimestamp: r.State_timestamp}
 		if r.State == "Submitted" {
 			o.By, _ = SubmittedBy(r.Serialized_state)
 		} else if len(r.States) > 0 {

@@ -326,32 +326,11 @@ func (v *FlowRunHistoryResponse) GetFlow_run_by_pk() *FlowRunHistoryFlow_run_by_
 	return v.Flow_run_by_pk
 }
 
-// FlowRunStateFlow_run_by_pkFlow_run includes the requested fields of the GraphQL type flow_run.
-type FlowRunStateFlow_run_by_pkFlow_run struct {
-	Serialized_state json.RawMessage `json:"serialized_state"`
-}
-
-// GetSerialized_state returns FlowRunStateFlow_run_by_pkFlow_run.Serialized_state, and is useful for accessing the field via an interface.
-func (v *FlowRunStateFlow_run_by_pkFlow_run) GetSerialized_state() json.RawMessage {
-	return v.Serialized_state
-}
-
-// FlowRunStateResponse is returned by FlowRunState on success.
-type FlowRunStateResponse struct {
-	Flow_run_by_pk *FlowRunStateFlow_run_by_pkFlow_run `json:"flow_run_by_pk"`
-}
-
-// GetFlow_run_by_pk returns FlowRunStateResponse.Flow_run_by_pk, and is useful for accessing the field via an interface.
-func (v *FlowRunStateResponse) GetFlow_run_by_pk() *FlowRunStateFlow_run_by_pkFlow_run {
-	return v.Flow_run_by_pk
-}
-
 // FlowRunStatesFlow_run includes the requested fields of the GraphQL type flow_run.
 type FlowRunStatesFlow_run struct {
-	Id               string          `json:"id"`
-	Version          int             `json:"version"`
-	State            string          `json:"state"`
-	Serialized_state json.RawMessage `json:"serialized_state"`
+	Id      string `json:"id"`
+	Version int    `json:"version"`
+	State   string `json:"state"`
 }
 
 // GetId returns FlowRunStatesFlow_run.Id, and is useful for accessing the field via an interface.
@@ -363,9 +342,6 @@ func (v *FlowRunStatesFlow_run) GetVersion() int { return v.Version }
 // GetState returns FlowRunStatesFlow_run.State, and is useful for accessing the field via an interface.
 func (v *FlowRunStatesFlow_run) GetState() string { return v.State }
 
-// GetSerialized_state returns FlowRunStatesFlow_run.Serialized_state, and is useful for accessing the field via an interface.
-func (v *FlowRunStatesFlow_run) GetSerialized_state() json.RawMessage { return v.Serialized_state }
-
 // FlowRunStatesResponse is returned by FlowRunStates on success.
 type FlowRunStatesResponse struct {
 	Flow_run []FlowRunStatesFlow_run `json:"flow_run"`
@@ -373,42 +349,6 @@ type FlowRunStatesResponse struct {
 
 // GetFlow_run returns FlowRunStatesResponse.Flow_run, and is useful for accessing the field via an interface.
 func (v *FlowRunStatesResponse) GetFlow_run() []FlowRunStatesFlow_run { return v.Flow_run }
-
-// FlowRunSubmissionFlow_run_by_pkFlow_run includes the requested fields of the GraphQL type flow_run.
-type FlowRunSubmissionFlow_run_by_pkFlow_run struct {
-	Id               string          `json:"id"`
-	Version          int             `json:"version"`
-	State            string          `json:"state"`
-	Agent_id         string          `json:"agent_id"`
-	Serialized_state json.RawMessage `json:"serialized_state"`
-}
-
-// GetId returns FlowRunSubmissionFlow_run_by_pkFlow_run.Id, and is useful for accessing the field via an interface.
-func (v *FlowRunSubmissionFlow_run_by_pkFlow_run) GetId() string { return v.Id }
-
-// GetVersion returns FlowRunSubmissionFlow_run_by_pkFlow_run.Version, and is useful for accessing the field via an interface.
-func (v *FlowRunSubmissionFlow_run_by_pkFlow_run) GetVersion() int { return v.Version }
-
-// GetState returns FlowRunSubmissionFlow_run_by_pkFlow_run.State, and is useful for accessing the field via an interface.
-func (v *FlowRunSubmissionFlow_run_by_pkFlow_run) GetState() string { return v.State }
-
-// GetAgent_id returns FlowRunSubmissionFlow_run_by_pkFlow_run.Agent_id, and is useful for accessing the field via an interface.
-func (v *FlowRunSubmissionFlow_run_by_pkFlow_run) GetAgent_id() string { return v.Agent_id }
-
-// GetSerialized_state returns FlowRunSubmissionFlow_run_by_pkFlow_run.Serialized_state, and is useful for accessing the field via an interface.
-func (v *FlowRunSubmissionFlow_run_by_pkFlow_run) GetSerialized_state() json.RawMessage {
-	return v.Serialized_state
-}
-
-// FlowRunSubmissionResponse is returned by FlowRunSubmission on success.
-type FlowRunSubmissionResponse struct {
-	Flow_run_by_pk *FlowRunSubmissionFlow_run_by_pkFlow_run `json:"flow_run_by_pk"`
-}
-
-// GetFlow_run_by_pk returns FlowRunSubmissionResponse.Flow_run_by_pk, and is useful for accessing the field via an interface.
-func (v *FlowRunSubmissionResponse) GetFlow_run_by_pk() *FlowRunSubmissionFlow_run_by_pkFlow_run {
-	return v.Flow_run_by_pk
-}
 
 // FlowRunsToSubmitFlow_run includes the requested fields of the GraphQL type flow_run.
 type FlowRunsToSubmitFlow_run struct {
@@ -427,11 +367,6 @@ func (v *FlowRunsToSubmitFlow_run) GetState() string { return v.SubmittableRun.S
 // GetSerialized_state returns FlowRunsToSubmitFlow_run.Serialized_state, and is useful for accessing the field via an interface.
 func (v *FlowRunsToSubmitFlow_run) GetSerialized_state() json.RawMessage {
 	return v.SubmittableRun.Serialized_state
-}
-
-// GetParameters returns FlowRunsToSubmitFlow_run.Parameters, and is useful for accessing the field via an interface.
-func (v *FlowRunsToSubmitFlow_run) GetParameters() json.RawMessage {
-	return v.SubmittableRun.Parameters
 }
 
 // GetScheduled_start_time returns FlowRunsToSubmitFlow_run.Scheduled_start_time, and is useful for accessing the field via an interface.
@@ -492,8 +427,6 @@ type __premarshalFlowRunsToSubmitFlow_run struct {
 
 	Serialized_state json.RawMessage `json:"serialized_state"`
 
-	Parameters json.RawMessage `json:"parameters"`
-
 	Scheduled_start_time time.Time `json:"scheduled_start_time"`
 
 	Run_config json.RawMessage `json:"run_config"`
@@ -522,7 +455,6 @@ func (v *FlowRunsToSubmitFlow_run) __premarshalJSON() (*__premarshalFlowRunsToSu
 	retval.Version = v.SubmittableRun.Version
 	retval.State = v.SubmittableRun.State
 	retval.Serialized_state = v.SubmittableRun.Serialized_state
-	retval.Parameters = v.SubmittableRun.Parameters
 	retval.Scheduled_start_time = v.SubmittableRun.Scheduled_start_time
 	retval.Run_config = v.SubmittableRun.Run_config
 	retval.Name = v.SubmittableRun.Name
@@ -668,14 +600,10 @@ func (v *Register_agent_input) GetName() string { return v.Name }
 
 // RunLogsFlow_run includes the requested fields of the GraphQL type flow_run.
 type RunLogsFlow_run struct {
-	Id    string                   `json:"id"`
 	Name  string                   `json:"name"`
 	State string                   `json:"state"`
 	Logs  []RunLogsFlow_runLogsLog `json:"logs"`
 }
-
-// GetId returns RunLogsFlow_run.Id, and is useful for accessing the field via an interface.
-func (v *RunLogsFlow_run) GetId() string { return v.Id }
 
 // GetName returns RunLogsFlow_run.Name, and is useful for accessing the field via an interface.
 func (v *RunLogsFlow_run) GetName() string { return v.Name }
@@ -768,19 +696,11 @@ func (v *RunningTaskRunsResponse) GetFlow_run_by_pk() *RunningTaskRunsFlow_run_b
 
 // RunsNamedFlow_run includes the requested fields of the GraphQL type flow_run.
 type RunsNamedFlow_run struct {
-	Id    string `json:"id"`
-	Name  string `json:"name"`
-	State string `json:"state"`
+	Id string `json:"id"`
 }
 
 // GetId returns RunsNamedFlow_run.Id, and is useful for accessing the field via an interface.
 func (v *RunsNamedFlow_run) GetId() string { return v.Id }
-
-// GetName returns RunsNamedFlow_run.Name, and is useful for accessing the field via an interface.
-func (v *RunsNamedFlow_run) GetName() string { return v.Name }
-
-// GetState returns RunsNamedFlow_run.State, and is useful for accessing the field via an interface.
-func (v *RunsNamedFlow_run) GetState() string { return v.State }
 
 // RunsNamedResponse is returned by RunsNamed on success.
 type RunsNamedResponse struct {
@@ -794,7 +714,6 @@ func (v *RunsNamedResponse) GetFlow_run() []RunsNamedFlow_run { return v.Flow_ru
 type RunsOverviewFlow_run struct {
 	Id               string                                     `json:"id"`
 	Name             string                                     `json:"name"`
-	Version          int                                        `json:"version"`
 	State            string                                     `json:"state"`
 	State_timestamp  time.Time                                  `json:"state_timestamp"`
 	Serialized_state json.RawMessage                            `json:"serialized_state"`
@@ -807,9 +726,6 @@ func (v *RunsOverviewFlow_run) GetId() string { return v.Id }
 
 // GetName returns RunsOverviewFlow_run.Name, and is useful for accessing the field via an interface.
 func (v *RunsOverviewFlow_run) GetName() string { return v.Name }
-
-// GetVersion returns RunsOverviewFlow_run.Version, and is useful for accessing the field via an interface.
-func (v *RunsOverviewFlow_run) GetVersion() int { return v.Version }
 
 // GetState returns RunsOverviewFlow_run.State, and is useful for accessing the field via an interface.
 func (v *RunsOverviewFlow_run) GetState() string { return v.State }
@@ -1039,11 +955,6 @@ func (v *StrandedFlowRunFlow_run_by_pkFlow_run) GetSerialized_state() json.RawMe
 	return v.SubmittableRun.Serialized_state
 }
 
-// GetParameters returns StrandedFlowRunFlow_run_by_pkFlow_run.Parameters, and is useful for accessing the field via an interface.
-func (v *StrandedFlowRunFlow_run_by_pkFlow_run) GetParameters() json.RawMessage {
-	return v.SubmittableRun.Parameters
-}
-
 // GetScheduled_start_time returns StrandedFlowRunFlow_run_by_pkFlow_run.Scheduled_start_time, and is useful for accessing the field via an interface.
 func (v *StrandedFlowRunFlow_run_by_pkFlow_run) GetScheduled_start_time() time.Time {
 	return v.SubmittableRun.Scheduled_start_time
@@ -1108,8 +1019,6 @@ type __premarshalStrandedFlowRunFlow_run_by_pkFlow_run struct {
 
 	Serialized_state json.RawMessage `json:"serialized_state"`
 
-	Parameters json.RawMessage `json:"parameters"`
-
 	Scheduled_start_time time.Time `json:"scheduled_start_time"`
 
 	Run_config json.RawMessage `json:"run_config"`
@@ -1139,7 +1048,6 @@ func (v *StrandedFlowRunFlow_run_by_pkFlow_run) __premarshalJSON() (*__premarsha
 	retval.Version = v.SubmittableRun.Version
 	retval.State = v.SubmittableRun.State
 	retval.Serialized_state = v.SubmittableRun.Serialized_state
-	retval.Parameters = v.SubmittableRun.Parameters
 	retval.Scheduled_start_time = v.SubmittableRun.Scheduled_start_time
 	retval.Run_config = v.SubmittableRun.Run_config
 	retval.Name = v.SubmittableRun.Name
@@ -1174,7 +1082,6 @@ type SubmittableRun struct {
 	Version              int                               `json:"version"`
 	State                string                            `json:"state"`
 	Serialized_state     json.RawMessage                   `json:"serialized_state"`
-	Parameters           json.RawMessage                   `json:"parameters"`
 	Scheduled_start_time time.Time                         `json:"scheduled_start_time"`
 	Run_config           json.RawMessage                   `json:"run_config"`
 	Name                 string                            `json:"name"`
@@ -1194,9 +1101,6 @@ func (v *SubmittableRun) GetState() string { return v.State }
 
 // GetSerialized_state returns SubmittableRun.Serialized_state, and is useful for accessing the field via an interface.
 func (v *SubmittableRun) GetSerialized_state() json.RawMessage { return v.Serialized_state }
-
-// GetParameters returns SubmittableRun.Parameters, and is useful for accessing the field via an interface.
-func (v *SubmittableRun) GetParameters() json.RawMessage { return v.Parameters }
 
 // GetScheduled_start_time returns SubmittableRun.Scheduled_start_time, and is useful for accessing the field via an interface.
 func (v *SubmittableRun) GetScheduled_start_time() time.Time { return v.Scheduled_start_time }
@@ -1220,9 +1124,7 @@ func (v *SubmittableRun) GetTask_runs() []SubmittableRunTask_runsTask_run { retu
 type SubmittableRunFlow struct {
 	Id           string          `json:"id"`
 	Name         string          `json:"name"`
-	Environment  json.RawMessage `json:"environment"`
 	Storage      json.RawMessage `json:"storage"`
-	Version      int             `json:"version"`
 	Core_version string          `json:"core_version"`
 }
 
@@ -1232,14 +1134,8 @@ func (v *SubmittableRunFlow) GetId() string { return v.Id }
 // GetName returns SubmittableRunFlow.Name, and is useful for accessing the field via an interface.
 func (v *SubmittableRunFlow) GetName() string { return v.Name }
 
-// GetEnvironment returns SubmittableRunFlow.Environment, and is useful for accessing the field via an interface.
-func (v *SubmittableRunFlow) GetEnvironment() json.RawMessage { return v.Environment }
-
 // GetStorage returns SubmittableRunFlow.Storage, and is useful for accessing the field via an interface.
 func (v *SubmittableRunFlow) GetStorage() json.RawMessage { return v.Storage }
-
-// GetVersion returns SubmittableRunFlow.Version, and is useful for accessing the field via an interface.
-func (v *SubmittableRunFlow) GetVersion() int { return v.Version }
 
 // GetCore_version returns SubmittableRunFlow.Core_version, and is useful for accessing the field via an interface.
 func (v *SubmittableRunFlow) GetCore_version() string { return v.Core_version }
@@ -1248,7 +1144,6 @@ func (v *SubmittableRunFlow) GetCore_version() string { return v.Core_version }
 type SubmittableRunTask_runsTask_run struct {
 	Id               string          `json:"id"`
 	Version          int             `json:"version"`
-	Task_id          string          `json:"task_id"`
 	Serialized_state json.RawMessage `json:"serialized_state"`
 }
 
@@ -1257,9 +1152,6 @@ func (v *SubmittableRunTask_runsTask_run) GetId() string { return v.Id }
 
 // GetVersion returns SubmittableRunTask_runsTask_run.Version, and is useful for accessing the field via an interface.
 func (v *SubmittableRunTask_runsTask_run) GetVersion() int { return v.Version }
-
-// GetTask_id returns SubmittableRunTask_runsTask_run.Task_id, and is useful for accessing the field via an interface.
-func (v *SubmittableRunTask_runsTask_run) GetTask_id() string { return v.Task_id }
 
 // GetSerialized_state returns SubmittableRunTask_runsTask_run.Serialized_state, and is useful for accessing the field via an interface.
 func (v *SubmittableRunTask_runsTask_run) GetSerialized_state() json.RawMessage {
@@ -1414,14 +1306,6 @@ func (v *__FlowRunHistoryInput) GetFlowRunId() string { return v.FlowRunId }
 // GetTaskRunIds returns __FlowRunHistoryInput.TaskRunIds, and is useful for accessing the field via an interface.
 func (v *__FlowRunHistoryInput) GetTaskRunIds() []string { return v.TaskRunIds }
 
-// __FlowRunStateInput is used internally by genqlient
-type __FlowRunStateInput struct {
-	FlowRunId string `json:"flowRunId"`
-}
-
-// GetFlowRunId returns __FlowRunStateInput.FlowRunId, and is useful for accessing the field via an interface.
-func (v *__FlowRunStateInput) GetFlowRunId() string { return v.FlowRunId }
-
 // __FlowRunStatesInput is used internally by genqlient
 type __FlowRunStatesInput struct {
 	FlowRunIds []string `json:"flowRunIds"`
@@ -1429,14 +1313,6 @@ type __FlowRunStatesInput struct {
 
 // GetFlowRunIds returns __FlowRunStatesInput.FlowRunIds, and is useful for accessing the field via an interface.
 func (v *__FlowRunStatesInput) GetFlowRunIds() []string { return v.FlowRunIds }
-
-// __FlowRunSubmissionInput is used internally by genqlient
-type __FlowRunSubmissionInput struct {
-	FlowRunId string `json:"flowRunId"`
-}
-
-// GetFlowRunId returns __FlowRunSubmissionInput.FlowRunId, and is useful for accessing the field via an interface.
-func (v *__FlowRunSubmissionInput) GetFlowRunId() string { return v.FlowRunId }
 
 // __FlowRunsToSubmitInput is used internally by genqlient
 type __FlowRunsToSubmitInput struct {
@@ -1821,40 +1697,6 @@ func FlowRunHistory(
 	return data_, err_
 }
 
-// The query executed by FlowRunState.
-const FlowRunState_Operation = `
-query FlowRunState ($flowRunId: uuid!) {
-	flow_run_by_pk(id: $flowRunId) {
-		serialized_state
-	}
-}
-`
-
-func FlowRunState(
-	ctx_ context.Context,
-	client_ graphql.Client,
-	flowRunId string,
-) (data_ *FlowRunStateResponse, err_ error) {
-	req_ := &graphql.Request{
-		OpName: "FlowRunState",
-		Query:  FlowRunState_Operation,
-		Variables: &__FlowRunStateInput{
-			FlowRunId: flowRunId,
-		},
-	}
-
-	data_ = &FlowRunStateResponse{}
-	resp_ := &graphql.Response{Data: data_}
-
-	err_ = client_.MakeRequest(
-		ctx_,
-		req_,
-		resp_,
-	)
-
-	return data_, err_
-}
-
 // The query executed by FlowRunStates.
 const FlowRunStates_Operation = `
 query FlowRunStates ($flowRunIds: [uuid!]!) {
@@ -1862,7 +1704,6 @@ query FlowRunStates ($flowRunIds: [uuid!]!) {
 		id
 		version
 		state
-		serialized_state
 	}
 }
 `
@@ -1892,45 +1733,6 @@ func FlowRunStates(
 	return data_, err_
 }
 
-// The query executed by FlowRunSubmission.
-const FlowRunSubmission_Operation = `
-query FlowRunSubmission ($flowRunId: uuid!) {
-	flow_run_by_pk(id: $flowRunId) {
-		id
-		version
-		state
-		agent_id
-		serialized_state
-	}
-}
-`
-
-// Reads a run back after an ambiguous answer to its Submitted mark.
-func FlowRunSubmission(
-	ctx_ context.Context,
-	client_ graphql.Client,
-	flowRunId string,
-) (data_ *FlowRunSubmissionResponse, err_ error) {
-	req_ := &graphql.Request{
-		OpName: "FlowRunSubmission",
-		Query:  FlowRunSubmission_Operation,
-		Variables: &__FlowRunSubmissionInput{
-			FlowRunId: flowRunId,
-		},
-	}
-
-	data_ = &FlowRunSubmissionResponse{}
-	resp_ := &graphql.Response{Data: data_}
-
-	err_ = client_.MakeRequest(
-		ctx_,
-		req_,
-		resp_,
-	)
-
-	return data_, err_
-}
-
 // The query executed by FlowRunsToSubmit.
 const FlowRunsToSubmit_Operation = `
 query FlowRunsToSubmit ($flowRunIds: [uuid!]!, $retryStartTimeBuffer: timestamptz!) {
@@ -1943,7 +1745,6 @@ fragment SubmittableRun on flow_run {
 	version
 	state
 	serialized_state
-	parameters
 	scheduled_start_time
 	run_config
 	name
@@ -1951,15 +1752,12 @@ fragment SubmittableRun on flow_run {
 	flow {
 		id
 		name
-		environment
 		storage
-		version
 		core_version
 	}
 	task_runs(where: {state_start_time:{_lte:$retryStartTimeBuffer}}) {
 		id
 		version
-		task_id
 		serialized_state
 	}
 }
@@ -2093,7 +1891,6 @@ func RegisterAgent(
 const RunLogs_Operation = `
 query RunLogs ($flowRunId: uuid!, $since: timestamptz!, $limit: Int!) {
 	flow_run(where: {id:{_eq:$flowRunId}}) {
-		id
 		name
 		state
 		logs(where: {timestamp:{_gte:$since}}, order_by: [{timestamp:asc}], limit: $limit) {
@@ -2185,8 +1982,6 @@ const RunsNamed_Operation = `
 query RunsNamed ($name: String!) {
 	flow_run(where: {name:{_eq:$name}}) {
 		id
-		name
-		state
 	}
 }
 `
@@ -2223,7 +2018,6 @@ query RunsOverview ($ids: [uuid!]!, $agentName: String!, $agentLabels: jsonb!) {
 	flow_run(where: {_or:[{id:{_in:$ids}},{state:{_in:["Submitted","Running"]},agent:{name:{_eq:$agentName},labels:{_contains:$agentLabels,_contained_in:$agentLabels}}}]}) {
 		id
 		name
-		version
 		state
 		state_timestamp
 		serialized_state
@@ -2365,7 +2159,6 @@ fragment SubmittableRun on flow_run {
 	version
 	state
 	serialized_state
-	parameters
 	scheduled_start_time
 	run_config
 	name
@@ -2373,15 +2166,12 @@ fragment SubmittableRun on flow_run {
 	flow {
 		id
 		name
-		environment
 		storage
-		version
 		core_version
 	}
 	task_runs(where: {state_start_time:{_lte:$retryStartTimeBuffer}}) {
 		id
 		version
-		task_id
 		serialized_state
 	}
 }
