@@ -96,15 +96,29 @@ func TestLeaseIsReleasedOnlyAfterTheWorkEnded(t *testing.T) {
 			LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 200 * time.Millisecond}
 	})
 	e.waitState(run.ID, "Submitted")
-	holder := func() string {
-		lease, err := kube.CoordinationV1().Leases(e.ns).Get(context.Background(), "agent", metav1.GetOptions{})
-		if err != nil || lease.Spec.HolderIdentity == nil {
-			return ""
+	lease := func() (holder string, renewed time.Time) {
+		l, err := kube.CoordinationV1().Leases(e.ns).Get(context.Background(), "agent", metav1.GetOptions{})
+		if err != nil {
+			return "", time.Time{}
 		}
-		return *lease.Spec.HolderIdentity
+		if l.Spec.RenewTime != nil {
+			renewed = l.Spec.RenewTime.Time
+		}
+		if l.Spec.HolderIdentity == nil {
+			return "", renewed
+		}
+		return *l.Spec.HolderIdentity, renewed
 	}
+	holder := func() string { h, _ := lease(); return h }
+	stopped := time.Now()
 	ra.stop()
-	time.Sleep(500 * time.Millisecond)
+	// The submission retries its Job for the 1 s ShutdownTimeout. Meanwhile
+	// the elector renews the Lease every 0.2 s, or releases it: wait for a
+	// renewal 0.4 s after the stop, or the release.
+	eventually(t, "the Lease to be renewed after the stop, or released", func() bool {
+		h, renewed := lease()
+		return h == "" || renewed.After(stopped.Add(400*time.Millisecond))
+	})
 	if h := holder(); h != "replica-1" {
 		t.Fatalf("the Lease is held by %q while the stopped leader still submits", h)
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -119,6 +120,25 @@ func (e *env) waitState(id, state string) emulator.FlowRun {
 		return run.State == state
 	})
 	return run
+}
+
+// waitRequests waits until the emulator has received n more requests of the
+// GraphQL operation op than when it was called: a test that rules something
+// out waits this way for the agent to have had its chances. op is an
+// operation name of pkg/prefect's .graphql files: "DueFlowRuns" is a poll
+// (Server), "StrandedFlowRunCandidates" a recovery pass, "CancelledRunsSince"
+// a cancellation check. The emulator counts a request when it arrives
+// (refused and failed ones are not counted), and each of those loops sends
+// its next request only once it has acted on the answer to the previous one:
+// when the count has grown by n, the agent has acted on at least n-1 answers
+// to requests sent after the call (work it handed to goroutines may still
+// be going on).
+func (e *env) waitRequests(op string, n int) {
+	e.t.Helper()
+	from := e.em.Requests()[op]
+	eventually(e.t, fmt.Sprintf("%d more %s requests (%d so far)", n, op, from), func() bool {
+		return e.em.Requests()[op] >= from+n
+	})
 }
 
 // jobsFor lists the Jobs in the env's namespace made for a flow run.

@@ -227,7 +227,9 @@ func TestCancellingRunBeforeItsFlowStarted(t *testing.T) {
 	e.waitState(pending.ID, "Cancelled")
 	e.waitJobGone(pending.ID)
 	// Running: the flow runner cancels itself; the agent leaves it alone.
-	time.Sleep(time.Second)
+	// Three more cancellation checks (every 0.1 s), each of which would
+	// have acted on the Cancelling run.
+	e.waitRequests("CancelledRunsSince", 3)
 	if r, _ := e.em.FlowRun(running.ID); r.State != "Cancelling" || len(e.jobsFor(running.ID)) != 1 {
 		t.Fatalf("the running flow was not left to cancel itself: %s, %d Jobs", r.State, len(e.jobsFor(running.ID)))
 	}
@@ -272,11 +274,17 @@ func TestReportWaitsForPrefectAndKeepsTheJob(t *testing.T) {
 	skipShort(t)
 	e := newEnv(t, emulator.Config{})
 	run := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": testbed.UnschedulableCPU}))
-	e.start("", func(c *Config) { managed(true)(c); c.Manage.Pending.UnschedulableTimeout = 4 * time.Second })
+	ra := e.start("", func(c *Config) { managed(true)(c); c.Manage.Pending.UnschedulableTimeout = 4 * time.Second })
 	e.warned(run.ID, "cannot be scheduled yet")
+	timedOut := time.Now().Add(4 * time.Second) // the wait began before its line
 	e.em.SetFaults(emulator.Faults{ServerErrorRate: 1, Seed: 1})
-	// The 4 s timeout passes during the outage: nothing can be reported, so nothing is deleted.
-	time.Sleep(6 * time.Second)
+	// The 4 s timeout passes during the outage: nothing can be reported, so
+	// nothing is deleted. Once it has passed, wait for two more failed tries
+	// to manage the Job (its report refused, the second a retry of the first).
+	time.Sleep(time.Until(timedOut))
+	failures := func() int { return strings.Count(ra.logs.String(), "Managing Job failed; will retry") }
+	before := failures()
+	eventually(t, "two more failed tries to report the give-up", func() bool { return failures() >= before+2 })
 	if len(e.jobsFor(run.ID)) != 1 {
 		t.Fatalf("the Job was deleted while its report could not reach Prefect")
 	}

@@ -13,8 +13,20 @@ import (
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
 
+// quickGrace is quickRecovery's RecoverGrace: marks younger are not looked at.
+const quickGrace = 500 * time.Millisecond
+
 func quickRecovery(c *Config) {
-	c.RecoverInterval, c.RecoverGrace = 200*time.Millisecond, 500*time.Millisecond
+	c.RecoverInterval, c.RecoverGrace = 200*time.Millisecond, quickGrace
+}
+
+// waitRecoveryPasses waits until a mark made at marked is older than
+// quickGrace, then for three more recovery passes (every 0.2 s), each of
+// which would have handed the run to a worker had it been a candidate.
+func (e *env) waitRecoveryPasses(marked time.Time) {
+	e.t.Helper()
+	time.Sleep(time.Until(marked.Add(quickGrace))) // the recovery grace
+	e.waitRequests("StrandedFlowRunCandidates", 3)
 }
 
 func TestRecoveryCreatesTheJobOfARunStrandedInSubmitted(t *testing.T) {
@@ -78,13 +90,14 @@ func TestRecoveryLeavesAFinishedAndDeletedJobAlone(t *testing.T) {
 	run := e.schedule(emulator.FlowRunSpec{})
 	e.start("", quickRecovery)
 	e.waitSubmitted(run.ID)
+	marked := time.Now() // the run's mark is older
 	job := e.jobsFor(run.ID)[0]
 	// The Job finished without the run reporting, and was deleted.
 	background := metav1.DeletePropagationBackground
 	if err := cluster.Client.BatchV1().Jobs(e.ns).Delete(context.Background(), job.Name, metav1.DeleteOptions{PropagationPolicy: &background}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // several recovery passes
+	e.waitRecoveryPasses(marked)
 	if jobs := e.jobsFor(run.ID); len(jobs) != 0 {
 		t.Fatalf("the recovery made the Job again: %s", jobs[0].Name)
 	}
@@ -109,12 +122,13 @@ func TestRecoveryLeavesOtherAgentsRunsAlone(t *testing.T) {
 			if err := other.SetFlowRunState(context.Background(), run.ID, &v, prefect.SubmittedState("Submitted for execution", run.SerializedState, by)); err != nil {
 				t.Fatal(err)
 			}
+			marked := time.Now()
 			e.start("", quickRecovery)
 			eventually(t, "the agent to register", func() bool { return e.em.Requests()["RegisterAgent"] >= 2 })
 			if want := map[string]int{"other-agent": 2, "test-agent": 1}[tc.agent]; len(e.em.Agents()) != want {
 				t.Fatalf("%d registrations, want %d", len(e.em.Agents()), want)
 			}
-			time.Sleep(2 * time.Second) // several recovery passes
+			e.waitRecoveryPasses(marked)
 			if jobs := e.jobsFor(run.ID); len(jobs) != 0 {
 				t.Fatalf("an agent recovered another agent's run: Job %s", jobs[0].Name)
 			}
@@ -127,9 +141,12 @@ func TestDroppedRunsAreNotAskedAboutOnEveryPoll(t *testing.T) {
 	// A Queued run is in the queue but not in the metadata query's answer.
 	e.schedule(emulator.FlowRunSpec{State: "Queued"})
 	e.start("", func(c *Config) { c.Intervals = DefaultIntervals })
-	time.Sleep(4 * time.Second) // polls at 0, 0.5, 1.5 and 3.5 s
+	// Idle polls at 0, 1, 3 and 7 s: once the fourth is sent, the second and
+	// third would each have asked about the run again (the dropped run is
+	// due to be asked about again 10 s on).
+	e.waitRequests("DueFlowRuns", 4)
 	req := e.em.Requests()
-	if req["DueFlowRuns"] < 3 || req["FlowRunsToSubmit"] != 1 {
+	if req["FlowRunsToSubmit"] != 1 {
 		t.Fatalf("%d polls, %d metadata queries: a dropped run should be asked about once per long interval", req["DueFlowRuns"], req["FlowRunsToSubmit"])
 	}
 }

@@ -141,7 +141,9 @@ func TestOnlyMatchingLabelsAreTaken(t *testing.T) {
 	ra := e.start("", func(c *Config) { c.Labels = []string{"k8s", "prod"}; c.Job.Labels = c.Labels })
 	e.waitSubmitted(matching.ID)
 	e.waitSubmitted(subset.ID)
-	time.Sleep(300 * time.Millisecond) // many more polls
+	// Three more polls, each of which would hand the others to workers; the
+	// stop lets a worker handed one finish before they are looked at.
+	e.waitRequests("DueFlowRuns", 3)
 	ra.halt(t)
 	for _, id := range []string{other.ID, unlabelled.ID} {
 		run, _ := e.em.FlowRun(id)
