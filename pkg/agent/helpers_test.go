@@ -132,12 +132,14 @@ func (e *env) waitState(id, state string) emulator.FlowRun {
 // its next request only once it has acted on the answer to the previous one:
 // when the count has grown by n, the agent has acted on at least n-1 answers
 // to requests sent after the call (work it handed to goroutines may still
-// be going on).
-func (e *env) waitRequests(op string, n int) {
+// be going on). happened, when not nil, ends the wait early: it tells that
+// what the test rules out has happened (a loop can stop asking once it did),
+// and the test's assertion then says so.
+func (e *env) waitRequests(op string, n int, happened func() bool) {
 	e.t.Helper()
 	from := e.em.Requests()[op]
 	eventually(e.t, fmt.Sprintf("%d more %s requests (%d so far)", n, op, from), func() bool {
-		return e.em.Requests()[op] >= from+n
+		return e.em.Requests()[op] >= from+n || happened != nil && happened()
 	})
 }
 

@@ -26,7 +26,7 @@ func quickRecovery(c *Config) {
 func (e *env) waitRecoveryPasses(marked time.Time) {
 	e.t.Helper()
 	time.Sleep(time.Until(marked.Add(quickGrace))) // the recovery grace
-	e.waitRequests("StrandedFlowRunCandidates", 3)
+	e.waitRequests("StrandedFlowRunCandidates", 3, nil)
 }
 
 func TestRecoveryCreatesTheJobOfARunStrandedInSubmitted(t *testing.T) {
@@ -137,17 +137,23 @@ func TestRecoveryLeavesOtherAgentsRunsAlone(t *testing.T) {
 }
 
 func TestDroppedRunsAreNotAskedAboutOnEveryPoll(t *testing.T) {
-	e := newEnv(t, emulator.Config{})
+	// Cloud: each poll is get_runs_in_queue, which lists Queued runs. On
+	// Server the agent's own query leaves them out and get_runs_in_queue is
+	// called every 30 s, so a run would not be asked about again within
+	// this test even if dropped runs were not remembered.
+	tenant := emulator.Tenant{ID: "0b7d2c4e-2222-4a2b-9c3d-5e6f7a8b9c0d", Name: "team", Slug: "team"}
+	const key = "pcu_DROPPED"
+	e := newEnv(t, emulator.Config{Backend: emulator.Cloud, Tenants: []emulator.Tenant{tenant}, APIKeys: map[string]string{key: tenant.ID}})
 	// A Queued run is in the queue but not in the metadata query's answer.
-	e.schedule(emulator.FlowRunSpec{State: "Queued"})
-	e.start("", func(c *Config) { c.Intervals = DefaultIntervals })
+	e.schedule(emulator.FlowRunSpec{TenantID: tenant.ID, State: "Queued"})
+	e.start(key, func(c *Config) { c.Backend, c.Job.Backend, c.Intervals = "cloud", "cloud", DefaultIntervals })
 	// Idle polls at 0, 1, 3 and 7 s: once the fourth is sent, the second and
 	// third would each have asked about the run again (the dropped run is
 	// due to be asked about again 10 s on).
-	e.waitRequests("DueFlowRuns", 4)
+	e.waitRequests("GetRunsInQueue", 4, nil)
 	req := e.em.Requests()
 	if req["FlowRunsToSubmit"] != 1 {
-		t.Fatalf("%d polls, %d metadata queries: a dropped run should be asked about once per long interval", req["DueFlowRuns"], req["FlowRunsToSubmit"])
+		t.Fatalf("%d polls, %d metadata queries: a dropped run should be asked about once per long interval", req["GetRunsInQueue"], req["FlowRunsToSubmit"])
 	}
 }
 

@@ -143,7 +143,7 @@ func TestOnlyMatchingLabelsAreTaken(t *testing.T) {
 	e.waitSubmitted(subset.ID)
 	// Three more polls, each of which would hand the others to workers; the
 	// stop lets a worker handed one finish before they are looked at.
-	e.waitRequests("DueFlowRuns", 3)
+	e.waitRequests("DueFlowRuns", 3, nil)
 	ra.halt(t)
 	for _, id := range []string{other.ID, unlabelled.ID} {
 		run, _ := e.em.FlowRun(id)
