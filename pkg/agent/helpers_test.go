@@ -125,9 +125,10 @@ func (e *env) waitState(id, state string) emulator.FlowRun {
 // waitRequests waits until the emulator has received n more requests of the
 // GraphQL operation op than when it was called: a test that rules something
 // out waits this way for the agent to have had its chances. op is an
-// operation name of pkg/prefect's .graphql files: "DueFlowRuns" is a poll
-// (Server), "StrandedFlowRunCandidates" a recovery pass, "CancelledRunsSince"
-// a cancellation check. The emulator counts a request when it arrives
+// operation name of pkg/prefect's .graphql files: "DueFlowRuns" is a poll on
+// Server ("GetRunsInQueue" on Cloud), "StrandedFlowRunCandidates" a recovery
+// pass, "CancelledRunsSince" a cancellation check (sent only while the agent
+// has an unfinished Job). The emulator counts a request when it arrives
 // (refused and failed ones are not counted), and each of those loops sends
 // its next request only once it has acted on the answer to the previous one:
 // when the count has grown by n, the agent has acted on at least n-1 answers
