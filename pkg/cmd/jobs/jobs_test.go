@@ -225,22 +225,36 @@ func TestJobsWatchStreamsNewJobs(t *testing.T) {
 	cmd := NewCmdJobs(configFlags, streams)
 	configFlags.AddFlags(cmd.PersistentFlags())
 	cmd.SetArgs([]string{"--kubeconfig", cluster.Kubeconfig, "-n", ns, "-w", "-o", "name"})
+	// A Job that exists before the watch starts is in its first listing;
+	// the one created after that listing was printed can only come from
+	// the watch.
+	if _, err := cluster.Client.BatchV1().Jobs(ns).Create(context.Background(), agentJob("early-dddd", "early", "old-run", "run-d", testbed.ImageRun, ""), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
-	time.Sleep(500 * time.Millisecond)
+	printed := func(name string) bool {
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(out.String(), name) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		return strings.Contains(out.String(), name)
+	}
+	if !printed("job.batch/early-dddd") {
+		cancel()
+		t.Fatalf("the first listing printed %q, want the Job that existed", out.String())
+	}
 	if _, err := cluster.Client.BatchV1().Jobs(ns).Create(context.Background(), agentJob("late-eeee", "late", "new-run", "run-e", testbed.ImageRun, ""), metav1.CreateOptions{}); err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), "job.batch/late-eeee") && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	streamed := printed("job.batch/late-eeee")
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "job.batch/late-eeee") {
-		t.Fatalf("the watch printed %q", out.String())
+	if !streamed {
+		t.Fatalf("the watch printed %q, want the Job created after its first listing", out.String())
 	}
 }
