@@ -86,8 +86,13 @@ func fixture(t *testing.T) (ns string, now time.Time) {
 			if jobs[i].Status.StartTime == nil || jobStatus(&jobs[i], pods[ns+"/"+jobs[i].Name]) != want[jobs[i].Name] {
 				return false, nil
 			}
-			if t := jobs[i].CreationTimestamp.Time; t.After(now) {
-				now = t
+			// The clock is set 10 h after the last creation or start, so
+			// that AGE and DURATION both read 10h whatever second the Job
+			// controller started a Job in.
+			for _, t := range []time.Time{jobs[i].CreationTimestamp.Time, jobs[i].Status.StartTime.Time} {
+				if t.After(now) {
+					now = t
+				}
 			}
 		}
 		return true, nil
