@@ -11,7 +11,10 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/textlogger"
 
@@ -206,4 +209,152 @@ func (e *env) waitSubmitted(id string) emulator.FlowRun {
 		return run.State == "Submitted" && contains(logsAt(run, "INFO"), "Submitted for execution: Job ")
 	})
 	return run
+}
+
+// jobSyncs reads prefect_agent_job_syncs_total: the Job syncs the agent's
+// Job controller finished, whatever their result.
+func jobSyncs(t *testing.T, ra *runningAgent) float64 {
+	t.Helper()
+	families, err := ra.agent.metrics.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "prefect_agent_job_syncs_total" {
+			continue
+		}
+		var n float64
+		for _, m := range f.GetMetric() {
+			n += m.GetCounter().GetValue()
+		}
+		return n
+	}
+	t.Fatal("the agent's metrics lack prefect_agent_job_syncs_total")
+	return 0
+}
+
+// resync makes the agent's Job controller look again at the Jobs of runs
+// (each named in its run's log) and waits until it has: a test that rules
+// out a second report (or a deletion, a failure) after the first waits this
+// way for the agent to have had its chance, instead of a fixed sleep.
+//
+// The controller syncs a Job only on an event, so resync causes one: it
+// touches (an annotation the agent ignores) the Job's newest pod, so the
+// sync sees the pods at least as the test last saw them; else the Job; once
+// the Job is gone, it records an Event about it that the controller queues
+// the Job on (reason FailedCreate, the UID of no Job), after waiting for the
+// agent's cache to have lost the Job (a sync that starts later finds nothing
+// to report on). Then it waits until the agent has finished one more Job
+// sync per Job touched (prefect_agent_job_syncs_total), and does all that
+// twice. A Job's syncs run one at a time, so when the run's Jobs are the
+// agent's only ones, the second round counts a sync that began after
+// every sync in progress at the first round's count (the one that wrote the
+// report, say) ended; other Jobs' syncs count too, which makes it weaker.
+func (e *env) resync(ra *runningAgent, runIDs ...string) {
+	e.t.Helper()
+	type job struct{ run, name string }
+	var jobs []job
+	for _, id := range runIDs {
+		run, _ := e.em.FlowRun(id)
+		for _, l := range logsAt(run, "INFO") {
+			if _, name, ok := strings.Cut(l, "Submitted for execution: Job "); ok {
+				jobs = append(jobs, job{id, name})
+			}
+		}
+	}
+	if len(jobs) == 0 {
+		e.t.Fatalf("no Job named in the logs of %v", runIDs)
+	}
+	ctx := context.Background()
+	gone := func(j job) bool {
+		_, err := cluster.Client.BatchV1().Jobs(e.ns).Get(ctx, j.name, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			e.t.Fatal(err)
+		}
+		return err != nil
+	}
+	// Two rounds, and one more while a Job went during the last one (the
+	// agent's cache may still have had it).
+	for round := 0; ; round++ {
+		var there []job
+		for _, j := range jobs {
+			if !gone(j) {
+				there = append(there, j)
+				continue
+			}
+			eventually(e.t, "the agent to see Job "+j.name+" gone", func() bool {
+				cached, ok := ra.agent.index.RunJobs(e.ns, j.run)
+				if !ok {
+					return false
+				}
+				for _, c := range cached {
+					if c.Name == j.name {
+						return false
+					}
+				}
+				return true
+			})
+		}
+		from := jobSyncs(e.t, ra)
+		for _, j := range jobs {
+			e.touchJob(j.run, j.name)
+		}
+		eventually(e.t, fmt.Sprintf("%d more Job syncs (%v so far)", len(jobs), from), func() bool {
+			return jobSyncs(e.t, ra) >= from+float64(len(jobs))
+		})
+		went := false
+		for _, j := range there {
+			went = went || gone(j)
+		}
+		if round >= 1 && !went {
+			return
+		}
+	}
+}
+
+// touchJob causes an event the Job controller queues a Job on: an
+// annotation on its newest pod, else on the Job, else (the Job is gone) an
+// Event about it.
+func (e *env) touchJob(runID, name string) {
+	e.t.Helper()
+	ctx := context.Background()
+	patch := []byte(`{"metadata":{"annotations":{"test/poke":"` + time.Now().Format(time.RFC3339Nano) + `"}}}`)
+	pods, err := cluster.Client.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: manifest.LabelFlowRunID + "=" + runID})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var newest *corev1.Pod
+	for i, p := range pods.Items {
+		for _, ref := range p.OwnerReferences {
+			if ref.Kind == "Job" && ref.Name == name && (newest == nil || newest.CreationTimestamp.Before(&p.CreationTimestamp)) {
+				newest = &pods.Items[i]
+			}
+		}
+	}
+	if newest != nil {
+		_, err := cluster.Client.CoreV1().Pods(e.ns).Patch(ctx, newest.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		if err == nil {
+			return
+		}
+		if !apierrors.IsNotFound(err) {
+			e.t.Fatal(err)
+		}
+	}
+	_, err = cluster.Client.BatchV1().Jobs(e.ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err == nil {
+		return
+	}
+	if !apierrors.IsNotFound(err) {
+		e.t.Fatal(err)
+	}
+	now := metav1.Now()
+	ev := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{GenerateName: name + ".poke."},
+		InvolvedObject: corev1.ObjectReference{Kind: "Job", APIVersion: "batch/v1", Namespace: e.ns, Name: name},
+		Reason:         "FailedCreate", Message: "test: poke a Job that is gone", Type: corev1.EventTypeNormal,
+		Source: corev1.EventSource{Component: "test"}, FirstTimestamp: now, LastTimestamp: now, Count: 1,
+	}
+	if _, err := cluster.Client.CoreV1().Events(e.ns).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
 }

@@ -55,10 +55,11 @@ func (e *env) waitFailed(id, want string) emulator.FlowRun {
 	return run
 }
 
-// stillOneError checks, a while later, that nothing was reported again.
-func (e *env) stillOneError(id string) {
+// stillOneError checks that nothing was reported again once the agent has
+// looked at the run's Job again (or seen it gone).
+func (e *env) stillOneError(ra *runningAgent, id string) {
 	e.t.Helper()
-	time.Sleep(time.Second)
+	e.resync(ra, id)
 	run, _ := e.em.FlowRun(id)
 	if errs := logsAt(run, "ERROR"); len(errs) != 1 {
 		e.t.Fatalf("%d ERROR lines after a while, want 1: %q", len(errs), errs)
@@ -74,11 +75,11 @@ func TestImagePullFailureIsReportedOnce(t *testing.T) {
 	e := newEnv(t, emulator.Config{})
 	run := e.schedule(imageRun(t, testbed.ImageImagePull, nil))
 	start := time.Now()
-	e.start("", managed(true))
+	ra := e.start("", managed(true))
 	e.waitFailed(run.ID, `cannot pull image "testbed.invalid/fate:image-pull" (ErrImagePull)`)
 	t.Logf("reported %s after the agent started", time.Since(start).Round(10*time.Millisecond))
 	e.waitJobGone(run.ID)
-	e.stillOneError(run.ID)
+	e.stillOneError(ra, run.ID)
 }
 
 func TestUnschedulableRunWaitsThenGivesUp(t *testing.T) {
@@ -112,7 +113,7 @@ func TestUnschedulableRunWaitsThenGivesUp(t *testing.T) {
 	}
 	// Given up: deleted even with --delete-finished-jobs=false, so it cannot start later.
 	e.waitJobGone(run.ID)
-	e.stillOneError(run.ID)
+	e.stillOneError(ra, run.ID)
 }
 
 func TestCrashingAndOOMKilledPods(t *testing.T) {
@@ -123,10 +124,10 @@ func TestCrashingAndOOMKilledPods(t *testing.T) {
 		t.Run(tc.image, func(t *testing.T) {
 			e := newEnv(t, emulator.Config{})
 			run := e.schedule(imageRun(t, tc.image, nil))
-			e.start("", managed(true))
+			ra := e.start("", managed(true))
 			e.waitFailed(run.ID, tc.want)
 			e.waitJobGone(run.ID)
-			e.stillOneError(run.ID)
+			e.stillOneError(ra, run.ID)
 		})
 	}
 }
@@ -136,7 +137,7 @@ func TestSucceededJobsAreDeletedOrKept(t *testing.T) {
 		t.Run(fmt.Sprintf("delete-finished-jobs=%v", del), func(t *testing.T) {
 			e := newEnv(t, emulator.Config{})
 			run := e.schedule(emulator.FlowRunSpec{})
-			e.start("", managed(del))
+			ra := e.start("", managed(del))
 			e.waitSubmitted(run.ID)
 			eventually(t, "the WARNING that the flow never reported", func() bool {
 				r, _ := e.em.FlowRun(run.ID)
@@ -146,7 +147,8 @@ func TestSucceededJobsAreDeletedOrKept(t *testing.T) {
 				e.waitJobGone(run.ID)
 				return
 			}
-			time.Sleep(500 * time.Millisecond)
+			// Kept, and warned about once, after the agent looked at it again.
+			e.resync(ra, run.ID)
 			if found := e.jobsFor(run.ID); len(found) != 1 || found[0].Status.Succeeded != 1 {
 				t.Fatalf("the succeeded Job should be kept: %d Jobs", len(found))
 			}
@@ -192,7 +194,7 @@ func TestDeniedPodFailsAtOnce(t *testing.T) {
 		return apierrors.IsForbidden(err) || apierrors.IsInvalid(err)
 	})
 	run := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": "2"}))
-	e.start("", managed(false))
+	ra := e.start("", managed(false))
 	// The denial reaches the agent as the Job controller's FailedCreate event,
 	// which a controller-manager busy with the suite's earlier namespaces can
 	// be slow to write: wait for the event itself first, and say so if it
@@ -209,7 +211,7 @@ func TestDeniedPodFailsAtOnce(t *testing.T) {
 		t.Errorf("a denial is not a wait: %q", logsAt(got, "WARNING"))
 	}
 	e.waitJobGone(run.ID)
-	e.stillOneError(run.ID)
+	e.stillOneError(ra, run.ID)
 }
 
 func TestRestartedAgentReportsNothingTwice(t *testing.T) {
@@ -227,7 +229,9 @@ func TestRestartedAgentReportsNothingTwice(t *testing.T) {
 	crash := e.schedule(imageRun(t, testbed.ImageExit1, nil))
 	second := e.start("", managed(false))
 	e.waitFailed(crash.ID, "exit code 1")
-	time.Sleep(time.Second)
+	// The second agent looks at the first one's Jobs again: what they
+	// record keeps it from reporting their problems twice.
+	e.resync(second, crashed.ID, done.ID)
 	second.halt(t)
 	for _, id := range []string{crashed.ID, done.ID} {
 		r, _ := e.em.FlowRun(id)
@@ -327,10 +331,11 @@ func TestKeepFailedJobsKeepsOnlyFailedOnes(t *testing.T) {
 	e := newEnv(t, emulator.Config{})
 	bad := e.schedule(imageRun(t, testbed.ImageExit1, nil))
 	good := e.schedule(emulator.FlowRunSpec{})
-	e.start("", func(c *Config) { managed(true)(c); c.Manage.KeepFailedJobs = true })
+	ra := e.start("", func(c *Config) { managed(true)(c); c.Manage.KeepFailedJobs = true })
 	e.waitFailed(bad.ID, "exit code 1")
 	e.waitJobGone(good.ID)
-	time.Sleep(500 * time.Millisecond)
+	// Kept once the agent looked at both Jobs again.
+	e.resync(ra, bad.ID, good.ID)
 	if len(e.jobsFor(bad.ID)) != 1 {
 		t.Fatalf("the failed Job was deleted despite --keep-failed-jobs")
 	}

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -152,7 +153,7 @@ func TestSidecarExitDoesNotFailTheRun(t *testing.T) {
 		"containers": []any{map[string]any{"name": "flow"}, map[string]any{"name": "proxy", "image": "envoyproxy/envoy:v1.31"}},
 	}}}}
 	run := e.schedule(imageRun(t, testbed.ImageSidecarExit1, map[string]any{"job_template": template}))
-	e.start("", managed(true))
+	ra := e.start("", managed(true))
 	e.waitSubmitted(run.ID)
 	eventually(t, "the sidecar to exit 1", func() bool {
 		pods, _ := cluster.Client.CoreV1().Pods(e.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "prefect.io/flow_run_id=" + run.ID})
@@ -165,7 +166,8 @@ func TestSidecarExitDoesNotFailTheRun(t *testing.T) {
 		}
 		return false
 	})
-	time.Sleep(1500 * time.Millisecond)
+	// The agent looks at the pod again, as it is now.
+	e.resync(ra, run.ID)
 	r, _ := e.em.FlowRun(run.ID)
 	if r.State != "Submitted" || len(logsAt(r, "ERROR")) > 0 {
 		t.Fatalf("a sidecar's exit failed the run: %s %q", r.State, logsAt(r, "ERROR"))
@@ -179,7 +181,7 @@ func TestEvictionReachesTheRunAndOneFreshStart(t *testing.T) {
 	skipShort(t)
 	e := newEnv(t, emulator.Config{})
 	run := e.schedule(imageRun(t, testbed.ImageRun, nil))
-	e.start("", managed(false))
+	ra := e.start("", managed(false))
 	e.waitSubmitted(run.ID)
 	pod := e.runningPod(run.ID)
 	evicted := time.Now()
@@ -194,7 +196,12 @@ func TestEvictionReachesTheRunAndOneFreshStart(t *testing.T) {
 	if replacement.Name == pod.Name {
 		t.Fatalf("no replacement pod")
 	}
-	time.Sleep(1500 * time.Millisecond)
+	eventually(t, "the evicted pod to be gone", func() bool {
+		_, err := cluster.Client.CoreV1().Pods(e.ns).Get(context.Background(), pod.Name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
+	// The agent looks at the Job and its pods again, as they are now.
+	e.resync(ra, run.ID)
 	r, _ := e.em.FlowRun(run.ID)
 	if r.State != "Submitted" || everFailed(r) || len(logsAt(r, "ERROR")) > 0 {
 		t.Fatalf("an evicted run the Job carries on with is %s: %+v", r.State, r.Logs)
@@ -298,7 +305,7 @@ func TestReportWaitsForPrefectAndKeepsTheJob(t *testing.T) {
 	e.em.SetFaults(emulator.Faults{})
 	e.waitFailed(run.ID, "Gave up after waiting")
 	e.waitJobGone(run.ID)
-	e.stillOneError(run.ID)
+	e.stillOneError(ra, run.ID)
 }
 
 func TestMissingWatchVerbIsNamed(t *testing.T) {
@@ -395,16 +402,21 @@ func TestScaleUpExtendsTheWait(t *testing.T) {
 	e := newEnv(t, emulator.Config{})
 	grows := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": testbed.UnschedulableCPU}))
 	never := e.schedule(imageRun(t, "prefecthq/prefect:1.4.1", map[string]any{"cpu_request": testbed.UnschedulableCPU}))
-	e.start("", func(c *Config) {
+	const timeout = 6 * time.Second
+	ra := e.start("", func(c *Config) {
 		managed(false)(c)
-		c.Manage.Pending.UnschedulableTimeout = 6 * time.Second
+		c.Manage.Pending.UnschedulableTimeout = timeout
 	})
-	e.autoscalerEvent(e.pendingPod(grows.ID), "TriggeredScaleUp", "pod triggered scale-up: [{gpu-pool 0->1 (max: 4)}]")
+	growing := e.pendingPod(grows.ID)
+	e.autoscalerEvent(growing, "TriggeredScaleUp", "pod triggered scale-up: [{gpu-pool 0->1 (max: 4)}]")
 	e.autoscalerEvent(e.pendingPod(never.ID), "NotTriggerScaleUp", "pod didn't trigger scale-up: 1 max node group size reached")
 	e.warned(grows.ID, "cluster-autoscaler is adding a node")
 	e.warned(never.ID, "no node group can fit it")
 	e.waitFailed(never.ID, "Gave up after waiting")
-	time.Sleep(time.Second)
+	// Its pod has waited longer than the unschedulable timeout (counted
+	// from its creation) by the time the agent looks at both Jobs again.
+	time.Sleep(time.Until(growing.CreationTimestamp.Add(timeout)))
+	e.resync(ra, grows.ID, never.ID)
 	if r, _ := e.em.FlowRun(grows.ID); r.State != "Submitted" || len(e.jobsFor(grows.ID)) != 1 {
 		t.Fatalf("a pod cluster-autoscaler scales up for was given up after the unschedulable timeout: %s", r.State)
 	}
@@ -416,7 +428,7 @@ func TestEvictedJobThatGivesUpIsRescheduledOnce(t *testing.T) {
 	template := map[string]any{"apiVersion": "batch/v1", "kind": "Job", "spec": map[string]any{"backoffLimit": 0,
 		"template": map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "flow"}}}}}}
 	run := e.schedule(imageRun(t, testbed.ImageRun, map[string]any{"job_template": template}))
-	e.start("", managed(false))
+	ra := e.start("", managed(false))
 	e.waitSubmitted(run.ID)
 	pod := e.runningPod(run.ID)
 	if err := cluster.Client.CoreV1().Pods(e.ns).EvictV1(context.Background(), &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: e.ns}}); err != nil {
@@ -424,7 +436,10 @@ func TestEvictedJobThatGivesUpIsRescheduledOnce(t *testing.T) {
 	}
 	e.warned(run.ID, "rescheduled for a fresh attempt")
 	eventually(t, "a second Job for the rescheduled run", func() bool { return len(e.jobsFor(run.ID)) == 2 })
-	time.Sleep(1500 * time.Millisecond)
+	// Once the second Job's pod runs, the agent looks at both Jobs again:
+	// the first, which gave up, must not reschedule the run a second time.
+	e.runningPod(run.ID)
+	e.resync(ra, run.ID)
 	r, _ := e.em.FlowRun(run.ID)
 	scheduled := 0
 	for _, s := range r.States {

@@ -395,12 +395,15 @@ func (c *Controller) worker(ctx context.Context) {
 			defer c.queue.Done(key)
 			syncCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), syncTimeout)
 			defer cancel()
-			if err := c.sync(syncCtx, key); err != nil {
+			err := c.sync(syncCtx, key)
+			if err != nil {
 				klog.FromContext(ctx).Error(err, "Managing Job failed; will retry", "job", key)
 				c.queue.AddRateLimited(key)
-				return
+			} else {
+				c.queue.Forget(key)
 			}
-			c.queue.Forget(key)
+			// Counted once the sync is over and the key requeued or forgotten.
+			c.metrics.countSync(err)
 		}()
 	}
 }
