@@ -59,7 +59,7 @@ func TestRunFinishedByHandLosesItsJobAfterTheGrace(t *testing.T) {
 	run := e.schedule(imageRun(t, testbed.ImageRun, nil))
 	ra := e.start("", func(c *Config) {
 		managed(false)(c)
-		c.Manage.FinishedRunGrace, c.Manage.DriftCheckInterval = 2*time.Second, 200*time.Millisecond
+		c.Manage.FinishedRunGrace, c.Manage.CancelCheckInterval = 2*time.Second, 200*time.Millisecond
 	})
 	e.runningPod(run.ID)
 	if _, err := e.em.SetFlowRunState(run.ID, "Success", "set by hand"); err != nil {
@@ -73,5 +73,39 @@ func TestRunFinishedByHandLosesItsJobAfterTheGrace(t *testing.T) {
 	}
 	if n := driftCount(t, ra, jobs.DriftRunFinished); n != 1 {
 		t.Fatalf("prefect_agent_drift_total{kind=%q} = %v, want 1", jobs.DriftRunFinished, n)
+	}
+}
+
+// TestRunFinishedThenRunningAgainKeepsItsJob: a run seen finished while its
+// pod runs, then set Running again within the grace (its state corrected by
+// hand), keeps its Job: the states are read once more before a deletion.
+func TestRunFinishedThenRunningAgainKeepsItsJob(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	run := e.schedule(imageRun(t, testbed.ImageRun, nil))
+	ra := e.start("", func(c *Config) {
+		managed(false)(c)
+		c.Manage.FinishedRunGrace, c.Manage.CancelCheckInterval = 2*time.Second, 200*time.Millisecond
+	})
+	e.runningPod(run.ID)
+	if _, err := e.em.SetFlowRunState(run.ID, "Success", "set by hand"); err != nil {
+		t.Fatal(err)
+	}
+	// Two checks after the change: the agent has seen the run finished.
+	e.waitRequests("EndedRunsSince", 2, nil)
+	if _, err := e.em.SetFlowRunState(run.ID, "Running", "set back by hand"); err != nil {
+		t.Fatal(err)
+	}
+	// The grace ends: the agent reads the run's state again before deleting.
+	e.waitRequests("FlowRunStates", 1, func() bool { return len(e.jobsFor(run.ID)) == 0 })
+	e.waitRequests("EndedRunsSince", 2, func() bool { return len(e.jobsFor(run.ID)) == 0 })
+	got, _ := e.em.FlowRun(run.ID)
+	if jobs := e.jobsFor(run.ID); len(jobs) != 1 || jobs[0].DeletionTimestamp != nil {
+		t.Fatalf("the Job of a run that is Running again was deleted: %d Jobs; warnings %q", len(jobs), logsAt(got, "WARNING"))
+	}
+	if contains(logsAt(got, "WARNING"), "in Prefect but its pod still ran") {
+		t.Fatalf("warnings %q", logsAt(got, "WARNING"))
+	}
+	if n := driftCount(t, ra, jobs.DriftRunFinished); n != 0 {
+		t.Fatalf("prefect_agent_drift_total{kind=%q} = %v, want 0", jobs.DriftRunFinished, n)
 	}
 }

@@ -130,7 +130,7 @@ func (e *env) waitState(id, state string) emulator.FlowRun {
 // out waits this way for the agent to have had its chances. op is an
 // operation name of pkg/prefect's .graphql files: "DueFlowRuns" is a poll on
 // Server ("GetRunsInQueue" on Cloud), "StrandedFlowRunCandidates" a recovery
-// pass, "CancelledRunsSince" a cancellation check (sent only while the agent
+// pass, "EndedRunsSince" a check for cancelled or finished runs (sent only while the agent
 // has an unfinished Job). The emulator counts a request when it arrives
 // (refused and failed ones are not counted), and each of those loops sends
 // its next request only once it has acted on the answer to the previous one:

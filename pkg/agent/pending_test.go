@@ -240,7 +240,7 @@ func TestCancellingRunBeforeItsFlowStarted(t *testing.T) {
 		r, _ := e.em.FlowRun(running.ID)
 		return r.State == "Cancelling" && len(e.jobsFor(running.ID)) == 1
 	}
-	e.waitRequests("CancelledRunsSince", 3, func() bool { return !leftAlone() })
+	e.waitRequests("EndedRunsSince", 3, func() bool { return !leftAlone() })
 	if r, _ := e.em.FlowRun(running.ID); r.State != "Cancelling" || len(e.jobsFor(running.ID)) != 1 {
 		t.Fatalf("the running flow was not left to cancel itself: %s, %d Jobs", r.State, len(e.jobsFor(running.ID)))
 	}
@@ -267,7 +267,7 @@ func TestCancellationCheckIsOneRequestPerInterval(t *testing.T) {
 	window := 3 * time.Second
 	time.Sleep(window)
 	after := e.em.Requests()
-	checks := after["CancelledRunsSince"] - before["CancelledRunsSince"]
+	checks := after["EndedRunsSince"] - before["EndedRunsSince"]
 	if max := int(window/interval) + 1; checks < 5 || checks > max {
 		t.Fatalf("%d cancellation requests in %s with %d Jobs, want about one per %s (at most %d)", checks, window, runs, interval, max)
 	}

@@ -5,10 +5,11 @@ import (
 	"time"
 )
 
-// CancelledRunsSince returns the runs that became Cancelling or Cancelled at
-// or after since, in one request, with their current versions.
-func (c *Client) CancelledRunsSince(ctx context.Context, since time.Time) ([]RunState, error) {
-	resp, err := CancelledRunsSince(ctx, c.gql, since.UTC())
+// EndedRunsSince returns the runs that became Cancelling or reached a final
+// state (Success, Failed, Cancelled...) at or after since, in one request,
+// with their current versions.
+func (c *Client) EndedRunsSince(ctx context.Context, since time.Time) ([]RunState, error) {
+	resp, err := EndedRunsSince(ctx, c.gql, endedTypes(), since.UTC())
 	if err != nil {
 		return nil, err
 	}

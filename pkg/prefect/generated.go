@@ -26,30 +26,6 @@ type AuthInfoTenantResponse struct {
 // GetAuth_info returns AuthInfoTenantResponse.Auth_info, and is useful for accessing the field via an interface.
 func (v *AuthInfoTenantResponse) GetAuth_info() AuthInfoTenantAuth_info { return v.Auth_info }
 
-// CancelledRunsSinceFlow_run includes the requested fields of the GraphQL type flow_run.
-type CancelledRunsSinceFlow_run struct {
-	Id      string `json:"id"`
-	Version int    `json:"version"`
-	State   string `json:"state"`
-}
-
-// GetId returns CancelledRunsSinceFlow_run.Id, and is useful for accessing the field via an interface.
-func (v *CancelledRunsSinceFlow_run) GetId() string { return v.Id }
-
-// GetVersion returns CancelledRunsSinceFlow_run.Version, and is useful for accessing the field via an interface.
-func (v *CancelledRunsSinceFlow_run) GetVersion() int { return v.Version }
-
-// GetState returns CancelledRunsSinceFlow_run.State, and is useful for accessing the field via an interface.
-func (v *CancelledRunsSinceFlow_run) GetState() string { return v.State }
-
-// CancelledRunsSinceResponse is returned by CancelledRunsSince on success.
-type CancelledRunsSinceResponse struct {
-	Flow_run []CancelledRunsSinceFlow_run `json:"flow_run"`
-}
-
-// GetFlow_run returns CancelledRunsSinceResponse.Flow_run, and is useful for accessing the field via an interface.
-func (v *CancelledRunsSinceResponse) GetFlow_run() []CancelledRunsSinceFlow_run { return v.Flow_run }
-
 // DefaultServerTenantResponse is returned by DefaultServerTenant on success.
 type DefaultServerTenantResponse struct {
 	Tenant []DefaultServerTenantTenant `json:"tenant"`
@@ -81,6 +57,30 @@ type DueFlowRunsResponse struct {
 
 // GetFlow_run returns DueFlowRunsResponse.Flow_run, and is useful for accessing the field via an interface.
 func (v *DueFlowRunsResponse) GetFlow_run() []DueFlowRunsFlow_run { return v.Flow_run }
+
+// EndedRunsSinceFlow_run includes the requested fields of the GraphQL type flow_run.
+type EndedRunsSinceFlow_run struct {
+	Id      string `json:"id"`
+	Version int    `json:"version"`
+	State   string `json:"state"`
+}
+
+// GetId returns EndedRunsSinceFlow_run.Id, and is useful for accessing the field via an interface.
+func (v *EndedRunsSinceFlow_run) GetId() string { return v.Id }
+
+// GetVersion returns EndedRunsSinceFlow_run.Version, and is useful for accessing the field via an interface.
+func (v *EndedRunsSinceFlow_run) GetVersion() int { return v.Version }
+
+// GetState returns EndedRunsSinceFlow_run.State, and is useful for accessing the field via an interface.
+func (v *EndedRunsSinceFlow_run) GetState() string { return v.State }
+
+// EndedRunsSinceResponse is returned by EndedRunsSince on success.
+type EndedRunsSinceResponse struct {
+	Flow_run []EndedRunsSinceFlow_run `json:"flow_run"`
+}
+
+// GetFlow_run returns EndedRunsSinceResponse.Flow_run, and is useful for accessing the field via an interface.
+func (v *EndedRunsSinceResponse) GetFlow_run() []EndedRunsSinceFlow_run { return v.Flow_run }
 
 // FlowRunHistoryFlow_run_by_pkFlow_run includes the requested fields of the GraphQL type flow_run.
 type FlowRunHistoryFlow_run_by_pkFlow_run struct {
@@ -1258,14 +1258,6 @@ type Write_run_logs_input struct {
 // GetLogs returns Write_run_logs_input.Logs, and is useful for accessing the field via an interface.
 func (v *Write_run_logs_input) GetLogs() []Write_run_log_input { return v.Logs }
 
-// __CancelledRunsSinceInput is used internally by genqlient
-type __CancelledRunsSinceInput struct {
-	Since time.Time `json:"since"`
-}
-
-// GetSince returns __CancelledRunsSinceInput.Since, and is useful for accessing the field via an interface.
-func (v *__CancelledRunsSinceInput) GetSince() time.Time { return v.Since }
-
 // __DueFlowRunsInput is used internally by genqlient
 type __DueFlowRunsInput struct {
 	TenantId    string          `json:"tenantId"`
@@ -1293,6 +1285,18 @@ func (v *__DueFlowRunsInput) GetSkip() []string { return v.Skip }
 
 // GetLimit returns __DueFlowRunsInput.Limit, and is useful for accessing the field via an interface.
 func (v *__DueFlowRunsInput) GetLimit() int { return v.Limit }
+
+// __EndedRunsSinceInput is used internally by genqlient
+type __EndedRunsSinceInput struct {
+	States []string  `json:"states"`
+	Since  time.Time `json:"since"`
+}
+
+// GetStates returns __EndedRunsSinceInput.States, and is useful for accessing the field via an interface.
+func (v *__EndedRunsSinceInput) GetStates() []string { return v.States }
+
+// GetSince returns __EndedRunsSinceInput.Since, and is useful for accessing the field via an interface.
+func (v *__EndedRunsSinceInput) GetSince() time.Time { return v.Since }
 
 // __FlowRunHistoryInput is used internally by genqlient
 type __FlowRunHistoryInput struct {
@@ -1496,45 +1500,6 @@ func AuthInfoTenant(
 	return data_, err_
 }
 
-// The query executed by CancelledRunsSince.
-const CancelledRunsSince_Operation = `
-query CancelledRunsSince ($since: timestamptz!) {
-	flow_run(where: {state:{_in:["Cancelling","Cancelled"]},state_timestamp:{_gte:$since}}) {
-		id
-		version
-		state
-	}
-}
-`
-
-// The runs that became Cancelling or Cancelled at or after $since: one
-// request per check, whatever the number of Jobs; the agent intersects the
-// answer with its Job cache.
-func CancelledRunsSince(
-	ctx_ context.Context,
-	client_ graphql.Client,
-	since time.Time,
-) (data_ *CancelledRunsSinceResponse, err_ error) {
-	req_ := &graphql.Request{
-		OpName: "CancelledRunsSince",
-		Query:  CancelledRunsSince_Operation,
-		Variables: &__CancelledRunsSinceInput{
-			Since: since,
-		},
-	}
-
-	data_ = &CancelledRunsSinceResponse{}
-	resp_ := &graphql.Response{Data: data_}
-
-	err_ = client_.MakeRequest(
-		ctx_,
-		req_,
-		resp_,
-	)
-
-	return data_, err_
-}
-
 // The query executed by DefaultServerTenant.
 const DefaultServerTenant_Operation = `
 query DefaultServerTenant {
@@ -1617,6 +1582,48 @@ func DueFlowRuns(
 	}
 
 	data_ = &DueFlowRunsResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The query executed by EndedRunsSince.
+const EndedRunsSince_Operation = `
+query EndedRunsSince ($states: [String!]!, $since: timestamptz!) {
+	flow_run(where: {state:{_in:$states},state_timestamp:{_gte:$since}}) {
+		id
+		version
+		state
+	}
+}
+`
+
+// The runs that became Cancelling or reached a final state at or after
+// $since ($states: Cancelling and the Finished family): one request per
+// check, whatever the number of Jobs; the agent intersects the answer with
+// its Job cache.
+func EndedRunsSince(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	states []string,
+	since time.Time,
+) (data_ *EndedRunsSinceResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "EndedRunsSince",
+		Query:  EndedRunsSince_Operation,
+		Variables: &__EndedRunsSinceInput{
+			States: states,
+			Since:  since,
+		},
+	}
+
+	data_ = &EndedRunsSinceResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(

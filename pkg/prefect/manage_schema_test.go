@@ -7,7 +7,7 @@ import (
 // TestManageOperationsValidate checks job management's operations against
 // the full Prefect schema and the project's copy.
 func TestManageOperationsValidate(t *testing.T) {
-	checkOperations(t, "manage.graphql", "CancelledRunsSince")
+	checkOperations(t, "manage.graphql", "EndedRunsSince")
 }
 
 // TestObserveOperationsValidate checks the plugin's read-only operations

@@ -134,11 +134,21 @@ func ScheduledFamily(stateType string) bool {
 	return false
 }
 
+// finishedTypes are the state types of Prefect 1's Finished family.
+var finishedTypes = []string{"Success", "Failed", "Cancelled", "Skipped", "Mapped", "Cached", "Looped", "TimedOut", "TriggerFailed", "ValidationFailed"}
+
 // Finished tells whether a state type is in Prefect's Finished family.
 func Finished(stateType string) bool {
-	switch stateType {
-	case "Success", "Failed", "Cancelled", "Skipped", "Mapped", "Cached", "Looped", "TimedOut", "TriggerFailed", "ValidationFailed":
-		return true
+	for _, t := range finishedTypes {
+		if t == stateType {
+			return true
+		}
 	}
 	return false
+}
+
+// endedTypes are the state types after which a run's Job has nothing left
+// to do or is told to stop: Cancelling and the Finished family.
+func endedTypes() []string {
+	return append([]string{"Cancelling"}, finishedTypes...)
 }

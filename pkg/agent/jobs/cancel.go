@@ -3,75 +3,13 @@ package jobs
 import (
 	"context"
 	"fmt"
-	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
-
-// cancelOverlap is how far each cancellation check reaches back before the
-// previous one, to cover clock skew between the agent and whoever set the
-// state (state_timestamp is the setter's time).
-const cancelOverlap = time.Minute
-
-// checkCancellations asks Prefect, in one request, for the runs that became
-// Cancelling or Cancelled since the last check, and acts on those that have
-// a Job here. A Cancelled run's Job is deleted. A Cancelling run whose flow
-// never started (no pod, or a pod still pending) has its Job deleted and is
-// set Cancelled; a running flow cancels itself, as Prefect 1's flow runner
-// does, and is left alone.
-func (c *Controller) checkCancellations(ctx context.Context) {
-	log := klog.FromContext(ctx)
-	now := c.now()
-	oldest, active := time.Time{}, false
-	for _, obj := range c.jobs.GetIndexer().List() {
-		cached, ok := obj.(*cachedJob)
-		if !ok || cached.Labels[manifest.LabelFlowRunID] == "" || cached.DeletionTimestamp != nil || cached.finished() {
-			continue
-		}
-		if !active || cached.CreationTimestamp.Time.Before(oldest) {
-			oldest = cached.CreationTimestamp.Time
-		}
-		active = true
-	}
-	if !active {
-		// A Job created from now on can only be cancelled from now on.
-		c.cancelSince = now.Add(-cancelOverlap)
-		return
-	}
-	since := c.cancelSince
-	if since.IsZero() {
-		// First check: whatever happened since the oldest Job was created.
-		since = oldest.Add(-cancelOverlap)
-	}
-	runs, err := c.prefect.CancelledRunsSince(ctx, since)
-	if err != nil {
-		log.Error(err, "Asking Prefect for cancelled flow runs")
-		return
-	}
-	handled := true
-	for _, run := range runs {
-		objs, _ := c.jobs.GetIndexer().ByIndex(byFlowRun, run.ID)
-		for _, obj := range objs {
-			cached, ok := obj.(*cachedJob)
-			if !ok || cached.DeletionTimestamp != nil || cached.finished() {
-				continue
-			}
-			job := cached.job()
-			if err := c.cancel(ctx, job, run); err != nil {
-				log.Error(err, "Cancelling a flow run's Job; will try again", "job", klog.KObj(job), "flowRun", run.ID)
-				handled = false
-			}
-		}
-	}
-	if handled {
-		c.cancelSince = now.Add(-cancelOverlap)
-	}
-}
 
 // cancel acts on one Job of a run in Cancelling or Cancelled.
 func (c *Controller) cancel(ctx context.Context, job *batchv1.Job, run prefect.RunState) error {

@@ -52,7 +52,8 @@ type Config struct {
 	// Pending says how long a Job whose flow has not started may wait, by
 	// reason (DefaultPendingPolicy when nil).
 	Pending *PendingPolicy
-	// CancelCheckInterval is how often Prefect is asked for cancelled runs.
+	// CancelCheckInterval is how often Prefect is asked for the runs that
+	// were cancelled or finished since the last check (ended.go).
 	CancelCheckInterval time.Duration
 	// Workers process Jobs in parallel (Run's default).
 	Workers int
@@ -60,9 +61,9 @@ type Config struct {
 	// output go into the run log (0: DefaultFailedPodLogLines; below 0: none).
 	FailedPodLogLines int
 	// FinishedRunGrace is how long a run may be finished in Prefect while its
-	// pod still runs before its Job is deleted (DefaultFinishedRunGrace when 0);
-	// DriftCheckInterval is how often that is checked.
-	FinishedRunGrace, DriftCheckInterval time.Duration
+	// pod still runs before its Job is deleted (DefaultFinishedRunGrace when
+	// 0); it is looked at with each cancellation check.
+	FinishedRunGrace time.Duration
 	// HeartbeatInterval is how often the runs the controller holds on
 	// purpose get a heartbeat (heartbeat.go).
 	HeartbeatInterval time.Duration
@@ -74,7 +75,7 @@ type Prefect interface {
 	FlowRunStates(ctx context.Context, ids []string) (map[string]prefect.RunState, error)
 	SetFlowRunState(ctx context.Context, id string, version *int, state json.RawMessage) error
 	ReadHistory(ctx context.Context, id string, taskRunIDs []string) (prefect.RunHistory, error)
-	CancelledRunsSince(ctx context.Context, since time.Time) ([]prefect.RunState, error)
+	EndedRunsSince(ctx context.Context, since time.Time) ([]prefect.RunState, error)
 	RunningTaskRunsBefore(ctx context.Context, flowRunID string, before time.Time) (string, []prefect.StaleTaskRun, error)
 	HandBack(ctx context.Context, tr prefect.StaleTaskRun, message string) (bool, error)
 	Heartbeat(ctx context.Context, id string) error
@@ -148,10 +149,11 @@ type Controller struct {
 	goneMu sync.Mutex
 	gone   map[string][]*cachedPod
 
-	// cancelSince is where the next cancellation check starts.
-	cancelSince time.Time
+	// endedSince is where the next check for ended runs starts (ended.go);
+	// zero until the first check read the runs' states.
+	endedSince time.Time
 	// finishedSince is when each finished run with a running pod was first
-	// seen so (drift.go); only checkFinishedRuns uses it.
+	// seen so (drift.go); only the ended-run check uses it.
 	finishedSince map[string]time.Time
 }
 
@@ -168,7 +170,10 @@ const (
 
 // Defaults of the controller's settings.
 const (
-	DefaultCancelCheckInterval = 10 * time.Second
+	// DefaultCancelCheckInterval keeps the agent's steady Prefect traffic
+	// at 15 requests a minute: 6 polls, 5 of these checks, 2 recovery
+	// passes and 2 queue calls.
+	DefaultCancelCheckInterval = 12 * time.Second
 	DefaultWorkers             = 4
 	// DefaultHeartbeatInterval is well inside Lazarus' 10 min.
 	DefaultHeartbeatInterval = 2 * time.Minute
@@ -189,9 +194,6 @@ func NewController(deps Dependencies, cfg Config) *Controller {
 	}
 	if cfg.FinishedRunGrace <= 0 {
 		cfg.FinishedRunGrace = DefaultFinishedRunGrace
-	}
-	if cfg.DriftCheckInterval <= 0 {
-		cfg.DriftCheckInterval = DefaultDriftCheckInterval
 	}
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval
@@ -362,17 +364,12 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	running.Add(1)
 	go func() {
 		defer running.Done()
-		wait.UntilWithContext(ctx, c.checkCancellations, c.cfg.CancelCheckInterval)
+		wait.UntilWithContext(ctx, c.checkEndedRuns, c.cfg.CancelCheckInterval)
 	}()
 	running.Add(1)
 	go func() {
 		defer running.Done()
 		wait.UntilWithContext(ctx, c.sendHeartbeats, c.cfg.HeartbeatInterval)
-	}()
-	running.Add(1)
-	go func() {
-		defer running.Done()
-		wait.UntilWithContext(ctx, c.checkFinishedRuns, c.cfg.DriftCheckInterval)
 	}()
 	<-ctx.Done()
 	// Let each worker finish the Job in hand, so a report is never left

@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 
-	"github.com/kubectl-prefect/kubectl-prefect/pkg/manifest"
 	"github.com/kubectl-prefect/kubectl-prefect/pkg/prefect"
 )
 
@@ -26,13 +25,12 @@ const (
 	DriftOtherSubmission = "report-for-other-submission"
 )
 
-// Defaults of the finished-run check.
-const (
-	DefaultFinishedRunGrace   = 2 * time.Minute
-	DefaultDriftCheckInterval = 15 * time.Second
-	// driftPage is how many run ids go into one FlowRunStates request.
-	driftPage = 500
-)
+// DefaultFinishedRunGrace is how long a run may be finished in Prefect
+// while its pod still runs before its Job is deleted.
+const DefaultFinishedRunGrace = 2 * time.Minute
+
+// statesPage is how many run ids go into one FlowRunStates request.
+const statesPage = 500
 
 // podStillRuns tells whether a Job has a pod that runs or may still start.
 func podStillRuns(pods []*corev1.Pod) bool {
@@ -44,66 +42,49 @@ func podStillRuns(pods []*corev1.Pod) bool {
 	return false
 }
 
-// checkFinishedRuns asks Prefect, a page of runs per request, for the states
-// of the runs whose Jobs still have a pod that runs. A run seen finished for
-// FinishedRunGrace while its pod still runs (someone set it Failed, Success
-// or Cancelled by hand, or the flow's process hangs after reporting) has its
-// Job deleted, with a line on the run, an Event on the Job and a count.
-func (c *Controller) checkFinishedRuns(ctx context.Context) {
+// deleteDrifted deletes the Jobs of runs seen finished in Prefect (someone
+// set them Failed, Success or Cancelled by hand, or the flow's process hangs
+// after reporting) for FinishedRunGrace while a pod of theirs still runs,
+// with a line on the run, an Event on the Job and a count. Their states are
+// read once more first, in one request for all of them: a run restarted
+// from the UI since is Scheduled or Running again and keeps its Job.
+func (c *Controller) deleteDrifted(ctx context.Context, active map[string][]*cachedJob, now time.Time) {
 	log := klog.FromContext(ctx)
-	now := c.now()
-	jobsByRun := map[string][]*batchv1.Job{}
-	var ids []string
-	for _, obj := range c.jobs.GetIndexer().List() {
-		cached, ok := obj.(*cachedJob)
-		runID := ""
-		if ok {
-			runID = cached.Labels[manifest.LabelFlowRunID]
-		}
-		if runID == "" || cached.DeletionTimestamp != nil || cached.finished() {
-			continue
-		}
-		job := cached.job()
-		if !podStillRuns(c.facts(job).pods) {
-			continue
-		}
-		if _, seen := jobsByRun[runID]; !seen {
-			ids = append(ids, runID)
-		}
-		jobsByRun[runID] = append(jobsByRun[runID], job)
-	}
-	finished := map[string]prefect.RunState{}
-	for start := 0; start < len(ids); start += driftPage {
-		page := ids[start:min(start+driftPage, len(ids))]
-		states, err := c.prefect.FlowRunStates(ctx, page)
-		if err != nil {
-			log.Error(err, "Asking Prefect for the states of the runs whose pods still run")
-			return
-		}
-		for id, st := range states {
-			if prefect.Finished(st.State) {
-				finished[id] = st
+	running := map[string][]*batchv1.Job{}
+	var due []string
+	for id, since := range c.finishedSince {
+		for _, cached := range active[id] {
+			if job := cached.job(); podStillRuns(c.facts(job).pods) {
+				running[id] = append(running[id], job)
 			}
 		}
-	}
-	for id := range c.finishedSince {
-		if _, still := finished[id]; !still {
+		switch {
+		case len(running[id]) == 0:
 			delete(c.finishedSince, id)
+		case now.Sub(since) >= c.cfg.FinishedRunGrace:
+			due = append(due, id)
 		}
 	}
-	for id, st := range finished {
-		since, seen := c.finishedSince[id]
-		if !seen {
-			c.finishedSince[id] = now
+	if len(due) == 0 {
+		return
+	}
+	states, err := c.statesOf(ctx, due)
+	if err != nil {
+		log.Error(err, "Reading the states of finished flow runs whose pods still run; will try again")
+		return
+	}
+	for _, id := range due {
+		st, ok := states[id]
+		if !ok || !prefect.Finished(st.State) {
+			delete(c.finishedSince, id)
 			continue
 		}
-		if now.Sub(since) < c.cfg.FinishedRunGrace {
-			continue
-		}
-		for _, job := range jobsByRun[id] {
+		left := false
+		for _, job := range running[id] {
 			deleted, err := c.removeJob(ctx, job, DriftRunFinished)
 			if err != nil {
 				log.Error(err, "Deleting the Job of a finished flow run; will try again", "job", klog.KObj(job), "flowRun", id)
+				left = true
 				continue
 			}
 			if !deleted {
@@ -115,6 +96,8 @@ func (c *Controller) checkFinishedRuns(ctx context.Context) {
 			c.events.On(job, corev1.EventTypeWarning, EventDrift, msg)
 			c.runs.BestEffort(ctx, id, prefect.LevelWarning, msg)
 		}
-		delete(c.finishedSince, id)
+		if !left {
+			delete(c.finishedSince, id)
+		}
 	}
 }
