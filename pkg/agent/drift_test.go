@@ -59,7 +59,7 @@ func TestRunFinishedByHandLosesItsJobAfterTheGrace(t *testing.T) {
 	run := e.schedule(imageRun(t, testbed.ImageRun, nil))
 	ra := e.start("", func(c *Config) {
 		managed(false)(c)
-		c.Manage.FinishedRunGrace, c.Manage.CancelCheckInterval = 2*time.Second, 200*time.Millisecond
+		c.Manage.FinishedRunGrace, c.Manage.EndedCheckInterval = 2*time.Second, 200*time.Millisecond
 	})
 	e.runningPod(run.ID)
 	if _, err := e.em.SetFlowRunState(run.ID, "Success", "set by hand"); err != nil {
@@ -79,12 +79,13 @@ func TestRunFinishedByHandLosesItsJobAfterTheGrace(t *testing.T) {
 // TestRunFinishedThenRunningAgainKeepsItsJob: a run seen finished while its
 // pod runs, then set Running again within the grace (its state corrected by
 // hand), keeps its Job: the states are read once more before a deletion.
+// The grace leaves a loaded machine seconds to set the state back.
 func TestRunFinishedThenRunningAgainKeepsItsJob(t *testing.T) {
 	e := newEnv(t, emulator.Config{})
 	run := e.schedule(imageRun(t, testbed.ImageRun, nil))
 	ra := e.start("", func(c *Config) {
 		managed(false)(c)
-		c.Manage.FinishedRunGrace, c.Manage.CancelCheckInterval = 2*time.Second, 200*time.Millisecond
+		c.Manage.FinishedRunGrace, c.Manage.EndedCheckInterval = 8*time.Second, 200*time.Millisecond
 	})
 	e.runningPod(run.ID)
 	if _, err := e.em.SetFlowRunState(run.ID, "Success", "set by hand"); err != nil {

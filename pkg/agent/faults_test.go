@@ -238,7 +238,7 @@ func TestExactlyOnceAcrossKubeAPIServerRestart(t *testing.T) {
 		faultAgent(c)
 		pending := jobs.DefaultPendingPolicy()
 		pending.ImagePullGrace = 0 // report the pull failure at once, as 1.4.1 did
-		c.Manage = jobs.Config{Pending: &pending, CancelCheckInterval: time.Second}
+		c.Manage = jobs.Config{Pending: &pending, EndedCheckInterval: time.Second}
 	})
 	e.waitSubmittedCount(ids, 40)
 	began := time.Now()
@@ -320,6 +320,12 @@ func TestTaskRunRetryRelaunchesTheRunningRun(t *testing.T) {
 			eventually(t, "the relaunch's line on the run", func() bool {
 				got, _ := e.em.FlowRun(run.ID)
 				return contains(logsAt(got, "INFO"), want[1])
+			})
+			// Three more polls, each of which would relaunch again if the
+			// task run's mark were not seen: no more Jobs, no more lines.
+			e.waitRequests("DueFlowRuns", 3, func() bool {
+				got, _ := e.em.FlowRun(run.ID)
+				return len(logsAt(got, "INFO")) > len(want)
 			})
 			got, _ := e.em.FlowRun(run.ID)
 			lines := logsAt(got, "INFO")

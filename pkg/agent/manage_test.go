@@ -29,7 +29,7 @@ var testPolicy = jobs.PendingPolicy{QuotaTimeout: time.Hour, AdmissionTimeout: t
 func managed(deleteFinished bool) func(*Config) {
 	return func(c *Config) {
 		policy := testPolicy
-		c.Manage = jobs.Config{DeleteFinishedJobs: deleteFinished, Pending: &policy, CancelCheckInterval: 100 * time.Millisecond}
+		c.Manage = jobs.Config{DeleteFinishedJobs: deleteFinished, Pending: &policy, EndedCheckInterval: 100 * time.Millisecond}
 	}
 }
 

@@ -259,7 +259,7 @@ func TestCancellationCheckIsOneRequestPerInterval(t *testing.T) {
 		ids = append(ids, e.schedule(imageRun(t, testbed.ImageRun, nil)).ID)
 	}
 	interval := 200 * time.Millisecond
-	e.start("", func(c *Config) { managed(false)(c); c.Manage.CancelCheckInterval = interval })
+	e.start("", func(c *Config) { managed(false)(c); c.Manage.EndedCheckInterval = interval })
 	for _, id := range ids {
 		e.runningPod(id)
 	}

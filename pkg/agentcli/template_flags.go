@@ -2,6 +2,7 @@ package agentcli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -70,6 +71,9 @@ func (f *TemplateFlags) Validate() error {
 func (f *TemplateFlags) Apply(ctx context.Context, s *manifest.AgentSettings) (warnings []string, err error) {
 	if f.loaderErr != nil {
 		return nil, f.loaderErr
+	}
+	if f.loader == nil {
+		return nil, errors.New("the template flags were applied before Complete built their loader (a bug in the command)")
 	}
 	s.Loader, s.StrictTemplates = f.loader, f.StrictTemplates
 	jobTemplate := f.jobTemplate

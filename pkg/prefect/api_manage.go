@@ -5,9 +5,11 @@ import (
 	"time"
 )
 
-// EndedRunsSince returns the runs that became Cancelling or reached a final
-// state (Success, Failed, Cancelled...) at or after since, in one request,
-// with their current versions.
+// EndedRunsSince returns, in one request and with their current versions,
+// the runs that are Cancelling or in a final state (Success, Failed,
+// Cancelled...) and whose row changed at or after since, by the database's
+// clock: every run that became so since then, and a few that only got a
+// heartbeat or a label since.
 func (c *Client) EndedRunsSince(ctx context.Context, since time.Time) ([]RunState, error) {
 	resp, err := EndedRunsSince(ctx, c.gql, endedTypes(), since.UTC())
 	if err != nil {

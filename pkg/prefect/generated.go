@@ -1596,7 +1596,7 @@ func DueFlowRuns(
 // The query executed by EndedRunsSince.
 const EndedRunsSince_Operation = `
 query EndedRunsSince ($states: [String!]!, $since: timestamptz!) {
-	flow_run(where: {state:{_in:$states},state_timestamp:{_gte:$since}}) {
+	flow_run(where: {state:{_in:$states},updated:{_gte:$since}}) {
 		id
 		version
 		state
@@ -1604,10 +1604,13 @@ query EndedRunsSince ($states: [String!]!, $since: timestamptz!) {
 }
 `
 
-// The runs that became Cancelling or reached a final state at or after
-// $since ($states: Cancelling and the Finished family): one request per
-// check, whatever the number of Jobs; the agent intersects the answer with
-// its Job cache.
+// The runs whose row changed at or after $since and that are Cancelling or
+// in a final state ($states: Cancelling and the Finished family): one request
+// per check, whatever the number of Jobs; the agent intersects the answer
+// with its Job cache. `updated` is the bound because Server indexes it
+// (ix_flow_run_updated) and moves it on every state change (the
+// update_timestamp trigger, with the database's clock); the state filter
+// alone would read nearly every finished run of the tenant.
 func EndedRunsSince(
 	ctx_ context.Context,
 	client_ graphql.Client,

@@ -74,7 +74,7 @@ func (e *Emulator) AddFlowRun(spec FlowRunSpec) (FlowRun, error) {
 		ID: spec.ID, TenantID: spec.TenantID, Name: spec.Name, Flow: spec.Flow,
 		Labels: sortedCopy(spec.Labels), RunConfig: spec.RunConfig, Parameters: spec.Parameters,
 		ScheduledStartTime: spec.ScheduledStartTime, Version: 1, State: spec.State,
-		StateMessage: "Flow run scheduled.", SerializedState: state, StateStartTime: timeOrZero(start), StateTimestamp: now,
+		StateMessage: "Flow run scheduled.", SerializedState: state, StateStartTime: timeOrZero(start), StateTimestamp: now, Updated: now,
 		States: []StateRecord{{ID: newID(), Type: spec.State, Message: "Flow run scheduled.", Version: 1, Timestamp: now,
 			StartTime: start, State: state}},
 	}
@@ -177,6 +177,7 @@ func (e *Emulator) SetFlowRunLabels(id string, labels []string) (FlowRun, error)
 		return FlowRun{}, fmt.Errorf("no flow run %s", id)
 	}
 	r.Labels = sortedCopy(labels)
+	e.touch(r)
 	return r.snapshot(), nil
 }
 
@@ -195,6 +196,7 @@ func (e *Emulator) DeleteAgent(id string) error {
 		for _, r := range e.runs {
 			if r.AgentID == id {
 				r.AgentID = ""
+				e.touch(r)
 			}
 		}
 		return nil

@@ -26,6 +26,8 @@ func matchFlowRun(r *FlowRun, where map[string]any) (bool, error) {
 			return compareTime(r.StateStartTime, cond)
 		case "state_timestamp":
 			return compareTime(r.StateTimestamp, cond)
+		case "updated":
+			return compareTime(r.Updated, cond)
 		case "agent_id":
 			return compareString(r.AgentID, r.AgentID == "", cond)
 		case "agent":

@@ -400,6 +400,7 @@ func jsonValue(raw json.RawMessage) any {
 func (e *Emulator) updateFlowRunHeartbeat(input map[string]any) (any, error) {
 	if r := e.runs[asString(input["flow_run_id"])]; r != nil {
 		r.Heartbeat = e.now()
+		e.touch(r)
 	}
 	return mapObject(map[string]any{"success": true, "error": nil}), nil
 }

@@ -76,6 +76,7 @@ func (e *Emulator) setFlowRunState(r *FlowRun, s newState, agentID string) State
 	rec := e.insertFlowRunState(r, s)
 	if isSubmitted(s.typ) && agentID != "" && e.agentByID(agentID) != nil {
 		r.AgentID = agentID
+		e.touch(r)
 	}
 	return rec
 }
@@ -102,6 +103,7 @@ func (e *Emulator) insertFlowRunState(r *FlowRun, s newState) StateRecord {
 		r.Version = rec.Version
 		r.State, r.StateMessage, r.SerializedState = s.typ, s.message, s.raw
 		r.StateTimestamp = now
+		r.Updated = now
 		r.StateStartTime = time.Time{} // NULL without a start time (migration 2020-09-02T203435)
 		if s.start != nil {
 			r.StateStartTime = *s.start
@@ -109,8 +111,15 @@ func (e *Emulator) insertFlowRunState(r *FlowRun, s newState) StateRecord {
 	}
 	if isRunning(s.typ) || isSubmitted(s.typ) {
 		r.Heartbeat = now
+		r.Updated = now
 	}
 	return rec
+}
+
+// touch records an UPDATE of the flow_run row (FlowRun.Updated). Callers
+// hold e.mu.
+func (e *Emulator) touch(r *FlowRun) {
+	r.Updated = e.now().Round(time.Microsecond)
 }
 
 // insertTaskRunState stores a task run state as Server does

@@ -103,6 +103,13 @@ type FlowRun struct {
 	StateStartTime     time.Time       `json:"state_start_time"`
 	// StateTimestamp is when the current state was set.
 	StateTimestamp time.Time `json:"state_timestamp"`
+	// Updated is when the row last changed: Server's trigger update_timestamp
+	// (function set_updated_timestamp, initial migration
+	// services/postgres/alembic/versions/2020-06-24T092037_initial_database_migration.py
+	// lines 42-49 and 502) sets it to the database's NOW() on every UPDATE
+	// of flow_run, which a state insert also makes through its trigger; the
+	// column has an index (ix_flow_run_updated, line 464). touch keeps it.
+	Updated time.Time `json:"updated"`
 	// AgentID is the agent that marked the run Submitted last, from its
 	// X-PREFECT-AGENT-ID header, as Server records it.
 	AgentID string `json:"agent_id,omitempty"`

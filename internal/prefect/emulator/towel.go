@@ -230,6 +230,7 @@ func (e *Emulator) RunLazarus() int {
 			msg := "Rescheduled by a Lazarus process."
 			e.setFlowRunState(r, newState{typ: "Scheduled", message: msg, raw: serializedState("Scheduled", msg, timePtr(e.now()))}, "")
 			r.TimesResurrected++
+			e.touch(r)
 			e.serviceLog(r, "", "prefect-server.Lazarus.FlowRun", "INFO", fmt.Sprintf("%s This is attempt %d.", msg, r.TimesResurrected))
 			rescheduled++
 			continue

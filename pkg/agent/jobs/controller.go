@@ -52,9 +52,9 @@ type Config struct {
 	// Pending says how long a Job whose flow has not started may wait, by
 	// reason (DefaultPendingPolicy when nil).
 	Pending *PendingPolicy
-	// CancelCheckInterval is how often Prefect is asked for the runs that
+	// EndedCheckInterval is how often Prefect is asked for the runs that
 	// were cancelled or finished since the last check (ended.go).
-	CancelCheckInterval time.Duration
+	EndedCheckInterval time.Duration
 	// Workers process Jobs in parallel (Run's default).
 	Workers int
 	// FailedPodLogLines is how many last lines of a failed flow container's
@@ -152,9 +152,11 @@ type Controller struct {
 	// endedSince is where the next check for ended runs starts (ended.go);
 	// zero until the first check read the runs' states.
 	endedSince time.Time
-	// finishedSince is when each finished run with a running pod was first
-	// seen so (drift.go); only the ended-run check uses it.
-	finishedSince map[string]time.Time
+	// finishedSince is when each finished run with an active Job was first
+	// seen so, and at which version (drift.go); cancelRetry holds the runs
+	// whose cancellation failed. Only the ended-run check uses them.
+	finishedSince map[string]sighting
+	cancelRetry   map[string]bool
 }
 
 // FieldManager is the field manager of the agent's writes to its Jobs (the
@@ -170,11 +172,11 @@ const (
 
 // Defaults of the controller's settings.
 const (
-	// DefaultCancelCheckInterval keeps the agent's steady Prefect traffic
+	// DefaultEndedCheckInterval keeps the agent's steady Prefect traffic
 	// at 15 requests a minute: 6 polls, 5 of these checks, 2 recovery
 	// passes and 2 queue calls.
-	DefaultCancelCheckInterval = 12 * time.Second
-	DefaultWorkers             = 4
+	DefaultEndedCheckInterval = 12 * time.Second
+	DefaultWorkers            = 4
 	// DefaultHeartbeatInterval is well inside Lazarus' 10 min.
 	DefaultHeartbeatInterval = 2 * time.Minute
 )
@@ -186,8 +188,8 @@ func NewController(deps Dependencies, cfg Config) *Controller {
 	if cfg.Pending != nil {
 		policy = *cfg.Pending
 	}
-	if cfg.CancelCheckInterval <= 0 {
-		cfg.CancelCheckInterval = DefaultCancelCheckInterval
+	if cfg.EndedCheckInterval <= 0 {
+		cfg.EndedCheckInterval = DefaultEndedCheckInterval
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
@@ -220,7 +222,7 @@ func NewController(deps Dependencies, cfg Config) *Controller {
 	c := &Controller{
 		cfg: cfg, policy: policy, kube: deps.Kube, prefect: deps.Prefect, runs: deps.Runs, events: deps.Events, metrics: deps.Metrics,
 		access: deps.Access, index: deps.Index, now: deps.Now,
-		reported: newReportedSet(), waits: deps.Metrics.waiting, held: newHeldRuns(), gone: map[string][]*cachedPod{}, finishedSince: map[string]time.Time{},
+		reported: newReportedSet(), waits: deps.Metrics.waiting, held: newHeldRuns(), gone: map[string][]*cachedPod{}, finishedSince: map[string]sighting{}, cancelRetry: map[string]bool{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "prefect-jobs"}),
 	}
@@ -364,7 +366,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	running.Add(1)
 	go func() {
 		defer running.Done()
-		wait.UntilWithContext(ctx, c.checkEndedRuns, c.cfg.CancelCheckInterval)
+		wait.UntilWithContext(ctx, c.checkEndedRuns, c.cfg.EndedCheckInterval)
 	}()
 	running.Add(1)
 	go func() {

@@ -44,24 +44,29 @@ func podStillRuns(pods []*corev1.Pod) bool {
 
 // deleteDrifted deletes the Jobs of runs seen finished in Prefect (someone
 // set them Failed, Success or Cancelled by hand, or the flow's process hangs
-// after reporting) for FinishedRunGrace while a pod of theirs still runs,
-// with a line on the run, an Event on the Job and a count. Their states are
-// read once more first, in one request for all of them: a run restarted
-// from the UI since is Scheduled or Running again and keeps its Job.
+// after reporting) FinishedRunGrace ago while a pod of theirs still runs,
+// with a line on the run, an Event on the Job and a count. The states of
+// those runs are read once more first, in one request for all of them: a run
+// whose state changed since it was seen (restarted from the UI, submitted
+// again) has moved to another version and keeps its Jobs.
 func (c *Controller) deleteDrifted(ctx context.Context, active map[string][]*cachedJob, now time.Time) {
 	log := klog.FromContext(ctx)
 	running := map[string][]*batchv1.Job{}
 	var due []string
-	for id, since := range c.finishedSince {
+	for id, seen := range c.finishedSince {
+		if len(active[id]) == 0 {
+			delete(c.finishedSince, id)
+			continue
+		}
+		if now.Sub(seen.at) < c.cfg.FinishedRunGrace {
+			continue
+		}
 		for _, cached := range active[id] {
 			if job := cached.job(); podStillRuns(c.facts(job).pods) {
 				running[id] = append(running[id], job)
 			}
 		}
-		switch {
-		case len(running[id]) == 0:
-			delete(c.finishedSince, id)
-		case now.Sub(since) >= c.cfg.FinishedRunGrace:
+		if len(running[id]) > 0 {
 			due = append(due, id)
 		}
 	}
@@ -75,7 +80,7 @@ func (c *Controller) deleteDrifted(ctx context.Context, active map[string][]*cac
 	}
 	for _, id := range due {
 		st, ok := states[id]
-		if !ok || !prefect.Finished(st.State) {
+		if !ok || st.Version != c.finishedSince[id].version || !prefect.Finished(st.State) {
 			delete(c.finishedSince, id)
 			continue
 		}

@@ -11,18 +11,29 @@ import (
 )
 
 // endedOverlap is how far each check for ended runs reaches back before the
-// previous one, to cover clock skew between the agent and whoever set the
-// state (state_timestamp is the setter's clock).
+// previous one, to cover clock skew between the agent and Prefect's database
+// (the query's bound, flow_run.updated, is the database's clock). A skew
+// larger than this can hide a run that ended from the check.
 const endedOverlap = time.Minute
 
+// sighting is when a finished run was first seen with a pod still running,
+// and its version then: a later state change (a restart, a new submission)
+// moves the version on and ends the sighting.
+type sighting struct {
+	at      time.Time
+	version int
+}
+
 // checkEndedRuns is the controller's one periodic question to Prefect about
-// its Jobs' runs: which became Cancelling or reached a final state since the
-// last check. A controller's first check reads the states of its active
-// Jobs' runs instead (a page of ids a request, once), so that what happened
-// before it started counts too. Cancelling and Cancelled runs are acted on at
-// once (cancel.go); a finished run whose pod still runs loses its Job after
-// FinishedRunGrace (drift.go). At steady state that is one request per
-// CancelCheckInterval, whatever the number of Jobs.
+// its Jobs' runs: which are Cancelling or finished and changed since the last
+// check. A controller's first check reads the states of its active Jobs'
+// runs instead (a page of ids a request), so that what happened before it
+// started counts too. Cancelling and Cancelled runs are acted on at once
+// (cancel.go), and a cancellation that fails is tried again at the next
+// check from cancelRetry; a finished run whose pod still runs loses its Job
+// after FinishedRunGrace (drift.go). The window moves on after every answer,
+// so at steady state this is one request per EndedCheckInterval, whatever
+// the number of Jobs.
 func (c *Controller) checkEndedRuns(ctx context.Context) {
 	log := klog.FromContext(ctx)
 	now := c.now()
@@ -31,6 +42,7 @@ func (c *Controller) checkEndedRuns(ctx context.Context) {
 		// A Job created from now on can only end from now on.
 		c.endedSince = now.Add(-endedOverlap)
 		clear(c.finishedSince)
+		clear(c.cancelRetry)
 		return
 	}
 	var runs []prefect.RunState
@@ -44,29 +56,70 @@ func (c *Controller) checkEndedRuns(ctx context.Context) {
 		log.Error(err, "Asking Prefect for the flow runs that were cancelled or finished")
 		return
 	}
-	handled := true
+	c.endedSince = now.Add(-endedOverlap)
+	runs = append(runs, c.cancellationsToRetry(ctx, active, runs)...)
 	for _, run := range runs {
 		cached := active[run.ID]
 		if len(cached) == 0 {
 			continue
 		}
 		if run.State == "Cancelling" || run.State == "Cancelled" {
+			delete(c.cancelRetry, run.ID)
 			for _, j := range cached {
 				job := j.job()
 				if err := c.cancel(ctx, job, run); err != nil {
 					log.Error(err, "Cancelling a flow run's Job; will try again", "job", klog.KObj(job), "flowRun", run.ID)
-					handled = false
+					c.cancelRetry[run.ID] = true
 				}
 			}
 		}
-		if _, seen := c.finishedSince[run.ID]; prefect.Finished(run.State) && !seen {
-			c.finishedSince[run.ID] = now
+		// A run seen finished again at another version (restarted and
+		// finished since) starts its grace again.
+		if seen, ok := c.finishedSince[run.ID]; prefect.Finished(run.State) && (!ok || seen.version != run.Version) {
+			c.finishedSince[run.ID] = sighting{at: now, version: run.Version}
 		}
 	}
 	c.deleteDrifted(ctx, active, now)
-	if handled {
-		c.endedSince = now.Add(-endedOverlap)
+}
+
+// cancellationsToRetry reads again, in one request, the runs whose
+// cancellation failed at an earlier check and that the answer in hand does
+// not hold, and returns those still Cancelling or Cancelled; the others
+// leave cancelRetry.
+func (c *Controller) cancellationsToRetry(ctx context.Context, active map[string][]*cachedJob, answered []prefect.RunState) []prefect.RunState {
+	if len(c.cancelRetry) == 0 {
+		return nil
 	}
+	inAnswer := map[string]bool{}
+	for _, r := range answered {
+		inAnswer[r.ID] = true
+	}
+	var ids []string
+	for id := range c.cancelRetry {
+		switch {
+		case len(active[id]) == 0:
+			delete(c.cancelRetry, id)
+		case !inAnswer[id]:
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	states, err := c.statesOf(ctx, ids)
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Reading the flow runs whose cancellation failed; will try again")
+		return nil
+	}
+	var again []prefect.RunState
+	for _, id := range ids {
+		if st, ok := states[id]; ok && (st.State == "Cancelling" || st.State == "Cancelled") {
+			again = append(again, st)
+			continue
+		}
+		delete(c.cancelRetry, id)
+	}
+	return again
 }
 
 // activeJobsByRun groups the cached Jobs that have not finished and are not
