@@ -12,23 +12,16 @@ import (
 // driftCount reads prefect_agent_drift_total for one kind.
 func driftCount(t *testing.T, ra *runningAgent, kind string) float64 {
 	t.Helper()
-	families, err := ra.agent.metrics.registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != "prefect_agent_drift_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "kind" && l.GetValue() == kind {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return -1
+	return counterSum(t, ra, "prefect_agent_drift_total", "kind", kind)
+}
+
+// startWithGrace starts an agent whose finished-run grace is grace, with
+// checks for ended runs every 200 ms.
+func (e *env) startWithGrace(grace time.Duration) *runningAgent {
+	return e.start("", func(c *Config) {
+		managed(false)(c)
+		c.Manage.FinishedRunGrace, c.Manage.EndedCheckInterval = grace, 200*time.Millisecond
+	})
 }
 
 // TestRunCancelledByHandLosesItsJob: with the default check intervals, a run
@@ -57,10 +50,7 @@ func TestRunCancelledByHandLosesItsJob(t *testing.T) {
 func TestRunFinishedByHandLosesItsJobAfterTheGrace(t *testing.T) {
 	e := newEnv(t, emulator.Config{})
 	run := e.schedule(imageRun(t, testbed.ImageRun, nil))
-	ra := e.start("", func(c *Config) {
-		managed(false)(c)
-		c.Manage.FinishedRunGrace, c.Manage.EndedCheckInterval = 2*time.Second, 200*time.Millisecond
-	})
+	ra := e.startWithGrace(2 * time.Second)
 	e.runningPod(run.ID)
 	if _, err := e.em.SetFlowRunState(run.ID, "Success", "set by hand"); err != nil {
 		t.Fatal(err)
@@ -83,10 +73,7 @@ func TestRunFinishedByHandLosesItsJobAfterTheGrace(t *testing.T) {
 func TestRunFinishedThenRunningAgainKeepsItsJob(t *testing.T) {
 	e := newEnv(t, emulator.Config{})
 	run := e.schedule(imageRun(t, testbed.ImageRun, nil))
-	ra := e.start("", func(c *Config) {
-		managed(false)(c)
-		c.Manage.FinishedRunGrace, c.Manage.EndedCheckInterval = 8*time.Second, 200*time.Millisecond
-	})
+	ra := e.startWithGrace(8 * time.Second)
 	e.runningPod(run.ID)
 	if _, err := e.em.SetFlowRunState(run.ID, "Success", "set by hand"); err != nil {
 		t.Fatal(err)

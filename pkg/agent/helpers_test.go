@@ -211,26 +211,45 @@ func (e *env) waitSubmitted(id string) emulator.FlowRun {
 	return run
 }
 
-// jobSyncs reads prefect_agent_job_syncs_total: the Job syncs the agent's
-// Job controller finished, whatever their result.
-func jobSyncs(t *testing.T, ra *runningAgent) float64 {
+// counterSum sums the agent's counter name over the series whose label
+// (when label is not empty) has the value value; -1 when the agent has no
+// such series.
+func counterSum(t *testing.T, ra *runningAgent, name, label, value string) float64 {
 	t.Helper()
 	families, err := ra.agent.metrics.registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
+	n, found := 0.0, false
 	for _, f := range families {
-		if f.GetName() != "prefect_agent_job_syncs_total" {
+		if f.GetName() != name {
 			continue
 		}
-		var n float64
 		for _, m := range f.GetMetric() {
-			n += m.GetCounter().GetValue()
+			matches := label == ""
+			for _, l := range m.GetLabel() {
+				matches = matches || (l.GetName() == label && l.GetValue() == value)
+			}
+			if matches {
+				n, found = n+m.GetCounter().GetValue(), true
+			}
 		}
-		return n
 	}
-	t.Fatal("the agent's metrics lack prefect_agent_job_syncs_total")
-	return 0
+	if !found {
+		return -1
+	}
+	return n
+}
+
+// jobSyncs reads prefect_agent_job_syncs_total: the Job syncs the agent's
+// Job controller finished, whatever their result.
+func jobSyncs(t *testing.T, ra *runningAgent) float64 {
+	t.Helper()
+	n := counterSum(t, ra, "prefect_agent_job_syncs_total", "", "")
+	if n < 0 {
+		t.Fatal("the agent's metrics lack prefect_agent_job_syncs_total")
+	}
+	return n
 }
 
 // resync makes the agent's Job controller look again at the Jobs of runs
