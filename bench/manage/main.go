@@ -53,6 +53,8 @@ type result struct {
 	mem                    benchutil.Mem
 	heap                   float64
 	kubePerMin, prefPerMin float64
+	// prefByOp is the Prefect requests per minute by GraphQL operation.
+	prefByOp map[string]float64
 	kubeSinceStart         int
 }
 
@@ -99,6 +101,19 @@ func run() error {
 	for _, r := range results {
 		fmt.Printf("| %d | %s | %s | %s | %.1f MiB | %.1f | %.1f | %d |\n", r.jobs, benchutil.MiB(r.mem.RSS), benchutil.MiB(r.mem.HWM),
 			benchutil.MiB(r.mem.Anon), r.heap, r.prefPerMin, r.kubePerMin, r.kubeSinceStart)
+	}
+	fmt.Printf("\nPrefect requests/min by operation:\n\n")
+	for _, r := range results {
+		var ops []string
+		for op := range r.prefByOp {
+			ops = append(ops, op)
+		}
+		sort.Strings(ops)
+		var parts []string
+		for _, op := range ops {
+			parts = append(parts, fmt.Sprintf("%s %.1f", op, r.prefByOp[op]))
+		}
+		fmt.Printf("- %d Jobs: %s\n", r.jobs, strings.Join(parts, ", "))
 	}
 	fmt.Printf("\n| target | measured | |\n|---|---|---|\n")
 	for _, r := range results {
@@ -186,9 +201,15 @@ func measure(ctx context.Context, cluster *testbed.Cluster, agentBin string, n i
 	}
 	benchutil.Logf("  agent started; letting it settle for %s, then measuring for %s...", settleBeforeMeasured, window)
 	time.Sleep(settleBeforeMeasured)
-	kube0, prefect0 := kubeRequests(metricsAddr), prefectRequests(em)
+	kube0, prefect0, ops0 := kubeRequests(metricsAddr), prefectRequests(em), em.Requests()
 	time.Sleep(window)
-	kube1, prefect1 := kubeRequests(metricsAddr), prefectRequests(em)
+	kube1, prefect1, ops1 := kubeRequests(metricsAddr), prefectRequests(em), em.Requests()
+	r.prefByOp = map[string]float64{}
+	for op, n := range ops1 {
+		if d := n - ops0[op]; d > 0 {
+			r.prefByOp[op] = float64(d) / window.Minutes()
+		}
+	}
 	r.kubePerMin = float64(kube1-kube0) / window.Minutes()
 	r.prefPerMin = float64(prefect1-prefect0) / window.Minutes()
 	r.kubeSinceStart = kube1
