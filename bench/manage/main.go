@@ -54,8 +54,8 @@ type result struct {
 	heap                   float64
 	kubePerMin, prefPerMin float64
 	// prefByOp is the Prefect requests per minute by GraphQL operation.
-	prefByOp map[string]float64
-	kubeSinceStart         int
+	prefByOp       map[string]float64
+	kubeSinceStart int
 }
 
 func run() error {
