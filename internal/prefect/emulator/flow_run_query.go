@@ -3,6 +3,7 @@ package emulator
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -178,7 +179,11 @@ func compareNullable[T int64 | string](a, b T, aNull, bNull bool, dir string) in
 func (e *Emulator) queryFlowRuns(info requestInfo, args map[string]any) ([]any, error) {
 	where, _ := args["where"].(map[string]any)
 	var rows []*FlowRun
+	listed := listedIDs(where)
 	for _, id := range e.order {
+		if listed != nil && !listed[strings.ToLower(id)] {
+			continue
+		}
 		r := e.runs[id]
 		if info.tenantID != "" && r.TenantID != info.tenantID {
 			continue
@@ -205,4 +210,25 @@ func (e *Emulator) queryFlowRuns(info requestInfo, args map[string]any) ([]any, 
 		out = append(out, e.flowRunObject(r))
 	}
 	return out, nil
+}
+
+// listedIDs returns the ids a where lists at its top level (id: {_in:
+// [...]}), lower-cased, or nil when it lists none. Server reads such rows by
+// primary key; the emulator looks them up in this set instead of testing
+// every run against every listed id, and still applies the whole where to
+// the runs it lets through.
+func listedIDs(where map[string]any) map[string]bool {
+	cond, ok := where["id"].(map[string]any)
+	if !ok {
+		return nil
+	}
+	list, ok := cond["_in"].([]any)
+	if !ok {
+		return nil
+	}
+	set := make(map[string]bool, len(list))
+	for _, v := range list {
+		set[strings.ToLower(asString(v))] = true
+	}
+	return set
 }
