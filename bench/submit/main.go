@@ -280,6 +280,9 @@ type burstResult struct {
 	prefectRequests int
 }
 
+// runningRunConfig gives the burst's runs pods that keep running.
+var runningRunConfig = []byte(`{"type":"KubernetesRun","image":"` + testbed.ImageRun + `","cpu_request":"1m","memory_request":"1Mi"}`)
+
 // agentBurst schedules n due runs and times prefect-agent from its start
 // until every run is Submitted with its Job created.
 func agentBurst(ctx context.Context, c *testbed.Cluster, bin, ns string, n int, qps float64, burst int) (burstResult, error) {
@@ -292,7 +295,9 @@ func agentBurst(ctx context.Context, c *testbed.Cluster, bin, ns string, n int, 
 		return r, err
 	}
 	for i := 0; i < n; i++ {
-		if _, err := em.AddFlowRun(emulator.FlowRunSpec{ScheduledStartTime: time.Now().Add(-time.Minute)}); err != nil {
+		// Pods that keep running, as the raw loop's: a Job that finished
+		// would be reported and deleted before the count.
+		if _, err := em.AddFlowRun(emulator.FlowRunSpec{ScheduledStartTime: time.Now().Add(-time.Minute), RunConfig: runningRunConfig}); err != nil {
 			return r, err
 		}
 	}
