@@ -41,7 +41,8 @@ type Config struct {
 	Job manifest.AgentSettings
 	// MaxPolls stops the agent after that many polls (0: never).
 	MaxPolls int
-	// Concurrency bounds the runs being submitted at once.
+	// Concurrency bounds the runs being submitted at once; a run waiting
+	// out ClaimSettle lends its slot (settle).
 	Concurrency int
 	// HealthAddress serves /api/health and /api/poke when set (host:port).
 	HealthAddress string

@@ -123,10 +123,8 @@ func (a *Agent) claimRun(ctx context.Context, hurry hurrySignal, log klog.Logger
 // closed: only the history tells whether the mark was applied) and finds the
 // mark with token in it.
 func (a *Agent) settleAndRead(ctx context.Context, hurry hurrySignal, id, token string) (prefect.RunHistory, int, error) {
-	select {
-	case <-ctx.Done():
-		return prefect.RunHistory{}, -1, ctx.Err()
-	case <-time.After(a.cfg.ClaimSettle):
+	if err := a.settle(ctx); err != nil {
+		return prefect.RunHistory{}, -1, err
 	}
 	deadline := time.Now().Add(readBackFor)
 	delay := 250 * time.Millisecond
@@ -218,10 +216,8 @@ func (a *Agent) claimTaskRuns(ctx context.Context, log klog.Logger, h prefect.Ru
 	// Submitted task runs do not keep Lazarus away: keep the run alive
 	// while its relaunch starts (the Job controller goes on while the pod starts).
 	a.heartbeat(ctx, log, h.ID)
-	select {
-	case <-ctx.Done():
+	if a.settle(ctx) != nil {
 		return false
-	case <-time.After(a.cfg.ClaimSettle):
 	}
 	after, err := a.cfg.Prefect.ReadHistory(ctx, h.ID, ids)
 	if err != nil {

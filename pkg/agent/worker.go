@@ -1,6 +1,9 @@
 package agent
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // startWorker claims the flow run id in inFlight, takes a worker slot and
 // runs work on a new worker; the slot and the claim are given back when work
@@ -27,4 +30,22 @@ func (a *Agent) startWorker(ctx context.Context, id string, work func()) (starte
 		work()
 	}()
 	return true, false
+}
+
+// settle waits ClaimSettle after a mark, for writes in flight to land. The
+// wait sends no request, so the worker lends its slot to another run
+// meanwhile and takes one back after: --concurrency bounds the submissions at
+// work, not those waiting, and a burst is not held to Concurrency runs per
+// ClaimSettle. Only a worker (startWorker) may call it, as it holds a slot.
+// It returns ctx's error when ctx ends first; the worker holds a slot again
+// either way, for startWorker to give back.
+func (a *Agent) settle(ctx context.Context) error {
+	<-a.slots
+	defer func() { a.slots <- struct{}{} }()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(a.cfg.ClaimSettle):
+		return nil
+	}
 }

@@ -84,7 +84,7 @@ func (o *StartOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxPolls, "max-polls", 0, "Stop after this many polls (0: run until stopped)")
 	fs.StringVar(&o.AgentAddress, "agent-address", "", "Address of the agent's HTTP server for /livez, /readyz, /api/health and /api/poke, e.g. http://:8080 [PREFECT__CLOUD__AGENT__AGENT_ADDRESS]")
 	fs.BoolVar(&o.DeleteFinishedJobs, "delete-finished-jobs", o.DeleteFinishedJobs, "Delete Jobs once they finish [DELETE_FINISHED_JOBS]")
-	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "How many flow runs may be submitted at once")
+	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "How many flow runs may be submitted at once (a run waiting out the second after its Submitted mark lends its slot)")
 	fs.BoolVar(&o.KeepFailedJobs, "keep-failed-jobs", false, "Keep failed Jobs for inspection while deleting succeeded ones")
 	fs.BoolVar(&o.WatchAllNamespaces, "watch-all-namespaces", false, "Manage the agent's Jobs in every namespace, not only the one it creates Jobs in")
 	o.Pending.AddFlags(fs)
