@@ -341,3 +341,27 @@ func TestPodFateImagesAreUsableFromRunConfigs(t *testing.T) {
 		return false
 	})
 }
+
+// TestASettlingSubmissionLendsItsSlot: with one slot, the second run is
+// marked while the first still waits out the second after its mark: the
+// wait holds no slot, so a burst is not held to one run per ClaimSettle.
+func TestASettlingSubmissionLendsItsSlot(t *testing.T) {
+	e := newEnv(t, emulator.Config{})
+	first, second := e.schedule(emulator.FlowRunSpec{}), e.schedule(emulator.FlowRunSpec{})
+	e.start("", func(c *Config) { c.Concurrency, c.ClaimSettle = 1, 3*time.Second })
+	eventually(t, "both runs marked Submitted", func() bool {
+		a, _ := e.em.FlowRun(first.ID)
+		b, _ := e.em.FlowRun(second.ID)
+		return a.State == "Submitted" && b.State == "Submitted"
+	})
+	if n := len(e.jobsFor(first.ID)) + len(e.jobsFor(second.ID)); n != 0 {
+		t.Fatalf("%d Jobs when both runs were marked: the second mark waited for the first run's settle", n)
+	}
+	e.waitSubmitted(first.ID)
+	e.waitSubmitted(second.ID)
+	for _, id := range []string{first.ID, second.ID} {
+		if n := len(e.jobsFor(id)); n != 1 {
+			t.Fatalf("run %s has %d Jobs, want 1", id, n)
+		}
+	}
+}
