@@ -201,9 +201,9 @@ func measure(ctx context.Context, cluster *testbed.Cluster, agentBin string, n i
 	}
 	benchutil.Logf("  agent started; letting it settle for %s, then measuring for %s...", settleBeforeMeasured, window)
 	time.Sleep(settleBeforeMeasured)
-	kube0, prefect0, ops0 := kubeRequests(metricsAddr), prefectRequests(em), em.Requests()
+	kube0, ops0 := kubeRequests(metricsAddr), em.Requests()
 	time.Sleep(window)
-	kube1, prefect1, ops1 := kubeRequests(metricsAddr), prefectRequests(em), em.Requests()
+	kube1, ops1 := kubeRequests(metricsAddr), em.Requests()
 	r.prefByOp = map[string]float64{}
 	for op, n := range ops1 {
 		if d := n - ops0[op]; d > 0 {
@@ -211,7 +211,7 @@ func measure(ctx context.Context, cluster *testbed.Cluster, agentBin string, n i
 		}
 	}
 	r.kubePerMin = float64(kube1-kube0) / window.Minutes()
-	r.prefPerMin = float64(prefect1-prefect0) / window.Minutes()
+	r.prefPerMin = float64(total(ops1)-total(ops0)) / window.Minutes()
 	r.kubeSinceStart = kube1
 	r.mem = benchutil.Memory(cmd.Process.Pid)
 	r.heap = benchutil.HeapInuse(metricsAddr)
@@ -245,10 +245,11 @@ func kubeRequests(addr string) int {
 	return int(v)
 }
 
-func prefectRequests(em *emulator.Emulator) int {
-	total := 0
-	for _, n := range em.Requests() {
-		total += n
+// total sums the emulator's request counts over the operations.
+func total(requests map[string]int) int {
+	n := 0
+	for _, c := range requests {
+		n += c
 	}
-	return total
+	return n
 }

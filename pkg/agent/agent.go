@@ -124,10 +124,13 @@ type Agent struct {
 	lastQueueCall time.Time
 	standby       atomic.Bool // waiting for the leader Lease; healthy without polling
 	slots         chan struct{}
-	workers       sync.WaitGroup
-	metrics       *metrics
-	access        accessProblems // watches refused for lack of a verb (permissions.go)
-	probe         probeState     // what /livez and /readyz read (probes.go)
+	// settling counts the runs waiting out ClaimSettle with their slot lent
+	// (settle).
+	settling chan struct{}
+	workers  sync.WaitGroup
+	metrics  *metrics
+	access   accessProblems // watches refused for lack of a verb (permissions.go)
+	probe    probeState     // what /livez and /readyz read (probes.go)
 	// templateRetries holds runs whose template read failed for now
 	// (template_retry.go): flow run id -> templateRetry.
 	templateRetries sync.Map
@@ -194,7 +197,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Job.Owner == "" {
 		cfg.Job.Owner = AgentIdentity(cfg.Name, cfg.Labels)
 	}
-	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, slots: make(chan struct{}, cfg.Concurrency), metrics: newMetrics(), events: jobs.NewEvents(),
+	a := &Agent{cfg: cfg, wake: make(chan struct{}, 1), recoverSoon: make(chan struct{}, 1), dropped: map[string]time.Time{}, slots: make(chan struct{}, cfg.Concurrency), settling: make(chan struct{}, settleLending*cfg.Concurrency), metrics: newMetrics(), events: jobs.NewEvents(),
 		runs: runlog.New(cfg.Prefect, cfg.Name, cfg.Now), index: &jobs.Index{}}
 	a.jobs = a.index
 	a.jobMetrics = jobs.NewMetrics(a.metrics.registry)

@@ -18,7 +18,9 @@ import (
 //   - draining: pollCtx ended, so no run is taken any more (a worker still
 //     waiting for a run's start time leaves it Scheduled); submissions in
 //     flight go on as usual on workCtx, which a stop does not end, and the
-//     Job controller winds down alongside them.
+//     Job controller winds down alongside them. In flight are up to
+//     Concurrency runs at work and up to settleLending times as many
+//     waiting out ClaimSettle with their slot lent (settle, worker.go).
 //   - hurrying: ShutdownTimeout later the stop hurries (drain closes the
 //     hurry signal, which work hands to every submission, recovery and
 //     late-run claim it starts): Job creation and the claim's read-back stop

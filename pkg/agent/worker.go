@@ -6,8 +6,8 @@ import (
 )
 
 // startWorker claims the flow run id in inFlight, takes a worker slot and
-// runs work on a new worker; the slot and the claim are given back when work
-// returns. A run already in flight is skipped (started false). When ctx ends
+// runs work on a new worker; the slot (lent meanwhile while work settles)
+// and the claim are given back when work returns. A run already in flight is skipped (started false). When ctx ends
 // while waiting for a slot, the claim is given back and stopped is true: the
 // caller hands out no more runs.
 func (a *Agent) startWorker(ctx context.Context, id string, work func()) (started, stopped bool) {
@@ -34,14 +34,21 @@ func (a *Agent) startWorker(ctx context.Context, id string, work func()) (starte
 
 // settle waits ClaimSettle after a mark, for writes in flight to land. The
 // wait sends no request, so the worker lends its slot to another run
-// meanwhile and takes one back after: --concurrency bounds the submissions at
-// work, not those waiting, and a burst is not held to Concurrency runs per
-// ClaimSettle. Only a worker (startWorker) may call it, as it holds a slot.
-// It returns ctx's error when ctx ends first; the worker holds a slot again
-// either way, for startWorker to give back.
+// meanwhile and takes one back after (the channel serves waiting senders in
+// order): --concurrency bounds the submissions at work, and a burst is not
+// held to Concurrency runs per ClaimSettle. At most settleLending times
+// Concurrency runs wait with their slot lent, so that a stop finds a bounded
+// number of runs marked without their Job yet; past that, a run waits holding
+// its slot. Only a worker (startWorker) may call it, as it holds a slot. It
+// returns ctx's error when ctx ends first; the worker holds a slot again
+// either way (waiting for one if need be), for startWorker to give back.
 func (a *Agent) settle(ctx context.Context) error {
-	<-a.slots
-	defer func() { a.slots <- struct{}{} }()
+	select {
+	case a.settling <- struct{}{}:
+		<-a.slots
+		defer func() { a.slots <- struct{}{}; <-a.settling }()
+	default:
+	}
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -49,3 +56,8 @@ func (a *Agent) settle(ctx context.Context) error {
 		return nil
 	}
 }
+
+// settleLending is how many runs per --concurrency slot may wait out
+// ClaimSettle with their slot lent: enough for about settleLending times
+// Concurrency runs a second.
+const settleLending = 4

@@ -3,7 +3,6 @@ package emulator
 import (
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 )
 
@@ -181,7 +180,7 @@ func (e *Emulator) queryFlowRuns(info requestInfo, args map[string]any) ([]any, 
 	var rows []*FlowRun
 	listed := listedIDs(where)
 	for _, id := range e.order {
-		if listed != nil && !listed[strings.ToLower(id)] {
+		if listed != nil && !listed[id] {
 			continue
 		}
 		r := e.runs[id]
@@ -213,10 +212,12 @@ func (e *Emulator) queryFlowRuns(info requestInfo, args map[string]any) ([]any, 
 }
 
 // listedIDs returns the ids a where lists at its top level (id: {_in:
-// [...]}), lower-cased, or nil when it lists none. Server reads such rows by
-// primary key; the emulator looks them up in this set instead of testing
-// every run against every listed id, and still applies the whole where to
-// the runs it lets through.
+// [...]}), or nil when it lists none. Server reads such rows by primary key;
+// the emulator looks them up in this set instead of testing every run
+// against every listed id (as compareString does, case and all), and still
+// applies the whole where to the runs it lets through. A where that lists
+// no existing id matches nothing without being evaluated, so an error in the
+// rest of it goes unreported there.
 func listedIDs(where map[string]any) map[string]bool {
 	cond, ok := where["id"].(map[string]any)
 	if !ok {
@@ -228,7 +229,7 @@ func listedIDs(where map[string]any) map[string]bool {
 	}
 	set := make(map[string]bool, len(list))
 	for _, v := range list {
-		set[strings.ToLower(asString(v))] = true
+		set[asString(v)] = true
 	}
 	return set
 }

@@ -220,7 +220,7 @@ func (e *Emulator) RunLazarus() int {
 			picked = append(picked, r)
 		}
 	}
-	sort.SliceStable(picked, func(i, j int) bool { return picked[i].updated().Before(picked[j].updated()) })
+	sort.SliceStable(picked, func(i, j int) bool { return picked[i].Updated.Before(picked[j].Updated) })
 	if len(picked) > lazarusMaxRuns {
 		picked = picked[:lazarusMaxRuns]
 	}
@@ -303,15 +303,6 @@ func (e *Emulator) RunZombieKiller() int {
 // stale is heartbeat <= cutoff; a NULL heartbeat matches no comparison.
 func stale(heartbeat, cutoff time.Time) bool {
 	return !heartbeat.IsZero() && !heartbeat.After(cutoff)
-}
-
-// updated approximates the row's updated column: its last state change or
-// heartbeat.
-func (r *FlowRun) updated() time.Time {
-	if r.Heartbeat.After(r.StateTimestamp) {
-		return r.Heartbeat
-	}
-	return r.StateTimestamp
 }
 
 // serviceLog writes a run log line as the towel services do
