@@ -116,18 +116,31 @@ func tallyRunsAndJobs(t *testing.T, em *emulator.Emulator, ns string, ids []stri
 }
 
 // killAfterDeploys waits for n more "Deploying flow run" lines from p (each
-// within 30 s of the last), then SIGKILLs it and waits for its end.
+// a run the agent started to submit), then SIGKILLs it.
 func (p *agentProcess) killAfterDeploys(t *testing.T, n int) {
+	t.Helper()
+	p.killAfter(t, p.deploys, n, "Deploying flow run")
+}
+
+// killAfterJobs waits for n more "Created Job for flow run" lines from p,
+// then SIGKILLs it.
+func (p *agentProcess) killAfterJobs(t *testing.T, n int) {
+	t.Helper()
+	p.killAfter(t, p.created, n, "Created Job for flow run")
+}
+
+// killAfter waits for n more of p's lines that lines counts, then SIGKILLs p.
+func (p *agentProcess) killAfter(t *testing.T, lines <-chan struct{}, n int, what string) {
 	t.Helper()
 	for seen := 0; seen < n; {
 		select {
-		case <-p.deploys:
+		case <-lines:
 			seen++
 		case err := <-p.exited:
 			t.Fatalf("the agent exited by itself (%v):\n%s", err, p.stderr.String())
 		case <-time.After(30 * time.Second):
 			_ = p.cmd.Process.Kill()
-			t.Fatalf("%d of %d Deploying lines, then none for 30 s:\n%s", seen, n, tail(p.stderr.String(), 40))
+			t.Fatalf("%d of %d %q lines, then none for 30 s:\n%s", seen, n, what, tail(p.stderr.String(), 40))
 		}
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {

@@ -37,6 +37,7 @@ func startEmulator(t *testing.T) (*emulator.Emulator, *httptest.Server) {
 type agentProcess struct {
 	cmd      *exec.Cmd
 	deploys  chan struct{} // one per "Deploying flow run" line
+	created  chan struct{} // one per "Created Job for flow run" line
 	exited   chan error
 	stderr   *testbed.SyncBuffer
 	finished chan struct{}
@@ -52,14 +53,17 @@ func startAgentProcess(t *testing.T, cmd *exec.Cmd) *agentProcess {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &agentProcess{cmd: cmd, deploys: make(chan struct{}, 1000), exited: make(chan error, 1), stderr: &testbed.SyncBuffer{}, finished: make(chan struct{})}
+	p := &agentProcess{cmd: cmd, deploys: make(chan struct{}, 1000), created: make(chan struct{}, 1000), exited: make(chan error, 1), stderr: &testbed.SyncBuffer{}, finished: make(chan struct{})}
 	go func() {
 		defer close(p.finished)
 		lines := bufio.NewScanner(io.TeeReader(pipe, p.stderr))
 		lines.Buffer(make([]byte, 1<<20), 1<<20)
 		for lines.Scan() {
-			if strings.Contains(lines.Text(), `"Deploying flow run"`) {
+			switch line := lines.Text(); {
+			case strings.Contains(line, `"Deploying flow run"`):
 				p.deploys <- struct{}{}
+			case strings.Contains(line, `"Created Job for flow run"`):
+				p.created <- struct{}{}
 			}
 		}
 	}()

@@ -12,8 +12,8 @@ import (
 )
 
 // TestRecoveryFindsEveryStrandedRunBehindHundredsOfSubmittedOnes SIGKILLs
-// the agent during a 1000-run burst once more than 200 of its runs are
-// Submitted with their Job (suspended Jobs: the runs stay Submitted, inside
+// the agent during a 1000-run burst once it has created 230 Jobs, so that
+// more than 200 of its runs are Submitted with their Job (suspended Jobs: the runs stay Submitted, inside
 // the recovery window). Besides what the kill itself strands, 40 of the
 // runs it had not reached are marked Submitted as the killed process would
 // have marked them (its registration, namespace and a token) and left
@@ -26,12 +26,12 @@ func TestRecoveryFindsEveryStrandedRunBehindHundredsOfSubmittedOnes(t *testing.T
 		t.Skip("fault test: skipped under -short")
 	}
 	t.Parallel() // beside the 3-minute probe test
-	const runs, killAt, strand = 1000, 300, 40
+	const runs, killAt, strand = 1000, 230, 40
 	em, srv := startEmulator(t)
 	ns := cluster.Namespace(t)
 	ids := addSuspendedRuns(t, em, runs)
 	vmodule := "--vmodule=recover=1" // recovery's pass figures
-	startAgentProcess(t, killableAgent(srv.URL, ns, vmodule)).killAfterDeploys(t, killAt)
+	startAgentProcess(t, killableAgent(srv.URL, ns, vmodule)).killAfterJobs(t, killAt)
 	afterKill := tallyRuns(t, em, ns, ids)
 	if afterKill.submitted <= 200 {
 		t.Fatalf("only %d runs Submitted with their Job when the agent was killed, want more than 200: %+v", afterKill.submitted, afterKill)
@@ -95,7 +95,7 @@ func TestRecoveryFindsEveryStrandedRunBehindHundredsOfSubmittedOnes(t *testing.T
 	for _, m := range passes {
 		pages = append(pages, m[1]+" candidates/"+m[3]+" requests")
 	}
-	t.Logf("killed after %d Deploying lines: %d Submitted with their Job, %d stranded (%d by the kill, %d marked as the killed process would); "+
+	t.Logf("killed after %d Jobs created: %d Submitted with their Job, %d stranded (%d by the kill, %d marked as the killed process would); "+
 		"after the restart the stranded runs had their one Job in %s (first) to %s (median) to %s (last); no run was Submitted without a Job "+
 		"(the restarted agent's own new marks included) from %s; the burst ended %+v; "+
 		"recovery passes with candidates: %v; Prefect requests after the restart: %d (StrandedFlowRunCandidates %d, StrandedFlowRun %d, FlowRunHistory %d)",
