@@ -60,4 +60,4 @@ func (a *Agent) settle(ctx context.Context) error {
 // settleLending is how many runs per --concurrency slot may wait out
 // ClaimSettle with their slot lent: enough for about settleLending times
 // Concurrency runs a second.
-const settleLending = 4
+const settleLending = 8
