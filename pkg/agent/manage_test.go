@@ -62,7 +62,7 @@ func (e *env) stillOneError(ra *runningAgent, id string) {
 	e.resync(ra, id)
 	run, _ := e.em.FlowRun(id)
 	if errs := logsAt(run, "ERROR"); len(errs) != 1 {
-		e.t.Fatalf("%d ERROR lines after a while, want 1: %q", len(errs), errs)
+		e.t.Fatalf("%d ERROR lines once the agent synced the Job again, want 1: %q", len(errs), errs)
 	}
 }
 

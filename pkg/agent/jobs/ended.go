@@ -63,7 +63,7 @@ func (c *Controller) checkEndedRuns(ctx context.Context) {
 		if len(cached) == 0 {
 			continue
 		}
-		if run.State == "Cancelling" || run.State == "Cancelled" {
+		if cancelled(run.State) {
 			delete(c.cancelRetry, run.ID)
 			for _, j := range cached {
 				job := j.job()
@@ -113,7 +113,7 @@ func (c *Controller) cancellationsToRetry(ctx context.Context, active map[string
 	}
 	var again []prefect.RunState
 	for _, id := range ids {
-		if st, ok := states[id]; ok && (st.State == "Cancelling" || st.State == "Cancelled") {
+		if st, ok := states[id]; ok && cancelled(st.State) {
 			again = append(again, st)
 			continue
 		}
@@ -171,4 +171,10 @@ func (c *Controller) statesOf(ctx context.Context, ids []string) (map[string]pre
 		}
 	}
 	return all, nil
+}
+
+// cancelled tells whether a run's state asks its Job to stop: Cancelling or
+// Cancelled.
+func cancelled(state string) bool {
+	return state == "Cancelling" || state == "Cancelled"
 }
